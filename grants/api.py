@@ -1,0 +1,130 @@
+"""REST API v1: the same services as the pages, tenancy-scoped by the same selectors."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import serializers, status
+from rest_framework.decorators import api_view, throttle_classes
+from rest_framework.exceptions import ValidationError
+from rest_framework.generics import ListAPIView, RetrieveAPIView
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.throttling import UserRateThrottle
+
+from grants import services
+from grants.access import grant_for_user
+from grants.models import CredentialIssue, Grant, Role
+from grants.selectors import grants_visible_to, roles_requestable_by
+from portal import aws
+from portal.http import client_ip
+
+
+class RoleSerializer(serializers.ModelSerializer):
+    partner = serializers.CharField(source="partner.slug")
+    max_duration_minutes = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Role
+        fields = ["slug", "name", "description", "partner", "max_duration_minutes"]
+
+    def get_max_duration_minutes(self, role: Role) -> int:
+        return int(role.max_duration.total_seconds() // 60)
+
+
+class GrantSerializer(serializers.ModelSerializer):
+    role = serializers.CharField(source="role.slug")
+    partner = serializers.CharField(source="role.partner.slug")
+    user = serializers.UUIDField(source="user.public_id")
+    justification = serializers.CharField(source="request.justification")
+
+    class Meta:
+        model = Grant
+        fields = ["id", "role", "partner", "user", "status", "starts_at", "ends_at", "activated_at", "ended_at",
+                  "justification", "failure_reason"]
+
+
+class AccessRequestInput(serializers.Serializer):
+    role = serializers.SlugField(help_text="Slug of a role you are eligible for.")
+    justification = serializers.CharField(max_length=2000)
+    duration_minutes = serializers.IntegerField(min_value=1, max_value=24 * 60)
+
+
+class RoleList(ListAPIView):
+    """Roles the caller may request."""
+
+    serializer_class = RoleSerializer
+
+    def get_queryset(self):  # type: ignore[no-untyped-def]
+        return roles_requestable_by(self.request.user)  # type: ignore[arg-type]
+
+
+class GrantList(ListAPIView):
+    """Grants visible to the caller: their own (partner admins: their organisation's)."""
+
+    serializer_class = GrantSerializer
+
+    def get_queryset(self):  # type: ignore[no-untyped-def]
+        return grants_visible_to(self.request.user)  # type: ignore[arg-type]
+
+
+class GrantDetail(RetrieveAPIView):
+    serializer_class = GrantSerializer
+
+    def get_object(self) -> Grant:
+        return grant_for_user(self.request.user, self.kwargs["grant_id"])  # type: ignore[arg-type]
+
+
+@extend_schema(request=AccessRequestInput, responses={201: GrantSerializer})
+@api_view(["POST"])
+def access_request_create(request: Request) -> Response:
+    """Request a role for a duration, with a justification. Approved requests start activating at once."""
+    data = AccessRequestInput(data=request.data)
+    data.is_valid(raise_exception=True)
+    role = roles_requestable_by(request.user).filter(slug=data.validated_data["role"]).first()  # type: ignore[arg-type]
+    if role is None:
+        raise ValidationError({"role": ["You are not eligible for a role with this slug."]})
+    try:
+        created = services.access_request_create(
+            requester=request.user,  # type: ignore[arg-type]
+            role=role,
+            justification=data.validated_data["justification"],
+            duration=timedelta(minutes=data.validated_data["duration_minutes"]),
+            source_ip=client_ip(request),
+        )
+    except DjangoValidationError as exc:
+        raise ValidationError(exc.message_dict) from exc
+    return Response(GrantSerializer(created.grant).data, status=status.HTTP_201_CREATED)
+
+
+class MintThrottle(UserRateThrottle):
+    scope = "mint"
+
+
+@extend_schema(
+    request=None,
+    responses={200: inline_serializer("CredentialProcess", {
+        "Version": serializers.IntegerField(), "AccessKeyId": serializers.CharField(),
+        "SecretAccessKey": serializers.CharField(), "SessionToken": serializers.CharField(),
+        "Expiration": serializers.DateTimeField(),
+    })},
+)
+@api_view(["POST"])
+@throttle_classes([MintThrottle])
+def grant_credentials(request: Request, grant_id: int) -> Response:
+    """Mint short-lived credentials for an active grant you hold, as `credential_process` JSON."""
+    grant = grant_for_user(request.user, grant_id)  # type: ignore[arg-type]
+    try:
+        minted = services.credential_mint(grant_id=grant.pk, user=request.user,  # type: ignore[arg-type]
+                                          kind=CredentialIssue.Kind.CLI, source_ip=client_ip(request))
+    except services.GrantNotUsable as exc:
+        return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
+    except aws.AwsUnavailable as exc:
+        return Response({"detail": f"{exc} Try again in a moment."}, status=status.HTTP_503_SERVICE_UNAVAILABLE)
+    except aws.AwsRejected as exc:
+        return Response({"detail": f"AWS refused to issue credentials: {exc}"}, status=status.HTTP_502_BAD_GATEWAY)
+    response = Response(minted.credential_process())
+    response["Cache-Control"] = "no-store"
+    return response

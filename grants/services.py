@@ -1,0 +1,320 @@
+"""Business actions on access requests, grants and credentials. Every state change is audited in its
+transaction; every action is idempotent so a replayed task is harmless."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from grants import policies, provisioning
+from grants.models import AccessRequest, CredentialIssue, Grant, Role
+from grants.selectors import roles_requestable_by
+from partners.models import Partner
+from portal import aws
+from portal.audit import audit_record
+from portal.models import User
+
+log = logging.getLogger(__name__)
+
+MIN_DURATION = timedelta(minutes=15)
+# AWS refuses DurationSeconds below 900; a shorter remainder is cut off by the session policy's time guard.
+STS_MIN_SECONDS = 900
+STS_CHAINED_MAX_SECONDS = 3600
+SWEEP_BATCH = 5000
+
+
+class GrantNotUsable(Exception):
+    """Credentials cannot be minted for this grant now; the message says why, for the person asking."""
+
+
+@dataclass(frozen=True)
+class MintedCredentials:
+    credentials: aws.Credentials
+    issue: CredentialIssue
+
+    def credential_process(self) -> dict[str, object]:
+        """The JSON the AWS CLI/SDKs read from a `credential_process` command."""
+        c = self.credentials
+        return {
+            "Version": 1,
+            "AccessKeyId": c.access_key_id,
+            "SecretAccessKey": c.secret_access_key,
+            "SessionToken": c.session_token,
+            "Expiration": policies.iso(c.expiration),
+        }
+
+
+# --- requests -------------------------------------------------------------------------------------------------
+
+@transaction.atomic
+def access_request_create(*, requester: User, role: Role, justification: str, duration: timedelta,
+                          source_ip: str | None = None) -> AccessRequest:
+    """Request a role. Approval policy is auto-approve for now: the grant is created and activated on commit."""
+    justification = justification.strip()
+    errors: dict[str, str] = {}
+    if not roles_requestable_by(requester).filter(pk=role.pk).exists():
+        errors["role"] = "You are not eligible for this role."
+    if len(justification) < 10:
+        errors["justification"] = "Say why you need this access (at least 10 characters)."
+    if duration < MIN_DURATION:
+        errors["duration"] = f"The shortest access is {int(MIN_DURATION.total_seconds() // 60)} minutes."
+    elif duration > role.max_duration:
+        errors["duration"] = (f"{role.name} can be granted for at most "
+                              f"{int(role.max_duration.total_seconds() // 60)} minutes.")
+    if errors:
+        raise ValidationError(errors)
+    # One person holding a role has one grant: a second request must not overlap the first.
+    current = Grant.objects.select_for_update().filter(
+        user=requester, role=role, status__in=[Grant.Status.PENDING, Grant.Status.ACTIVE]
+    ).first()
+    if current is not None:
+        raise ValidationError({"role": f"You already have access to {role.name} until "
+                                       f"{current.ends_at:%Y-%m-%d %H:%M} UTC."})
+    now = timezone.now()
+    request = AccessRequest.objects.create(
+        requester=requester, role=role, justification=justification, requested_duration=duration,
+        status=AccessRequest.Status.APPROVED, created_at=now, decided_at=now,
+        context={"source_ip": source_ip},
+    )
+    partner_id = role.partner_id
+    audit_record(action="request.created", obj=request, actor=requester, partner_id=partner_id,
+                 data={"role": role.slug, "duration_s": int(duration.total_seconds())})
+    audit_record(action="request.approved", obj=request, actor=None, partner_id=partner_id,
+                 data={"policy": "auto"})
+    grant = Grant.objects.create(request=request, user=requester, role=role, starts_at=now, ends_at=now + duration)
+    audit_record(action="grant.created", obj=grant, actor=None, partner_id=partner_id,
+                 data={"ends_at": grant.ends_at.isoformat()})
+    _queue_activation(grant.pk)
+    return request
+
+
+def _queue_activation(grant_id: int) -> None:
+    from grants import tasks
+
+    transaction.on_commit(lambda: tasks.grant_activate.delay(grant_id))
+
+
+# --- activation -----------------------------------------------------------------------------------------------
+
+def grant_activate(*, grant_id: int) -> Grant:
+    """Make a pending grant usable: confirm its role is in place in AWS, then flip it to active.
+
+    Raises aws.AwsUnavailable (retry) or aws.AwsRejected (permanent); the grant is untouched in both cases.
+    """
+    grant = Grant.objects.select_related("role__partner").get(pk=grant_id)
+    if grant.status != Grant.Status.PENDING:
+        return grant
+    if grant.ends_at <= timezone.now():
+        return _grant_end_unused(grant)
+    if grant.role.partner.status != Partner.Status.ACTIVE:
+        return grant_record_failure(grant_id=grant.pk, reason="The partner is not active.", permanent=True)
+    provisioning.role_check(grant.role)
+    with transaction.atomic():
+        now = timezone.now()
+        updated = Grant.objects.filter(pk=grant.pk, status=Grant.Status.PENDING).update(
+            status=Grant.Status.ACTIVE, activated_at=now, failure_reason=""
+        )
+        if updated:
+            audit_record(action="grant.activated", obj=grant, partner_id=grant.role.partner_id,
+                         data={"attempts": grant.attempts + 1})
+    grant.refresh_from_db()
+    return grant
+
+
+@transaction.atomic
+def grant_record_failure(*, grant_id: int, reason: str, permanent: bool) -> Grant:
+    """Remember why activation failed; a permanent failure ends the grant in the visible `failed` state."""
+    grant = Grant.objects.select_for_update().select_related("role").get(pk=grant_id)
+    if grant.status != Grant.Status.PENDING:
+        return grant
+    grant.attempts += 1
+    grant.failure_reason = reason[:2000]
+    fields = ["attempts", "failure_reason"]
+    if permanent:
+        grant.status = Grant.Status.FAILED
+        grant.ended_at = timezone.now()
+        fields += ["status", "ended_at"]
+    grant.save(update_fields=fields)
+    audit_record(action="grant.failed" if permanent else "grant.activation_retry", obj=grant,
+                 partner_id=grant.role.partner_id, data={"reason": grant.failure_reason, "attempt": grant.attempts})
+    return grant
+
+
+@transaction.atomic
+def _grant_end_unused(grant: Grant) -> Grant:
+    """A grant that never became active before its end: no session exists, so no deny is needed."""
+    if Grant.objects.filter(pk=grant.pk, status=Grant.Status.PENDING).update(
+        status=Grant.Status.EXPIRED, ended_at=timezone.now()
+    ):
+        audit_record(action="grant.expired", obj=grant, partner_id=grant.role.partner_id,
+                     data={"never_active": True})
+    grant.refresh_from_db()
+    return grant
+
+
+# --- credentials ----------------------------------------------------------------------------------------------
+
+def _duration_seconds(grant: Grant, now: datetime) -> int:
+    remaining = int((grant.ends_at - now).total_seconds())
+    ceiling = int(grant.role.max_duration.total_seconds())
+    if aws.broker_is_chained():
+        ceiling = min(ceiling, STS_CHAINED_MAX_SECONDS)
+    return max(STS_MIN_SECONDS, min(remaining, ceiling))
+
+
+def credential_mint(*, grant_id: int, user: User, kind: str, source_ip: str | None = None) -> MintedCredentials:
+    """Mint an STS session for the grant's holder: attributable, tagged, and dead at the grant's end.
+
+    The grant row stays locked until the session is recorded, so an expiry or revocation that claims the grant
+    meanwhile waits and its deny cutoff covers this session.
+    """
+    with transaction.atomic():
+        grant = (
+            Grant.objects.select_for_update()
+            .select_related("role__partner")
+            .filter(pk=grant_id, user=user)
+            .first()
+        )
+        now = timezone.now()
+        if grant is None:
+            raise GrantNotUsable("No such grant.")
+        if grant.status != Grant.Status.ACTIVE or grant.ends_at <= now:
+            raise GrantNotUsable(f"This grant is {grant.get_status_display().lower()}: request access again.")
+        role, partner = grant.role, grant.role.partner
+        if partner.status != Partner.Status.ACTIVE:
+            raise GrantNotUsable("Your organisation's access is suspended.")
+        if not role.aws_role_arn:
+            raise GrantNotUsable("This role is not provisioned yet; try again in a minute.")
+        credentials = aws.assume_role(
+            role.aws_role_arn,
+            session_name=f"porte-g{grant.pk}-{user.public_id.hex[:8]}",
+            using=aws.broker_credentials(),
+            duration_seconds=_duration_seconds(grant, now),
+            SourceIdentity=user.source_identity,
+            ExternalId=partner.external_id,
+            Tags=[
+                {"Key": "porte:partner", "Value": partner.slug},
+                {"Key": "porte:grant", "Value": str(grant.pk)},
+                {"Key": "porte:user", "Value": str(user.public_id)},
+            ],
+            Policy=_compact(policies.session_policy(ends_at=grant.ends_at)),
+        )
+        issue = CredentialIssue.objects.create(
+            grant=grant, kind=kind, access_key_id=credentials.access_key_id, issued_at=now,
+            expires_at=min(credentials.expiration, grant.ends_at) if credentials.expiration > now
+            else grant.ends_at, source_ip=source_ip,
+        )
+        audit_record(action="credential.issued", obj=issue, actor=user, partner_id=partner.pk,
+                     data={"grant": grant.pk, "kind": kind, "access_key_id": credentials.access_key_id,
+                           "expires_at": credentials.expiration.isoformat()})
+    return MintedCredentials(credentials, issue)
+
+
+def _compact(document: dict[str, object]) -> str:
+    import json
+
+    return json.dumps(document, separators=(",", ":"))
+
+
+# --- expiry ---------------------------------------------------------------------------------------------------
+
+def grants_expire_due(*, now: datetime | None = None, lease: timedelta = timedelta(seconds=60)) -> int:
+    """End every grant whose time is up. Safe to run concurrently and repeatedly.
+
+    1. Claim due grants (active → expiring) in one short transaction; rows locked by another sweeper are skipped,
+       so two sweepers never claim the same grant.
+    2. Per role: put the revocation deny (computed from the database, so idempotent), then mark the grants ended
+       and audit each one — only after AWS accepted the deny.
+    Claims left by a sweeper that died are picked up once older than `lease`.
+    Returns the number of grants ended.
+    """
+    now = now or timezone.now()
+    cutoff = policies.ceil_to_second(now)
+    with transaction.atomic():
+        due = list(
+            Grant.objects.due(now).select_for_update(skip_locked=True).order_by("ends_at")
+            .values_list("id", flat=True)[:SWEEP_BATCH]
+        )
+        if due:
+            Grant.objects.filter(id__in=due, status=Grant.Status.ACTIVE).update(
+                status=Grant.Status.EXPIRING, deny_cutoff=cutoff, claimed_at=now
+            )
+    for grant in Grant.objects.filter(status=Grant.Status.PENDING, ends_at__lte=now).select_related("role"):
+        _grant_end_unused(grant)
+    claims = Grant.objects.filter(status__in=[Grant.Status.EXPIRING, Grant.Status.REVOKING]).filter(
+        Q(id__in=due) | Q(claimed_at__lt=now - lease)
+    )
+    by_role: dict[int, list[int]] = {}
+    for grant_id, role_id in claims.values_list("id", "role_id"):
+        by_role.setdefault(role_id, []).append(grant_id)
+    ended = 0
+    for role_id, grant_ids in by_role.items():
+        try:
+            ended += _role_end_grants(role_id, grant_ids, now)
+        except aws.AwsError as exc:
+            # The claims stay; the next sweep after the lease retries them. Nothing is marked ended.
+            log.warning("could not put revocation deny on role %s: %s", role_id, exc)
+            Grant.objects.filter(id__in=grant_ids).update(failure_reason=f"Revocation pending: {exc}"[:2000])
+    return ended
+
+
+def _role_end_grants(role_id: int, grant_ids: list[int], now: datetime) -> int:
+    with transaction.atomic():
+        # The role lock serialises deny writes per role: two sweepers cannot overwrite each other's document.
+        role = Role.objects.select_for_update().select_related("partner").get(pk=role_id)
+        provisioning.role_put_revocations(role, now)
+        ended = 0
+        for grant in Grant.objects.filter(
+            id__in=grant_ids, status__in=[Grant.Status.EXPIRING, Grant.Status.REVOKING]
+        ).select_related("user"):
+            final = Grant.Status.EXPIRED if grant.status == Grant.Status.EXPIRING else Grant.Status.REVOKED
+            if Grant.objects.filter(pk=grant.pk, status=grant.status).update(
+                status=final, ended_at=timezone.now(), failure_reason=""
+            ):
+                ended += 1
+                audit_record(
+                    action=f"grant.{final}", obj=grant, partner_id=role.partner_id,
+                    data={"deny_cutoff": grant.deny_cutoff.isoformat() if grant.deny_cutoff else None,
+                          "source_identity": grant.user.source_identity},
+                )
+        return ended
+
+
+# --- reconciliation -------------------------------------------------------------------------------------------
+
+def grants_redrive_stuck(*, lease: timedelta = timedelta(seconds=60)) -> list[int]:
+    """Pending grants whose activation message was lost: queue them again (activation is idempotent)."""
+    stale = timezone.now() - lease
+    ids = list(Grant.objects.filter(status=Grant.Status.PENDING, request__decided_at__lt=stale)
+               .values_list("id", flat=True))
+    for grant_id in ids:
+        from grants import tasks
+
+        tasks.grant_activate.delay(grant_id)
+    return ids
+
+
+# --- roles ----------------------------------------------------------------------------------------------------
+
+@transaction.atomic
+def role_create(*, partner: Partner, slug: str, name: str, inline_policy: dict[str, object],
+                permissions_boundary_arn: str, max_duration: timedelta, description: str = "",
+                eligible_groups: list[str] | None = None, actor: User | None = None) -> Role:
+    """Define a scoped role (provisioned in AWS by `provisioning.role_provision`)."""
+    from grants.models import Eligibility
+
+    role = Role.objects.create(partner=partner, slug=slug, name=name, description=description,
+                               inline_policy=inline_policy, permissions_boundary_arn=permissions_boundary_arn,
+                               max_duration=max_duration)
+    for group in eligible_groups or []:
+        Eligibility.objects.create(role=role, group=group)
+    audit_record(action="role.created", obj=role, actor=actor, partner_id=partner.pk,
+                 data={"slug": slug, "eligible_groups": eligible_groups or [],
+                       "max_duration_s": int(max_duration.total_seconds())})
+    return role

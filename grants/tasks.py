@@ -1,0 +1,44 @@
+"""Thin Celery tasks: take ids, call a service; services are idempotent so duplicates are harmless."""
+
+from __future__ import annotations
+
+import logging
+
+from celery import shared_task
+from django.conf import settings
+
+from grants import services
+from portal import aws
+
+log = logging.getLogger(__name__)
+
+
+@shared_task(bind=True, max_retries=8, acks_late=True, reject_on_worker_lost=True)
+def grant_activate(self, grant_id: int) -> str:  # type: ignore[no-untyped-def]
+    try:
+        return services.grant_activate(grant_id=grant_id).status
+    except aws.AwsUnavailable as exc:
+        services.grant_record_failure(grant_id=grant_id, reason=str(exc), permanent=False)
+        # Backoff 2, 4, 8 ... 256 s; past the last retry the reconciler picks the grant up again.
+        raise self.retry(countdown=min(256, 2 ** (self.request.retries + 1)), exc=exc) from exc
+    except aws.AwsRejected as exc:
+        return services.grant_record_failure(grant_id=grant_id, reason=str(exc), permanent=True).status
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def expiry_sweep() -> int:
+    return services.grants_expire_due(lease=_lease())
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def reconcile() -> int:
+    redriven = services.grants_redrive_stuck(lease=_lease())
+    if redriven:
+        log.info("re-queued activation of %d pending grants", len(redriven))
+    return len(redriven)
+
+
+def _lease():  # type: ignore[no-untyped-def]
+    from datetime import timedelta
+
+    return timedelta(seconds=settings.TRANSITION_LEASE_SECONDS)

@@ -1,0 +1,19 @@
+from django.urls import path
+
+from grants import api, views
+
+urlpatterns = [
+    path("", views.dashboard, name="home"),
+    path("requests/new/", views.request_access, name="request_access"),
+    path("grants/<int:grant_id>/", views.grant_detail, name="grant_detail"),
+    path("grants/<int:grant_id>/console/", views.grant_console, name="grant_console"),
+    path("grants/<int:grant_id>/cli/", views.grant_cli, name="grant_cli"),
+]
+
+api_urlpatterns = [
+    path("roles/", api.RoleList.as_view(), name="api_roles"),
+    path("grants/", api.GrantList.as_view(), name="api_grants"),
+    path("grants/<int:grant_id>/", api.GrantDetail.as_view(), name="api_grant"),
+    path("grants/<int:grant_id>/credentials/", api.grant_credentials, name="api_grant_credentials"),
+    path("access-requests/", api.access_request_create, name="api_access_requests"),
+]

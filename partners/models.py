@@ -1,0 +1,99 @@
+import secrets
+
+from django.conf import settings
+from django.db import models
+from django.db.models.functions import Lower
+
+
+def _external_id() -> str:
+    return secrets.token_urlsafe(24)
+
+
+class Partner(models.Model):
+    class Status(models.TextChoices):
+        ONBOARDING = "onboarding", "Onboarding"
+        ACTIVE = "active", "Active"
+        SUSPENDED = "suspended", "Suspended"
+        OFFBOARDED = "offboarded", "Offboarded"
+
+    name = models.CharField(max_length=120)
+    slug = models.SlugField(max_length=40, unique=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.ONBOARDING)
+    aws_account_id = models.CharField(max_length=12, blank=True, help_text="The partner's dedicated AWS account.")
+    aws_region = models.CharField(max_length=32, default="eu-west-1")
+    # Required by every scoped role's trust policy (confused-deputy protection).
+    external_id = models.CharField(max_length=64, default=_external_id, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(aws_account_id="") | models.Q(aws_account_id__regex=r"^[0-9]{12}$"),
+                name="partner_aws_account_id_12_digits",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def is_active(self) -> bool:
+        return self.status == self.Status.ACTIVE
+
+
+class PartnerDomain(models.Model):
+    """An email domain the partner owns: used to route people to the partner's IdP (home-realm discovery)."""
+
+    partner = models.ForeignKey(Partner, on_delete=models.CASCADE, related_name="domains")
+    domain = models.CharField(max_length=253)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(Lower("domain"), name="partner_domain_unique_ci")]
+
+    def __str__(self) -> str:
+        return self.domain
+
+
+class IdentityProvider(models.Model):
+    """A partner's own IdP. allauth sees it as a SocialApp built from this row (see partners.adapter), so the
+    client secret stays encrypted at rest."""
+
+    class Protocol(models.TextChoices):
+        OIDC = "oidc", "OpenID Connect"
+
+    partner = models.ForeignKey(Partner, on_delete=models.PROTECT, related_name="identity_providers")
+    # allauth's provider id: the path segment of /accounts/oidc/<provider_id>/ and SocialAccount.provider.
+    provider_id = models.SlugField(max_length=64, unique=True)
+    protocol = models.CharField(max_length=8, choices=Protocol.choices, default=Protocol.OIDC)
+    display_name = models.CharField(max_length=120)
+    issuer = models.URLField(help_text="OIDC issuer; discovery is read from <issuer>/.well-known/openid-configuration")
+    client_id = models.CharField(max_length=255)
+    client_secret_encrypted = models.TextField(blank=True)
+    is_enabled = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            # One IdP per partner for now; federation of several IdPs per partner comes with onboarding.
+            models.UniqueConstraint(fields=["partner"], name="one_identity_provider_per_partner"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.display_name} ({self.provider_id})"
+
+
+class Membership(models.Model):
+    """A person's place in exactly one partner organisation."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="membership")
+    partner = models.ForeignKey(Partner, on_delete=models.PROTECT, related_name="memberships")
+    identity_provider = models.ForeignKey(IdentityProvider, null=True, on_delete=models.SET_NULL, related_name="+")
+    is_partner_admin = models.BooleanField(default=False)
+    groups = models.JSONField(default=list, blank=True, help_text="Group names asserted by the partner's IdP.")
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_sign_in_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.user} @ {self.partner}"

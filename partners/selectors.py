@@ -1,0 +1,18 @@
+from __future__ import annotations
+
+from partners.models import IdentityProvider, Partner, PartnerDomain
+
+
+def identity_provider_by_provider_id(provider_id: str) -> IdentityProvider | None:
+    return IdentityProvider.objects.select_related("partner").filter(provider_id=provider_id).first()
+
+
+def identity_provider_for_email(email: str) -> IdentityProvider | None:
+    """Home-realm discovery: the enabled IdP of the active partner that owns the email's domain."""
+    domain = email.rpartition("@")[2].strip().lower()
+    if not domain:
+        return None
+    partner_domain = PartnerDomain.objects.select_related("partner").filter(domain__iexact=domain).first()
+    if partner_domain is None or partner_domain.partner.status != Partner.Status.ACTIVE:
+        return None
+    return partner_domain.partner.identity_providers.filter(is_enabled=True).first()

@@ -1,0 +1,34 @@
+from typing import Any
+
+from django.contrib import admin
+from django.contrib.auth.admin import UserAdmin
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest
+
+from portal.models import AuditEvent, User
+
+# Staff sign in through allauth (one login page, one lockout/MFA policy), never through the admin's own form.
+admin.site.login = login_required(admin.site.login)  # type: ignore[method-assign]
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """State changes go through services (audited); the admin shows, it does not edit."""
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(ReadOnlyAdmin):
+    list_display = ["at", "action", "object_type", "object_id", "actor", "partner_id"]
+    list_filter = ["action"]
+    search_fields = ["object_id", "action"]
+
+
+admin.site.register(User, UserAdmin)

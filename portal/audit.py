@@ -1,0 +1,72 @@
+"""The audit log: one append-only hash chain for every state change in Porte."""
+
+import hashlib
+import json
+from typing import Any
+
+from django.db import connection, models
+from django.utils import timezone
+
+from portal.models import AuditEvent, User
+
+GENESIS = "0" * 64
+# Arbitrary constant naming the PostgreSQL advisory lock that serialises appends to the chain.
+_CHAIN_LOCK = 0x504F525445
+
+
+def _digest(*, prev_hash: str, at: str, actor_id: int | None, action: str, object_type: str, object_id: str,
+            partner_id: int | None, data: dict[str, Any]) -> str:
+    body = json.dumps(
+        [prev_hash, at, actor_id, action, object_type, object_id, partner_id, data],
+        sort_keys=True, separators=(",", ":"), default=str,
+    )
+    return hashlib.sha256(body.encode()).hexdigest()
+
+
+def audit_record(
+    *,
+    action: str,
+    obj: models.Model | None,
+    actor: User | None = None,
+    partner_id: int | None = None,
+    data: dict[str, Any] | None = None,
+) -> AuditEvent:
+    """Append an event. Must run inside the transaction that makes the change it records."""
+    if not connection.in_atomic_block:
+        raise RuntimeError("audit_record must be called inside the transaction of the change it records")
+    if connection.vendor == "postgresql":
+        # Appends must not interleave, or two events would claim the same predecessor. SQLite needs no lock:
+        # its IMMEDIATE transactions already serialise writers.
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_CHAIN_LOCK])
+    last = AuditEvent.objects.order_by("-id").values_list("hash", flat=True).first()
+    prev_hash = last or GENESIS
+    at = timezone.now()
+    fields: dict[str, Any] = {
+        "at": at,
+        "actor_id": actor.pk if actor else None,
+        "action": action,
+        "object_type": obj._meta.label_lower if obj is not None else "",
+        "object_id": str(obj.pk) if obj is not None else "",
+        "partner_id": partner_id,
+        "data": json.loads(json.dumps(data or {}, default=str)),
+    }
+    digest = _digest(prev_hash=prev_hash, **{**fields, "at": at.isoformat()})
+    return AuditEvent.objects.create(prev_hash=prev_hash, hash=digest, **fields)
+
+
+def verify_chain() -> int | None:
+    """Return the id of the first event that breaks the chain, or None when the whole chain holds."""
+    prev_hash = GENESIS
+    for event in AuditEvent.objects.order_by("id").iterator(chunk_size=2000):
+        expected = _digest(
+            prev_hash=prev_hash, at=event.at.isoformat(), actor_id=event.actor_id, action=event.action,
+            object_type=event.object_type, object_id=event.object_id, partner_id=event.partner_id,
+            data=event.data,
+        )
+        if event.prev_hash != prev_hash or event.hash != expected:
+            return event.pk
+        prev_hash = event.hash
+    return None
+
+

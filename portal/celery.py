@@ -1,0 +1,35 @@
+"""The Celery app and the whole periodic schedule, in one place.
+
+Tasks are named by string so that `portal` imports no app. Nothing here is needed for correctness of expiry:
+the sweeper reads due grants from the database, so a lost message only delays work.
+"""
+
+import os
+
+from celery import Celery
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
+
+app = Celery("porte")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()
+
+
+@app.on_after_configure.connect
+def _schedule(sender: Celery, **_: object) -> None:
+    from django.conf import settings
+
+    sender.conf.beat_schedule = {
+        # Ends access at grant.ends_at: claims due grants and puts the targeted deny on their roles.
+        "expire-due-grants": {
+            "task": "grants.tasks.expiry_sweep",
+            "schedule": settings.EXPIRY_SWEEP_SECONDS,
+            "options": {"expires": settings.EXPIRY_SWEEP_SECONDS * 5},
+        },
+        # Re-drives grants whose activation or expiry message was lost, and repairs IAM drift.
+        "reconcile": {
+            "task": "grants.tasks.reconcile",
+            "schedule": settings.RECONCILE_SECONDS,
+            "options": {"expires": settings.RECONCILE_SECONDS},
+        },
+    }

@@ -1,0 +1,19 @@
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView
+
+from grants.urls import api_urlpatterns
+from partners.views import sign_in
+from portal.views import health
+
+admin.site.site_header = "Porte administration"
+
+urlpatterns = [
+    path("sign-in/", sign_in, name="sign_in"),
+    path("accounts/", include("allauth.urls")),
+    path("admin/", admin.site.urls),
+    path("health/", health, name="health"),
+    path("api/v1/", include(api_urlpatterns)),
+    path("api/schema/", SpectacularAPIView.as_view(), name="api_schema"),
+    path("", include("grants.urls")),
+]
