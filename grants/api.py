@@ -42,8 +42,19 @@ class GrantSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Grant
-        fields = ["id", "role", "partner", "user", "status", "starts_at", "ends_at", "activated_at", "ended_at",
-                  "justification", "failure_reason"]
+        fields = [
+            "id",
+            "role",
+            "partner",
+            "user",
+            "status",
+            "starts_at",
+            "ends_at",
+            "activated_at",
+            "ended_at",
+            "justification",
+            "failure_reason",
+        ]
 
 
 class AccessRequestInput(serializers.Serializer):
@@ -57,7 +68,7 @@ class RoleList(ListAPIView):
 
     serializer_class = RoleSerializer
 
-    def get_queryset(self):  # type: ignore[no-untyped-def]
+    def get_queryset(self):
         return roles_requestable_by(self.request.user)  # type: ignore[arg-type]
 
 
@@ -66,7 +77,7 @@ class GrantList(ListAPIView):
 
     serializer_class = GrantSerializer
 
-    def get_queryset(self):  # type: ignore[no-untyped-def]
+    def get_queryset(self):
         return grants_visible_to(self.request.user)  # type: ignore[arg-type]
 
 
@@ -105,11 +116,18 @@ class MintThrottle(UserRateThrottle):
 
 @extend_schema(
     request=None,
-    responses={200: inline_serializer("CredentialProcess", {
-        "Version": serializers.IntegerField(), "AccessKeyId": serializers.CharField(),
-        "SecretAccessKey": serializers.CharField(), "SessionToken": serializers.CharField(),
-        "Expiration": serializers.DateTimeField(),
-    })},
+    responses={
+        200: inline_serializer(
+            "CredentialProcess",
+            {
+                "Version": serializers.IntegerField(),
+                "AccessKeyId": serializers.CharField(),
+                "SecretAccessKey": serializers.CharField(),
+                "SessionToken": serializers.CharField(),
+                "Expiration": serializers.DateTimeField(),
+            },
+        )
+    },
 )
 @api_view(["POST"])
 @throttle_classes([MintThrottle])
@@ -117,14 +135,22 @@ def grant_credentials(request: Request, grant_id: int) -> Response:
     """Mint short-lived credentials for an active grant you hold, as `credential_process` JSON."""
     grant = grant_for_user(request.user, grant_id)  # type: ignore[arg-type]
     try:
-        minted = services.credential_mint(grant_id=grant.pk, user=request.user,  # type: ignore[arg-type]
-                                          kind=CredentialIssue.Kind.CLI, source_ip=client_ip(request))
+        minted = services.credential_mint(
+            grant_id=grant.pk,
+            user=request.user,  # type: ignore[arg-type]
+            kind=CredentialIssue.Kind.CLI,
+            source_ip=client_ip(request),
+        )
     except services.GrantNotUsable as exc:
         return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
     except aws.AwsUnavailable as exc:
-        return Response({"detail": f"{exc} Try again in a moment."}, status=status.HTTP_503_SERVICE_UNAVAILABLE)
+        return Response(
+            {"detail": f"{exc} Try again in a moment."}, status=status.HTTP_503_SERVICE_UNAVAILABLE
+        )
     except aws.AwsRejected as exc:
-        return Response({"detail": f"AWS refused to issue credentials: {exc}"}, status=status.HTTP_502_BAD_GATEWAY)
+        return Response(
+            {"detail": f"AWS refused to issue credentials: {exc}"}, status=status.HTTP_502_BAD_GATEWAY
+        )
     response = Response(minted.credential_process())
     response["Cache-Control"] = "no-store"
     return response

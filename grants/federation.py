@@ -16,11 +16,13 @@ class ConsoleUnavailable(Exception):
 
 
 def console_sign_in_url(credentials: Credentials, *, issuer: str, destination: str | None = None) -> str:
-    session = json.dumps({
-        "sessionId": credentials.access_key_id,
-        "sessionKey": credentials.secret_access_key,
-        "sessionToken": credentials.session_token,
-    })
+    session = json.dumps(
+        {
+            "sessionId": credentials.access_key_id,
+            "sessionKey": credentials.secret_access_key,
+            "sessionToken": credentials.session_token,
+        }
+    )
     try:
         response = requests.get(
             settings.AWS_FEDERATION_URL, params={"Action": "getSigninToken", "Session": session}, timeout=10
@@ -33,10 +35,12 @@ def console_sign_in_url(credentials: Credentials, *, issuer: str, destination: s
             f"The AWS console sign-in service at {settings.AWS_FEDERATION_URL} did not issue a sign-in token "
             f"({type(exc).__name__}). Use CLI credentials, or try again."
         ) from None
-    query = urlencode({
-        "Action": "login",
-        "Issuer": issuer,
-        "Destination": destination or settings.AWS_CONSOLE_URL,
-        "SigninToken": token,
-    })
+    query = urlencode(
+        {
+            "Action": "login",
+            "Issuer": issuer,
+            "Destination": destination or settings.AWS_CONSOLE_URL,
+            "SigninToken": token,
+        }
+    )
     return f"{settings.AWS_FEDERATION_URL}?{query}"

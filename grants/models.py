@@ -17,7 +17,9 @@ class Role(models.Model):
     slug = models.SlugField(max_length=48)
     name = models.CharField(max_length=120)
     description = models.TextField(blank=True)
-    inline_policy = models.JSONField(help_text="IAM policy document attached to the role as `porte-permissions`.")
+    inline_policy = models.JSONField(
+        help_text="IAM policy document attached to the role as `porte-permissions`."
+    )
     permissions_boundary_arn = models.CharField(max_length=2048)
     max_duration = models.DurationField(default=timedelta(hours=1))
     aws_role_arn = models.CharField(max_length=2048, blank=True)
@@ -28,7 +30,8 @@ class Role(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["partner", "slug"], name="role_slug_unique_per_partner"),
             models.CheckConstraint(
-                condition=Q(max_duration__gte=timedelta(minutes=15)) & Q(max_duration__lte=timedelta(hours=12)),
+                condition=Q(max_duration__gte=timedelta(minutes=15))
+                & Q(max_duration__lte=timedelta(hours=12)),
                 name="role_max_duration_15m_to_12h",
             ),
             models.CheckConstraint(condition=~Q(permissions_boundary_arn=""), name="role_boundary_required"),
@@ -36,6 +39,10 @@ class Role(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.partner.slug})"
+
+    @property
+    def max_duration_minutes(self) -> int:
+        return int(self.max_duration.total_seconds() // 60)
 
     @property
     def iam_name(self) -> str:
@@ -46,8 +53,13 @@ class Eligibility(models.Model):
     """Who may request a role: one person, or everyone in one of the partner's IdP groups."""
 
     role = models.ForeignKey(Role, on_delete=models.CASCADE, related_name="eligibilities")
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE,
-                             related_name="eligibilities")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="eligibilities",
+    )
     group = models.CharField(max_length=100, blank=True)
 
     class Meta:
@@ -57,10 +69,12 @@ class Eligibility(models.Model):
                 condition=(Q(user__isnull=False) & Q(group="")) | (Q(user__isnull=True) & ~Q(group="")),
                 name="eligibility_user_xor_group",
             ),
-            models.UniqueConstraint(fields=["role", "user"], condition=Q(user__isnull=False),
-                                    name="eligibility_unique_user"),
-            models.UniqueConstraint(fields=["role", "group"], condition=~Q(group=""),
-                                    name="eligibility_unique_group"),
+            models.UniqueConstraint(
+                fields=["role", "user"], condition=Q(user__isnull=False), name="eligibility_unique_user"
+            ),
+            models.UniqueConstraint(
+                fields=["role", "group"], condition=~Q(group=""), name="eligibility_unique_group"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -86,7 +100,9 @@ class AccessRequest(models.Model):
     class Meta:
         ordering = ["-created_at"]
         constraints = [
-            models.CheckConstraint(condition=Q(requested_duration__gt=timedelta(0)), name="request_duration_positive"),
+            models.CheckConstraint(
+                condition=Q(requested_duration__gt=timedelta(0)), name="request_duration_positive"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -97,7 +113,7 @@ class GrantQuerySet(models.QuerySet["Grant"]):
     def active(self) -> GrantQuerySet:
         return self.filter(status=Grant.Status.ACTIVE, ends_at__gt=timezone.now())
 
-    def due(self, now=None) -> GrantQuerySet:  # type: ignore[no-untyped-def]
+    def due(self, now=None) -> GrantQuerySet:
         return self.filter(status=Grant.Status.ACTIVE, ends_at__lte=now or timezone.now())
 
 
@@ -172,7 +188,9 @@ class CredentialIssue(models.Model):
     class Meta:
         ordering = ["-issued_at"]
         constraints = [
-            models.CheckConstraint(condition=Q(expires_at__gt=F("issued_at")), name="credential_expires_after_issue"),
+            models.CheckConstraint(
+                condition=Q(expires_at__gt=F("issued_at")), name="credential_expires_after_issue"
+            ),
         ]
 
     def __str__(self) -> str:

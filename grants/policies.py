@@ -90,7 +90,9 @@ def revocation_policy(revocations: Iterable[tuple[str, datetime]]) -> dict[str, 
                 "Action": "*",
                 "Resource": "*",
                 "Condition": {
-                    "StringEquals": {"aws:SourceIdentity": identities if len(identities) > 1 else identities[0]},
+                    "StringEquals": {
+                        "aws:SourceIdentity": identities if len(identities) > 1 else identities[0]
+                    },
                     "DateLessThan": {"aws:TokenIssueTime": iso(cutoff)},
                 },
             }

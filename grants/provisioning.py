@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from datetime import datetime, timedelta
@@ -32,7 +33,9 @@ def _iam(role: Role) -> Any:
 
 def desired_role(role: Role) -> dict[str, Any]:
     return {
-        "trust": policies.trust_policy(broker_arn=aws.broker_principal_arn(), external_id=role.partner.external_id),
+        "trust": policies.trust_policy(
+            broker_arn=aws.broker_principal_arn(), external_id=role.partner.external_id
+        ),
         "permissions": role.inline_policy,
         "boundary": role.permissions_boundary_arn,
         "max_session": int(iam_max_session(role).total_seconds()),
@@ -65,15 +68,23 @@ def role_provision(*, role: Role, actor: User | None = None) -> Role:
                 Tags=want["tags"],
             )["Role"]["Arn"]
             created = True
-        iam.put_role_policy(RoleName=role.iam_name, PolicyName=policies.PERMISSIONS_POLICY_NAME,
-                            PolicyDocument=json.dumps(want["permissions"]))
+        iam.put_role_policy(
+            RoleName=role.iam_name,
+            PolicyName=policies.PERMISSIONS_POLICY_NAME,
+            PolicyDocument=json.dumps(want["permissions"]),
+        )
     with transaction.atomic():
         locked = Role.objects.select_for_update().get(pk=role.pk)
         locked.aws_role_arn = arn
         locked.provisioned_at = timezone.now()
         locked.save(update_fields=["aws_role_arn", "provisioned_at"])
-        audit_record(action="role.provisioned", obj=locked, actor=actor, partner_id=locked.partner_id,
-                     data={"arn": arn, "created": created})
+        audit_record(
+            action="role.provisioned",
+            obj=locked,
+            actor=actor,
+            partner_id=locked.partner_id,
+            data={"arn": arn, "created": created},
+        )
     role.aws_role_arn, role.provisioned_at = locked.aws_role_arn, locked.provisioned_at
     return role
 
@@ -88,18 +99,19 @@ def role_check(role: Role) -> None:
         try:
             iam.get_role(RoleName=role.iam_name)
         except iam.exceptions.NoSuchEntityException:
-            log.warning("role %s missing in account %s: re-provisioning", role.iam_name, role.partner.aws_account_id)
+            log.warning(
+                "role %s missing in account %s: re-provisioning", role.iam_name, role.partner.aws_account_id
+            )
             role_provision(role=role)
 
 
 def revocations_for(role: Role, now: datetime) -> list[tuple[str, datetime]]:
     """(source identity, cutoff) of every ended grant whose sessions could still be alive."""
     horizon = now - iam_max_session(role)
-    rows = (
-        Grant.objects.filter(role=role, deny_cutoff__gt=horizon)
-        .values_list("user__public_id", "deny_cutoff")
+    rows = Grant.objects.filter(role=role, deny_cutoff__gt=horizon).values_list(
+        "user__public_id", "deny_cutoff"
     )
-    return [(f"porte-{public_id.hex}", cutoff) for public_id, cutoff in rows]
+    return [(f"porte-{public_id.hex}", cutoff) for public_id, cutoff in rows if cutoff is not None]
 
 
 def role_put_revocations(role: Role, now: datetime) -> dict[str, Any] | None:
@@ -108,11 +120,12 @@ def role_put_revocations(role: Role, now: datetime) -> dict[str, Any] | None:
     iam = _iam(role)
     with aws.aws_errors():
         if document is not None:
-            iam.put_role_policy(RoleName=role.iam_name, PolicyName=policies.REVOCATIONS_POLICY_NAME,
-                                PolicyDocument=json.dumps(document, separators=(",", ":")))
+            iam.put_role_policy(
+                RoleName=role.iam_name,
+                PolicyName=policies.REVOCATIONS_POLICY_NAME,
+                PolicyDocument=json.dumps(document, separators=(",", ":")),
+            )
         else:
-            try:
+            with contextlib.suppress(iam.exceptions.NoSuchEntityException):
                 iam.delete_role_policy(RoleName=role.iam_name, PolicyName=policies.REVOCATIONS_POLICY_NAME)
-            except iam.exceptions.NoSuchEntityException:
-                pass
     return document

@@ -52,9 +52,11 @@ class MintedCredentials:
 
 # --- requests -------------------------------------------------------------------------------------------------
 
+
 @transaction.atomic
-def access_request_create(*, requester: User, role: Role, justification: str, duration: timedelta,
-                          source_ip: str | None = None) -> AccessRequest:
+def access_request_create(
+    *, requester: User, role: Role, justification: str, duration: timedelta, source_ip: str | None = None
+) -> AccessRequest:
     """Request a role. Approval policy is auto-approve for now: the grant is created and activated on commit."""
     justification = justification.strip()
     errors: dict[str, str] = {}
@@ -65,31 +67,53 @@ def access_request_create(*, requester: User, role: Role, justification: str, du
     if duration < MIN_DURATION:
         errors["duration"] = f"The shortest access is {int(MIN_DURATION.total_seconds() // 60)} minutes."
     elif duration > role.max_duration:
-        errors["duration"] = (f"{role.name} can be granted for at most "
-                              f"{int(role.max_duration.total_seconds() // 60)} minutes.")
+        errors["duration"] = (
+            f"{role.name} can be granted for at most {int(role.max_duration.total_seconds() // 60)} minutes."
+        )
     if errors:
         raise ValidationError(errors)
     # One person holding a role has one grant: a second request must not overlap the first.
-    current = Grant.objects.select_for_update().filter(
-        user=requester, role=role, status__in=[Grant.Status.PENDING, Grant.Status.ACTIVE]
-    ).first()
+    current = (
+        Grant.objects.select_for_update()
+        .filter(user=requester, role=role, status__in=[Grant.Status.PENDING, Grant.Status.ACTIVE])
+        .first()
+    )
     if current is not None:
-        raise ValidationError({"role": f"You already have access to {role.name} until "
-                                       f"{current.ends_at:%Y-%m-%d %H:%M} UTC."})
+        raise ValidationError(
+            {"role": f"You already have access to {role.name} until {current.ends_at:%Y-%m-%d %H:%M} UTC."}
+        )
     now = timezone.now()
     request = AccessRequest.objects.create(
-        requester=requester, role=role, justification=justification, requested_duration=duration,
-        status=AccessRequest.Status.APPROVED, created_at=now, decided_at=now,
+        requester=requester,
+        role=role,
+        justification=justification,
+        requested_duration=duration,
+        status=AccessRequest.Status.APPROVED,
+        created_at=now,
+        decided_at=now,
         context={"source_ip": source_ip},
     )
     partner_id = role.partner_id
-    audit_record(action="request.created", obj=request, actor=requester, partner_id=partner_id,
-                 data={"role": role.slug, "duration_s": int(duration.total_seconds())})
-    audit_record(action="request.approved", obj=request, actor=None, partner_id=partner_id,
-                 data={"policy": "auto"})
-    grant = Grant.objects.create(request=request, user=requester, role=role, starts_at=now, ends_at=now + duration)
-    audit_record(action="grant.created", obj=grant, actor=None, partner_id=partner_id,
-                 data={"ends_at": grant.ends_at.isoformat()})
+    audit_record(
+        action="request.created",
+        obj=request,
+        actor=requester,
+        partner_id=partner_id,
+        data={"role": role.slug, "duration_s": int(duration.total_seconds())},
+    )
+    audit_record(
+        action="request.approved", obj=request, actor=None, partner_id=partner_id, data={"policy": "auto"}
+    )
+    grant = Grant.objects.create(
+        request=request, user=requester, role=role, starts_at=now, ends_at=now + duration
+    )
+    audit_record(
+        action="grant.created",
+        obj=grant,
+        actor=None,
+        partner_id=partner_id,
+        data={"ends_at": grant.ends_at.isoformat()},
+    )
     _queue_activation(grant.pk)
     return request
 
@@ -101,6 +125,7 @@ def _queue_activation(grant_id: int) -> None:
 
 
 # --- activation -----------------------------------------------------------------------------------------------
+
 
 def grant_activate(*, grant_id: int) -> Grant:
     """Make a pending grant usable: confirm its role is in place in AWS, then flip it to active.
@@ -121,8 +146,12 @@ def grant_activate(*, grant_id: int) -> Grant:
             status=Grant.Status.ACTIVE, activated_at=now, failure_reason=""
         )
         if updated:
-            audit_record(action="grant.activated", obj=grant, partner_id=grant.role.partner_id,
-                         data={"attempts": grant.attempts + 1})
+            audit_record(
+                action="grant.activated",
+                obj=grant,
+                partner_id=grant.role.partner_id,
+                data={"attempts": grant.attempts + 1},
+            )
     grant.refresh_from_db()
     return grant
 
@@ -141,8 +170,12 @@ def grant_record_failure(*, grant_id: int, reason: str, permanent: bool) -> Gran
         grant.ended_at = timezone.now()
         fields += ["status", "ended_at"]
     grant.save(update_fields=fields)
-    audit_record(action="grant.failed" if permanent else "grant.activation_retry", obj=grant,
-                 partner_id=grant.role.partner_id, data={"reason": grant.failure_reason, "attempt": grant.attempts})
+    audit_record(
+        action="grant.failed" if permanent else "grant.activation_retry",
+        obj=grant,
+        partner_id=grant.role.partner_id,
+        data={"reason": grant.failure_reason, "attempt": grant.attempts},
+    )
     return grant
 
 
@@ -152,13 +185,15 @@ def _grant_end_unused(grant: Grant) -> Grant:
     if Grant.objects.filter(pk=grant.pk, status=Grant.Status.PENDING).update(
         status=Grant.Status.EXPIRED, ended_at=timezone.now()
     ):
-        audit_record(action="grant.expired", obj=grant, partner_id=grant.role.partner_id,
-                     data={"never_active": True})
+        audit_record(
+            action="grant.expired", obj=grant, partner_id=grant.role.partner_id, data={"never_active": True}
+        )
     grant.refresh_from_db()
     return grant
 
 
 # --- credentials ----------------------------------------------------------------------------------------------
+
 
 def _duration_seconds(grant: Grant, now: datetime) -> int:
     remaining = int((grant.ends_at - now).total_seconds())
@@ -168,7 +203,9 @@ def _duration_seconds(grant: Grant, now: datetime) -> int:
     return max(STS_MIN_SECONDS, min(remaining, ceiling))
 
 
-def credential_mint(*, grant_id: int, user: User, kind: str, source_ip: str | None = None) -> MintedCredentials:
+def credential_mint(
+    *, grant_id: int, user: User, kind: str, source_ip: str | None = None
+) -> MintedCredentials:
     """Mint an STS session for the grant's holder: attributable, tagged, and dead at the grant's end.
 
     The grant row stays locked until the session is recorded, so an expiry or revocation that claims the grant
@@ -206,13 +243,27 @@ def credential_mint(*, grant_id: int, user: User, kind: str, source_ip: str | No
             Policy=_compact(policies.session_policy(ends_at=grant.ends_at)),
         )
         issue = CredentialIssue.objects.create(
-            grant=grant, kind=kind, access_key_id=credentials.access_key_id, issued_at=now,
-            expires_at=min(credentials.expiration, grant.ends_at) if credentials.expiration > now
-            else grant.ends_at, source_ip=source_ip,
+            grant=grant,
+            kind=kind,
+            access_key_id=credentials.access_key_id,
+            issued_at=now,
+            expires_at=min(credentials.expiration, grant.ends_at)
+            if credentials.expiration > now
+            else grant.ends_at,
+            source_ip=source_ip,
         )
-        audit_record(action="credential.issued", obj=issue, actor=user, partner_id=partner.pk,
-                     data={"grant": grant.pk, "kind": kind, "access_key_id": credentials.access_key_id,
-                           "expires_at": credentials.expiration.isoformat()})
+        audit_record(
+            action="credential.issued",
+            obj=issue,
+            actor=user,
+            partner_id=partner.pk,
+            data={
+                "grant": grant.pk,
+                "kind": kind,
+                "access_key_id": credentials.access_key_id,
+                "expires_at": credentials.expiration.isoformat(),
+            },
+        )
     return MintedCredentials(credentials, issue)
 
 
@@ -223,6 +274,7 @@ def _compact(document: dict[str, object]) -> str:
 
 
 # --- expiry ---------------------------------------------------------------------------------------------------
+
 
 def grants_expire_due(*, now: datetime | None = None, lease: timedelta = timedelta(seconds=60)) -> int:
     """End every grant whose time is up. Safe to run concurrently and repeatedly.
@@ -238,7 +290,9 @@ def grants_expire_due(*, now: datetime | None = None, lease: timedelta = timedel
     cutoff = policies.ceil_to_second(now)
     with transaction.atomic():
         due = list(
-            Grant.objects.due(now).select_for_update(skip_locked=True).order_by("ends_at")
+            Grant.objects.due(now)
+            .select_for_update(skip_locked=True)
+            .order_by("ends_at")
             .values_list("id", flat=True)[:SWEEP_BATCH]
         )
         if due:
@@ -279,20 +333,28 @@ def _role_end_grants(role_id: int, grant_ids: list[int], now: datetime) -> int:
             ):
                 ended += 1
                 audit_record(
-                    action=f"grant.{final}", obj=grant, partner_id=role.partner_id,
-                    data={"deny_cutoff": grant.deny_cutoff.isoformat() if grant.deny_cutoff else None,
-                          "source_identity": grant.user.source_identity},
+                    action=f"grant.{final}",
+                    obj=grant,
+                    partner_id=role.partner_id,
+                    data={
+                        "deny_cutoff": grant.deny_cutoff.isoformat() if grant.deny_cutoff else None,
+                        "source_identity": grant.user.source_identity,
+                    },
                 )
         return ended
 
 
 # --- reconciliation -------------------------------------------------------------------------------------------
 
+
 def grants_redrive_stuck(*, lease: timedelta = timedelta(seconds=60)) -> list[int]:
     """Pending grants whose activation message was lost: queue them again (activation is idempotent)."""
     stale = timezone.now() - lease
-    ids = list(Grant.objects.filter(status=Grant.Status.PENDING, request__decided_at__lt=stale)
-               .values_list("id", flat=True))
+    ids = list(
+        Grant.objects.filter(status=Grant.Status.PENDING, request__decided_at__lt=stale).values_list(
+            "id", flat=True
+        )
+    )
     for grant_id in ids:
         from grants import tasks
 
@@ -300,21 +362,63 @@ def grants_redrive_stuck(*, lease: timedelta = timedelta(seconds=60)) -> list[in
     return ids
 
 
+def roles_refresh_revocations(*, now: datetime | None = None) -> int:
+    """Rewrite the revocation deny of every role that had one recently, so statements older than the role's
+    maximum session (every session they targeted is dead) are pruned. Returns the number of roles written."""
+    now = now or timezone.now()
+    recent = now - timedelta(hours=13)  # the longest IAM session (12 h) plus a margin
+    role_ids = set(Grant.objects.filter(deny_cutoff__gt=recent).values_list("role_id", flat=True))
+    written = 0
+    for role_id in sorted(role_ids):
+        try:
+            with transaction.atomic():
+                role = Role.objects.select_for_update().select_related("partner").get(pk=role_id)
+                provisioning.role_put_revocations(role, now)
+            written += 1
+        except aws.AwsError as exc:
+            log.warning("could not refresh revocation deny on role %s: %s", role_id, exc)
+    return written
+
+
 # --- roles ----------------------------------------------------------------------------------------------------
 
+
 @transaction.atomic
-def role_create(*, partner: Partner, slug: str, name: str, inline_policy: dict[str, object],
-                permissions_boundary_arn: str, max_duration: timedelta, description: str = "",
-                eligible_groups: list[str] | None = None, actor: User | None = None) -> Role:
+def role_create(
+    *,
+    partner: Partner,
+    slug: str,
+    name: str,
+    inline_policy: dict[str, object],
+    permissions_boundary_arn: str,
+    max_duration: timedelta,
+    description: str = "",
+    eligible_groups: list[str] | None = None,
+    actor: User | None = None,
+) -> Role:
     """Define a scoped role (provisioned in AWS by `provisioning.role_provision`)."""
     from grants.models import Eligibility
 
-    role = Role.objects.create(partner=partner, slug=slug, name=name, description=description,
-                               inline_policy=inline_policy, permissions_boundary_arn=permissions_boundary_arn,
-                               max_duration=max_duration)
+    role = Role.objects.create(
+        partner=partner,
+        slug=slug,
+        name=name,
+        description=description,
+        inline_policy=inline_policy,
+        permissions_boundary_arn=permissions_boundary_arn,
+        max_duration=max_duration,
+    )
     for group in eligible_groups or []:
         Eligibility.objects.create(role=role, group=group)
-    audit_record(action="role.created", obj=role, actor=actor, partner_id=partner.pk,
-                 data={"slug": slug, "eligible_groups": eligible_groups or [],
-                       "max_duration_s": int(max_duration.total_seconds())})
+    audit_record(
+        action="role.created",
+        obj=role,
+        actor=actor,
+        partner_id=partner.pk,
+        data={
+            "slug": slug,
+            "eligible_groups": eligible_groups or [],
+            "max_duration_s": int(max_duration.total_seconds()),
+        },
+    )
     return role

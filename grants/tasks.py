@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
 from celery import shared_task
 from django.conf import settings
@@ -14,7 +15,7 @@ log = logging.getLogger(__name__)
 
 
 @shared_task(bind=True, max_retries=8, acks_late=True, reject_on_worker_lost=True)
-def grant_activate(self, grant_id: int) -> str:  # type: ignore[no-untyped-def]
+def grant_activate(self, grant_id: int) -> str:
     try:
         return services.grant_activate(grant_id=grant_id).status
     except aws.AwsUnavailable as exc:
@@ -35,10 +36,9 @@ def reconcile() -> int:
     redriven = services.grants_redrive_stuck(lease=_lease())
     if redriven:
         log.info("re-queued activation of %d pending grants", len(redriven))
+    services.roles_refresh_revocations()
     return len(redriven)
 
 
-def _lease():  # type: ignore[no-untyped-def]
-    from datetime import timedelta
-
+def _lease() -> timedelta:
     return timedelta(seconds=settings.TRANSITION_LEASE_SECONDS)

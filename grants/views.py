@@ -21,17 +21,31 @@ from portal import aws
 from portal.http import client_ip
 
 
-def _dashboard(request: HttpRequest, form: AccessRequestForm | None = None, status: int = 200) -> HttpResponse:
+def _dashboard(
+    request: HttpRequest, form: AccessRequestForm | None = None, status: int = 200
+) -> HttpResponse:
     user = request.user
     roles = roles_requestable_by(user)  # type: ignore[arg-type]
     grants = grants_visible_to(user)  # type: ignore[arg-type]
     context = {
         "roles": roles,
         "form": form or AccessRequestForm(roles=roles),
-        "current": grants.filter(status__in=[Grant.Status.PENDING, Grant.Status.ACTIVE,
-                                             Grant.Status.EXPIRING, Grant.Status.REVOKING])[:100],
-        "past": grants.exclude(status__in=[Grant.Status.PENDING, Grant.Status.ACTIVE,
-                                           Grant.Status.EXPIRING, Grant.Status.REVOKING])[:20],
+        "current": grants.filter(
+            status__in=[
+                Grant.Status.PENDING,
+                Grant.Status.ACTIVE,
+                Grant.Status.EXPIRING,
+                Grant.Status.REVOKING,
+            ]
+        )[:100],
+        "past": grants.exclude(
+            status__in=[
+                Grant.Status.PENDING,
+                Grant.Status.ACTIVE,
+                Grant.Status.EXPIRING,
+                Grant.Status.REVOKING,
+            ]
+        )[:20],
         "membership": getattr(user, "membership", None),
     }
     return render(request, "grants/dashboard.html", context, status=status)
@@ -85,8 +99,12 @@ def grant_detail(request: HttpRequest, grant_id: int) -> HttpResponse:
 def _mint(request: HttpRequest, grant_id: int, kind: str) -> services.MintedCredentials | HttpResponse:
     grant = grant_for_user(request.user, grant_id)  # type: ignore[arg-type]
     try:
-        return services.credential_mint(grant_id=grant.pk, user=request.user,  # type: ignore[arg-type]
-                                        kind=kind, source_ip=client_ip(request))
+        return services.credential_mint(
+            grant_id=grant.pk,
+            user=request.user,  # type: ignore[arg-type]
+            kind=kind,
+            source_ip=client_ip(request),
+        )
     except services.GrantNotUsable as exc:
         messages.error(request, str(exc))
     except aws.AwsError as exc:
@@ -116,6 +134,14 @@ def grant_cli(request: HttpRequest, grant_id: int) -> HttpResponse:
     minted = _mint(request, grant_id, CredentialIssue.Kind.CLI)
     if isinstance(minted, HttpResponse):
         return minted
-    payload = json.dumps(minted.credential_process(), indent=2)
-    return render(request, "grants/cli_credentials.html",
-                  {"grant": minted.issue.grant, "payload": payload, "issue": minted.issue})
+    process = minted.credential_process()
+    return render(
+        request,
+        "grants/cli_credentials.html",
+        {
+            "grant": minted.issue.grant,
+            "issue": minted.issue,
+            "payload": json.dumps(process, indent=2),
+            "exports": process,
+        },
+    )

@@ -8,7 +8,7 @@
 from __future__ import annotations
 
 import hashlib
-from typing import Any
+from typing import Any, NoReturn
 
 from allauth.account.adapter import DefaultAccountAdapter
 from allauth.core.exceptions import ImmediateHttpResponse
@@ -66,8 +66,9 @@ def _groups(claims: dict[str, Any]) -> list[str]:
 
 
 class PartnerSocialAccountAdapter(DefaultSocialAccountAdapter):
-    def list_apps(self, request: HttpRequest | None, provider: str | None = None,
-                  client_id: str | None = None) -> list[SocialApp]:
+    def list_apps(
+        self, request: HttpRequest | None, provider: str | None = None, client_id: str | None = None
+    ) -> list[SocialApp]:
         idps = IdentityProvider.objects.select_related("partner").filter(
             is_enabled=True, partner__status__in=[Partner.Status.ACTIVE, Partner.Status.ONBOARDING]
         )
@@ -83,9 +84,18 @@ class PartnerSocialAccountAdapter(DefaultSocialAccountAdapter):
     def is_auto_signup_allowed(self, request: HttpRequest, sociallogin: SocialLogin) -> bool:
         return True
 
-    def _refuse(self, request: HttpRequest, idp: IdentityProvider | None, provider_id: str, reason: str,
-                subject: str, message: str) -> None:
-        services.sign_in_refuse(identity_provider=idp, provider_id=provider_id, reason=reason, subject=subject)
+    def _refuse(
+        self,
+        request: HttpRequest,
+        idp: IdentityProvider | None,
+        provider_id: str,
+        reason: str,
+        subject: str,
+        message: str,
+    ) -> NoReturn:
+        services.sign_in_refuse(
+            identity_provider=idp, provider_id=provider_id, reason=reason, subject=subject
+        )
         raise ImmediateHttpResponse(
             render(request, "partners/sign_in_refused.html", {"message": message}, status=403)
         )
@@ -95,22 +105,46 @@ class PartnerSocialAccountAdapter(DefaultSocialAccountAdapter):
         subject = sociallogin.account.uid
         idp = identity_provider_by_provider_id(provider_id)
         if sociallogin.state.get("process") == AuthProcess.CONNECT:
-            self._refuse(request, idp, provider_id, "connect_attempt", subject,
-                         "Linking another sign-in method to your account is not possible in Porte.")
+            self._refuse(
+                request,
+                idp,
+                provider_id,
+                "connect_attempt",
+                subject,
+                "Linking another sign-in method to your account is not possible in Porte.",
+            )
         if idp is None or not idp.is_enabled or not idp.partner.is_active:
-            self._refuse(request, idp, provider_id, "idp_or_partner_inactive", subject,
-                         "Your organisation's access to Porte is not active. Contact your Porte sponsor.")
+            self._refuse(
+                request,
+                idp,
+                provider_id,
+                "idp_or_partner_inactive",
+                subject,
+                "Your organisation's access to Porte is not active. Contact your Porte sponsor.",
+            )
         assert idp is not None
         if not sociallogin.is_existing:
             return
         user = sociallogin.user
         membership = getattr(user, "membership", None)
         if user.is_staff or membership is None or membership.partner_id != idp.partner_id:
-            self._refuse(request, idp, provider_id, "identity_partner_mismatch", subject,
-                         "This identity provider cannot sign in this account.")
+            self._refuse(
+                request,
+                idp,
+                provider_id,
+                "identity_partner_mismatch",
+                subject,
+                "This identity provider cannot sign in this account.",
+            )
         if not user.is_active or not membership.is_active:
-            self._refuse(request, idp, provider_id, "user_inactive", subject,
-                         "Your Porte account is disabled. Contact your organisation's Porte administrator.")
+            self._refuse(
+                request,
+                idp,
+                provider_id,
+                "user_inactive",
+                subject,
+                "Your Porte account is disabled. Contact your organisation's Porte administrator.",
+            )
         services.membership_record_sign_in(membership=membership, groups=_groups(_claims(sociallogin)))
 
     def populate_user(self, request: HttpRequest, sociallogin: SocialLogin, data: dict[str, Any]) -> Any:

@@ -19,7 +19,9 @@ class Partner(models.Model):
     name = models.CharField(max_length=120)
     slug = models.SlugField(max_length=40, unique=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.ONBOARDING)
-    aws_account_id = models.CharField(max_length=12, blank=True, help_text="The partner's dedicated AWS account.")
+    aws_account_id = models.CharField(
+        max_length=12, blank=True, help_text="The partner's dedicated AWS account."
+    )
     aws_region = models.CharField(max_length=32, default="eu-west-1")
     # Required by every scoped role's trust policy (confused-deputy protection).
     external_id = models.CharField(max_length=64, default=_external_id, editable=False)
@@ -67,7 +69,9 @@ class IdentityProvider(models.Model):
     provider_id = models.SlugField(max_length=64, unique=True)
     protocol = models.CharField(max_length=8, choices=Protocol.choices, default=Protocol.OIDC)
     display_name = models.CharField(max_length=120)
-    issuer = models.URLField(help_text="OIDC issuer; discovery is read from <issuer>/.well-known/openid-configuration")
+    issuer = models.URLField(
+        help_text="OIDC issuer; discovery is read from <issuer>/.well-known/openid-configuration"
+    )
     client_id = models.CharField(max_length=255)
     client_secret_encrypted = models.TextField(blank=True)
     is_enabled = models.BooleanField(default=True)
@@ -88,9 +92,13 @@ class Membership(models.Model):
 
     user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="membership")
     partner = models.ForeignKey(Partner, on_delete=models.PROTECT, related_name="memberships")
-    identity_provider = models.ForeignKey(IdentityProvider, null=True, on_delete=models.SET_NULL, related_name="+")
+    identity_provider = models.ForeignKey(
+        IdentityProvider, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
     is_partner_admin = models.BooleanField(default=False)
-    groups = models.JSONField(default=list, blank=True, help_text="Group names asserted by the partner's IdP.")
+    groups = models.JSONField(
+        default=list, blank=True, help_text="Group names asserted by the partner's IdP."
+    )
     is_active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
     last_sign_in_at = models.DateTimeField(null=True, blank=True)

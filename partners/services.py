@@ -15,13 +15,19 @@ from portal.models import User
 
 
 @transaction.atomic
-def partner_create(*, name: str, slug: str, domains: list[str], aws_region: str = "eu-west-1",
-                   actor: User | None = None) -> Partner:
+def partner_create(
+    *, name: str, slug: str, domains: list[str], aws_region: str = "eu-west-1", actor: User | None = None
+) -> Partner:
     partner = Partner.objects.create(name=name, slug=slug, aws_region=aws_region)
     for domain in domains:
         PartnerDomain.objects.create(partner=partner, domain=domain.strip().lower())
-    audit_record(action="partner.created", obj=partner, actor=actor, partner_id=partner.pk,
-                 data={"slug": slug, "domains": sorted(domains)})
+    audit_record(
+        action="partner.created",
+        obj=partner,
+        actor=actor,
+        partner_id=partner.pk,
+        data={"slug": slug, "domains": sorted(domains)},
+    )
     return partner
 
 
@@ -32,13 +38,19 @@ def partner_activate(*, partner: Partner, actor: User | None = None) -> Partner:
         previous = partner.status
         partner.status = Partner.Status.ACTIVE
         partner.save(update_fields=["status"])
-        audit_record(action="partner.activated", obj=partner, actor=actor, partner_id=partner.pk,
-                     data={"from": previous})
+        audit_record(
+            action="partner.activated",
+            obj=partner,
+            actor=actor,
+            partner_id=partner.pk,
+            data={"from": previous},
+        )
     return partner
 
 
-def partner_account_provision(*, partner: Partner, email: str, actor: User | None = None,
-                              timeout: float = 60.0) -> Partner:
+def partner_account_provision(
+    *, partner: Partner, email: str, actor: User | None = None, timeout: float = 60.0
+) -> Partner:
     """Give the partner its dedicated AWS account (Organizations CreateAccount), once.
 
     Idempotent: a partner that has an account keeps it; an account that AWS already created under the same
@@ -51,13 +63,18 @@ def partner_account_provision(*, partner: Partner, email: str, actor: User | Non
         account_id = _existing_account_id(orgs, email)
         if account_id is None:
             status_id = orgs.create_account(
-                Email=email, AccountName=f"porte-{partner.slug}", Tags=[{"Key": "porte:partner", "Value": partner.slug}]
+                Email=email,
+                AccountName=f"porte-{partner.slug}",
+                Tags=[{"Key": "porte:partner", "Value": partner.slug}],
             )["CreateAccountStatus"]["Id"]
             result: dict[str, Any] = {}
 
             def _done() -> bool:
-                result.update(orgs.describe_create_account_status(CreateAccountRequestId=status_id)
-                              ["CreateAccountStatus"])
+                result.update(
+                    orgs.describe_create_account_status(CreateAccountRequestId=status_id)[
+                        "CreateAccountStatus"
+                    ]
+                )
                 return result["State"] != "IN_PROGRESS"
 
             if not aws.wait_until(_done, timeout=timeout):
@@ -69,8 +86,13 @@ def partner_account_provision(*, partner: Partner, email: str, actor: User | Non
         partner = Partner.objects.select_for_update().get(pk=partner.pk)
         partner.aws_account_id = account_id
         partner.save(update_fields=["aws_account_id"])
-        audit_record(action="partner.account_provisioned", obj=partner, actor=actor, partner_id=partner.pk,
-                     data={"aws_account_id": account_id})
+        audit_record(
+            action="partner.account_provisioned",
+            obj=partner,
+            actor=actor,
+            partner_id=partner.pk,
+            data={"aws_account_id": account_id},
+        )
     return partner
 
 
@@ -83,28 +105,53 @@ def _existing_account_id(orgs: Any, email: str) -> str | None:
 
 
 @transaction.atomic
-def identity_provider_create_oidc(*, partner: Partner, provider_id: str, display_name: str, issuer: str,
-                                  client_id: str, client_secret: str, actor: User | None = None
-                                  ) -> IdentityProvider:
+def identity_provider_create_oidc(
+    *,
+    partner: Partner,
+    provider_id: str,
+    display_name: str,
+    issuer: str,
+    client_id: str,
+    client_secret: str,
+    actor: User | None = None,
+) -> IdentityProvider:
     idp = IdentityProvider.objects.create(
-        partner=partner, provider_id=provider_id, display_name=display_name, issuer=issuer.rstrip("/"),
-        client_id=client_id, client_secret_encrypted=encrypt(client_secret),
+        partner=partner,
+        provider_id=provider_id,
+        display_name=display_name,
+        issuer=issuer.rstrip("/"),
+        client_id=client_id,
+        client_secret_encrypted=encrypt(client_secret),
     )
     # The secret itself is never audited.
-    audit_record(action="idp.created", obj=idp, actor=actor, partner_id=partner.pk,
-                 data={"provider_id": provider_id, "issuer": idp.issuer, "client_id": client_id})
+    audit_record(
+        action="idp.created",
+        obj=idp,
+        actor=actor,
+        partner_id=partner.pk,
+        data={"provider_id": provider_id, "issuer": idp.issuer, "client_id": client_id},
+    )
     return idp
 
 
 @transaction.atomic
-def membership_create_on_first_sign_in(*, user: User, identity_provider: IdentityProvider,
-                                       groups: list[str]) -> Membership:
+def membership_create_on_first_sign_in(
+    *, user: User, identity_provider: IdentityProvider, groups: list[str]
+) -> Membership:
     membership = Membership.objects.create(
-        user=user, partner=identity_provider.partner, identity_provider=identity_provider,
-        groups=sorted(set(groups)), last_sign_in_at=timezone.now(),
+        user=user,
+        partner=identity_provider.partner,
+        identity_provider=identity_provider,
+        groups=sorted(set(groups)),
+        last_sign_in_at=timezone.now(),
     )
-    audit_record(action="membership.created", obj=membership, actor=user, partner_id=membership.partner_id,
-                 data={"provider_id": identity_provider.provider_id, "groups": membership.groups})
+    audit_record(
+        action="membership.created",
+        obj=membership,
+        actor=user,
+        partner_id=membership.partner_id,
+        data={"provider_id": identity_provider.provider_id, "groups": membership.groups},
+    )
     return membership
 
 
@@ -116,14 +163,20 @@ def membership_record_sign_in(*, membership: Membership, groups: list[str]) -> M
     membership.groups = new_groups
     membership.last_sign_in_at = timezone.now()
     membership.save(update_fields=["groups", "last_sign_in_at"])
-    audit_record(action="membership.signed_in", obj=membership, actor=membership.user,
-                 partner_id=membership.partner_id, data={"groups": new_groups} if changed else {})
+    audit_record(
+        action="membership.signed_in",
+        obj=membership,
+        actor=membership.user,
+        partner_id=membership.partner_id,
+        data={"groups": new_groups} if changed else {},
+    )
     return membership
 
 
 @transaction.atomic
-def sign_in_refuse(*, identity_provider: IdentityProvider | None, provider_id: str, reason: str,
-                   subject: str = "") -> None:
+def sign_in_refuse(
+    *, identity_provider: IdentityProvider | None, provider_id: str, reason: str, subject: str = ""
+) -> None:
     """Record a refused partner sign-in (it feeds the "unauthorised access attempts" metric)."""
     audit_record(
         action="signin.refused",
@@ -147,9 +200,15 @@ def boundary_policy_document() -> dict[str, Any]:
                 "Sid": "DenyGuardrailChanges",
                 "Effect": "Deny",
                 "Action": [
-                    "iam:*", "organizations:*", "account:*", "sts:AssumeRole",
-                    "cloudtrail:StopLogging", "cloudtrail:DeleteTrail", "cloudtrail:UpdateTrail",
-                    "cloudtrail:PutEventSelectors", "ec2:DeleteFlowLogs",
+                    "iam:*",
+                    "organizations:*",
+                    "account:*",
+                    "sts:AssumeRole",
+                    "cloudtrail:StopLogging",
+                    "cloudtrail:DeleteTrail",
+                    "cloudtrail:UpdateTrail",
+                    "cloudtrail:PutEventSelectors",
+                    "ec2:DeleteFlowLogs",
                 ],
                 "Resource": "*",
             },
@@ -169,8 +228,11 @@ def partner_boundary_ensure(*, partner: Partner) -> str:
         try:
             iam.get_policy(PolicyArn=arn)
         except iam.exceptions.NoSuchEntityException:
-            iam.create_policy(PolicyName=BOUNDARY_POLICY_NAME, PolicyDocument=json.dumps(boundary_policy_document()),
-                              Description="Porte permissions boundary for partner scoped roles")
+            iam.create_policy(
+                PolicyName=BOUNDARY_POLICY_NAME,
+                PolicyDocument=json.dumps(boundary_policy_document()),
+                Description="Porte permissions boundary for partner scoped roles",
+            )
     return arn
 
 

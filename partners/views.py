@@ -10,8 +10,9 @@ from partners.selectors import identity_provider_for_email
 
 
 class SignInForm(forms.Form):
-    email = forms.EmailField(label="Work email", widget=forms.EmailInput(attrs={"autofocus": True,
-                                                                               "autocomplete": "username"}))
+    email = forms.EmailField(
+        label="Work email", widget=forms.EmailInput(attrs={"autofocus": True, "autocomplete": "username"})
+    )
 
 
 @require_http_methods(["GET", "POST"])
@@ -24,7 +25,10 @@ def sign_in(request: HttpRequest) -> HttpResponse:
         idp = identity_provider_for_email(form.cleaned_data["email"])
         if idp is not None:
             return redirect(reverse("openid_connect_login", kwargs={"provider_id": idp.provider_id}))
-        form.add_error("email", "No organisation with access to Porte uses this email domain. "
-                                "Check the address, or ask your Porte sponsor to onboard your organisation.")
+        form.add_error(
+            "email",
+            "No organisation with access to Porte uses this email domain. "
+            "Check the address, or ask your Porte sponsor to onboard your organisation.",
+        )
         return render(request, "partners/sign_in.html", {"form": form}, status=400)
     return render(request, "partners/sign_in.html", {"form": form})

@@ -14,11 +14,22 @@ GENESIS = "0" * 64
 _CHAIN_LOCK = 0x504F525445
 
 
-def _digest(*, prev_hash: str, at: str, actor_id: int | None, action: str, object_type: str, object_id: str,
-            partner_id: int | None, data: dict[str, Any]) -> str:
+def _digest(
+    *,
+    prev_hash: str,
+    at: str,
+    actor_id: int | None,
+    action: str,
+    object_type: str,
+    object_id: str,
+    partner_id: int | None,
+    data: dict[str, Any],
+) -> str:
     body = json.dumps(
         [prev_hash, at, actor_id, action, object_type, object_id, partner_id, data],
-        sort_keys=True, separators=(",", ":"), default=str,
+        sort_keys=True,
+        separators=(",", ":"),
+        default=str,
     )
     return hashlib.sha256(body.encode()).hexdigest()
 
@@ -60,13 +71,16 @@ def verify_chain() -> int | None:
     prev_hash = GENESIS
     for event in AuditEvent.objects.order_by("id").iterator(chunk_size=2000):
         expected = _digest(
-            prev_hash=prev_hash, at=event.at.isoformat(), actor_id=event.actor_id, action=event.action,
-            object_type=event.object_type, object_id=event.object_id, partner_id=event.partner_id,
+            prev_hash=prev_hash,
+            at=event.at.isoformat(),
+            actor_id=event.actor_id,
+            action=event.action,
+            object_type=event.object_type,
+            object_id=event.object_id,
+            partner_id=event.partner_id,
             data=event.data,
         )
         if event.prev_hash != prev_hash or event.hash != expected:
             return event.pk
         prev_hash = event.hash
     return None
-
-

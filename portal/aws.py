@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from functools import lru_cache
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import boto3
 from botocore.config import Config
@@ -26,9 +26,19 @@ from django.conf import settings
 from django.utils import timezone
 
 _TRANSIENT_CODES = {
-    "Throttling", "ThrottlingException", "ThrottledException", "RequestLimitExceeded", "TooManyRequestsException",
-    "ServiceUnavailable", "ServiceUnavailableException", "InternalError", "InternalFailure", "RequestTimeout",
-    "ConcurrentModification", "ConcurrentModificationException", "IDPCommunicationError",
+    "Throttling",
+    "ThrottlingException",
+    "ThrottledException",
+    "RequestLimitExceeded",
+    "TooManyRequestsException",
+    "ServiceUnavailable",
+    "ServiceUnavailableException",
+    "InternalError",
+    "InternalFailure",
+    "RequestTimeout",
+    "ConcurrentModification",
+    "ConcurrentModificationException",
+    "IDPCommunicationError",
 }
 
 
@@ -86,12 +96,13 @@ def _config() -> Config:
 
 
 @lru_cache(maxsize=256)
-def _cached_client(service: str, region: str, endpoint: str | None, key: str | None, secret: str | None,
-                   token: str | None) -> Any:
+def _cached_client(
+    service: str, region: str, endpoint: str | None, key: str | None, secret: str | None, token: str | None
+) -> Any:
     session = boto3.session.Session(
         aws_access_key_id=key, aws_secret_access_key=secret, aws_session_token=token, region_name=region
     )
-    return session.client(service, endpoint_url=endpoint, config=_config())
+    return cast(Any, session).client(service, endpoint_url=endpoint, config=_config())
 
 
 def client(service: str, *, credentials: Credentials | None = None, region: str | None = None) -> Any:
@@ -111,8 +122,14 @@ def management_client(service: str, region: str | None = None) -> Any:
     return client(service, region=region)
 
 
-def assume_role(role_arn: str, *, session_name: str, using: Credentials | None = None,
-                duration_seconds: int = 3600, **extra: Any) -> Credentials:
+def assume_role(
+    role_arn: str,
+    *,
+    session_name: str,
+    using: Credentials | None = None,
+    duration_seconds: int = 3600,
+    **extra: Any,
+) -> Credentials:
     with aws_errors():
         response = client("sts", credentials=using).assume_role(
             RoleArn=role_arn, RoleSessionName=session_name, DurationSeconds=duration_seconds, **extra

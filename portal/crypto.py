@@ -21,4 +21,6 @@ def decrypt(token: str) -> str:
     try:
         return _fernet().decrypt(token.encode()).decode()
     except InvalidToken as exc:
-        raise ValueError("A stored secret cannot be decrypted with the configured PORTE_ENCRYPTION_KEYS.") from exc
+        raise ValueError(
+            "A stored secret cannot be decrypted with the configured PORTE_ENCRYPTION_KEYS."
+        ) from exc

@@ -24,13 +24,15 @@ if env_file.exists():
 PRODUCTION = env.bool("PORTE_PRODUCTION", default=False)
 DEBUG = env.bool("DEBUG", default=not PRODUCTION)
 
-_DEV_SECRET = "porte-development-only-secret-key-do-not-use-in-production"  # noqa: S105
+_DEV_SECRET = "porte-development-only-secret-key-do-not-use-in-production"
 SECRET_KEY = env.str("SECRET_KEY", default=_DEV_SECRET)
 # Fernet keys, newest first (MultiFernet): rotate by prepending a new key.
 _DEV_FERNET_KEY = "cG9ydGUtZGV2ZWxvcG1lbnQtb25seS1mZXJuZXQta2U="
 ENCRYPTION_KEYS = env.list("PORTE_ENCRYPTION_KEYS", default=[_DEV_FERNET_KEY])
 if PRODUCTION and (SECRET_KEY == _DEV_SECRET or _DEV_FERNET_KEY in ENCRYPTION_KEYS):
-    raise ImproperlyConfigured("PORTE_PRODUCTION=1 needs SECRET_KEY and PORTE_ENCRYPTION_KEYS from the environment.")
+    raise ImproperlyConfigured(
+        "PORTE_PRODUCTION=1 needs SECRET_KEY and PORTE_ENCRYPTION_KEYS from the environment."
+    )
 
 PUBLIC_URL = env.str("PORTE_PUBLIC_URL", default="http://127.0.0.1:8000").rstrip("/")
 _public_host = urlparse(PUBLIC_URL).hostname or "127.0.0.1"

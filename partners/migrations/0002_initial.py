@@ -7,45 +7,63 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('partners', '0001_initial'),
+        ("partners", "0001_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='membership',
-            name='user',
-            field=models.OneToOneField(on_delete=django.db.models.deletion.PROTECT, related_name='membership', to=settings.AUTH_USER_MODEL),
+            model_name="membership",
+            name="user",
+            field=models.OneToOneField(
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="membership",
+                to=settings.AUTH_USER_MODEL,
+            ),
         ),
         migrations.AddConstraint(
-            model_name='partner',
-            constraint=models.CheckConstraint(condition=models.Q(('aws_account_id', ''), ('aws_account_id__regex', '^[0-9]{12}$'), _connector='OR'), name='partner_aws_account_id_12_digits'),
+            model_name="partner",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    ("aws_account_id", ""), ("aws_account_id__regex", "^[0-9]{12}$"), _connector="OR"
+                ),
+                name="partner_aws_account_id_12_digits",
+            ),
         ),
         migrations.AddField(
-            model_name='membership',
-            name='partner',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='memberships', to='partners.partner'),
+            model_name="membership",
+            name="partner",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.PROTECT, related_name="memberships", to="partners.partner"
+            ),
         ),
         migrations.AddField(
-            model_name='identityprovider',
-            name='partner',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='identity_providers', to='partners.partner'),
+            model_name="identityprovider",
+            name="partner",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="identity_providers",
+                to="partners.partner",
+            ),
         ),
         migrations.AddField(
-            model_name='partnerdomain',
-            name='partner',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='domains', to='partners.partner'),
+            model_name="partnerdomain",
+            name="partner",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE, related_name="domains", to="partners.partner"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='identityprovider',
-            constraint=models.UniqueConstraint(fields=('partner',), name='one_identity_provider_per_partner'),
+            model_name="identityprovider",
+            constraint=models.UniqueConstraint(fields=("partner",), name="one_identity_provider_per_partner"),
         ),
         migrations.AddConstraint(
-            model_name='partnerdomain',
-            constraint=models.UniqueConstraint(django.db.models.functions.text.Lower('domain'), name='partner_domain_unique_ci'),
+            model_name="partnerdomain",
+            constraint=models.UniqueConstraint(
+                django.db.models.functions.text.Lower("domain"), name="partner_domain_unique_ci"
+            ),
         ),
     ]

@@ -16,14 +16,19 @@ from partners.models import IdentityProvider, Partner
 from portal.audit import audit_record
 from portal.models import User
 
-READ_ONLY_POLICY = {
+READ_ONLY_POLICY: dict[str, object] = {
     "Version": "2012-10-17",
     "Statement": [
         {
             "Sid": "ReadOnlyInventory",
             "Effect": "Allow",
-            "Action": ["ec2:Describe*", "s3:ListAllMyBuckets", "s3:GetBucketLocation", "cloudwatch:GetMetricData",
-                       "logs:DescribeLogGroups"],
+            "Action": [
+                "ec2:Describe*",
+                "s3:ListAllMyBuckets",
+                "s3:GetBucketLocation",
+                "cloudwatch:GetMetricData",
+                "logs:DescribeLogGroups",
+            ],
             "Resource": "*",
         }
     ],
@@ -43,29 +48,49 @@ class Command(BaseCommand):
         admin = User.objects.filter(username="admin").first()
         if admin is None:
             with transaction.atomic():
-                admin = User.objects.create_superuser("admin", "admin@porte.invalid", options["admin_password"],
-                                                      first_name="Porte", last_name="Admin")
+                admin = User.objects.create_superuser(
+                    "admin",
+                    "admin@porte.invalid",
+                    options["admin_password"],
+                    first_name="Porte",
+                    last_name="Admin",
+                )
                 audit_record(action="user.created", obj=admin, data={"staff": True})
         partner = Partner.objects.filter(slug="acme").first()
         if partner is None:
-            partner = partner_services.partner_create(name="Acme Corp", slug="acme", domains=["acme.example"],
-                                                      actor=admin)
+            partner = partner_services.partner_create(
+                name="Acme Corp", slug="acme", domains=["acme.example"], actor=admin
+            )
         if not IdentityProvider.objects.filter(partner=partner).exists():
             partner_services.identity_provider_create_oidc(
-                partner=partner, provider_id="acme", display_name="Acme Corp sign-in", issuer=options["issuer"],
-                client_id=options["client_id"], client_secret=options["client_secret"], actor=admin,
+                partner=partner,
+                provider_id="acme",
+                display_name="Acme Corp sign-in",
+                issuer=options["issuer"],
+                client_id=options["client_id"],
+                client_secret=options["client_secret"],
+                actor=admin,
             )
         partner_services.organization_ensure()
-        partner = partner_services.partner_account_provision(partner=partner, email="aws+acme@partners.porte.invalid",
-                                                             actor=admin)
+        partner = partner_services.partner_account_provision(
+            partner=partner, email="aws+acme@partners.porte.invalid", actor=admin
+        )
         boundary = partner_services.partner_boundary_ensure(partner=partner)
         partner = partner_services.partner_activate(partner=partner, actor=admin)
         role = Role.objects.filter(partner=partner, slug="readonly").first() or services.role_create(
-            partner=partner, slug="readonly", name="Read-only inventory", inline_policy=READ_ONLY_POLICY,
-            description="Describe EC2 and list S3 buckets in Acme's account.", permissions_boundary_arn=boundary,
-            max_duration=timedelta(hours=2), eligible_groups=["engineers"], actor=admin,
+            partner=partner,
+            slug="readonly",
+            name="Read-only inventory",
+            inline_policy=READ_ONLY_POLICY,
+            description="Describe EC2 and list S3 buckets in Acme's account.",
+            permissions_boundary_arn=boundary,
+            max_duration=timedelta(hours=2),
+            eligible_groups=["engineers"],
+            actor=admin,
         )
         provisioning.role_provision(role=role, actor=admin)
-        self.stdout.write(self.style.SUCCESS(
-            f"Demo ready: partner {partner.slug} (AWS account {partner.aws_account_id}), role {role.aws_role_arn}"
-        ))
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"Demo ready: partner {partner.slug} (AWS account {partner.aws_account_id}), role {role.aws_role_arn}"
+            )
+        )

@@ -1,0 +1,53 @@
+# Porte — `make run` starts the demo, `make test` runs the whole suite. Both set themselves up.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: run test check lint format bench install node browser clean
+
+run: install node
+	$(PY) demo/run.py
+
+test: install node browser
+	$(PY) tests/run.py $(ARGS)
+
+check: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+	DATABASE_URL=sqlite:///:memory: $(PY) manage.py makemigrations --check --dry-run
+	DATABASE_URL=sqlite:///:memory: PORTE_PRODUCTION=1 SECRET_KEY=check-only-$$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n') \
+	  PORTE_ENCRYPTION_KEYS=$$($(PY) -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())') \
+	  PORTE_PUBLIC_URL=https://porte.example.com $(PY) manage.py check --deploy --fail-level WARNING
+
+format: install
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+bench: install node
+	$(PY) bench/time_to_access.py
+	$(PY) bench/expiry_lag.py
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+node: demo/oidc-idp/node_modules/.package-lock.json
+
+demo/oidc-idp/node_modules/.package-lock.json: demo/oidc-idp/package-lock.json
+	@command -v node >/dev/null || { echo "Node.js 20+ is needed for the demo IdP (apt-get install nodejs npm)"; exit 1; }
+	npm ci --prefix demo/oidc-idp --no-audit --no-fund --loglevel=error
+
+# The browser tests drive Debian's Chromium (never a downloaded browser build).
+browser:
+	@command -v chromium >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium; \
+	  else echo "The browser tests need Chromium: sudo apt-get install chromium"; exit 1; fi; }
+
+clean:
+	rm -rf var .pytest_cache .mypy_cache .ruff_cache

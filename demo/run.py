@@ -1,0 +1,218 @@
+"""`make run`: Porte with everything it needs, on this machine alone.
+
+Starts moto (local AWS), Acme's OIDC IdP (oidc-provider), seeds the demo, then the web server, a Celery worker
+and beat; prints where to sign in. Ctrl-C stops everything. moto keeps nothing between runs, so the demo
+database is rebuilt each time too.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+VAR = ROOT / "var" / "demo"
+PY = sys.executable
+HOST = "127.0.0.1"
+WEB_PORT = int(os.environ.get("PORTE_PORT", "8000"))
+MOTO_PORT = int(os.environ.get("PORTE_MOTO_PORT", "5055"))
+IDP_PORT = int(os.environ.get("PORTE_IDP_PORT", "9000"))
+ADMIN_PASSWORD = os.environ.get("PORTE_DEMO_ADMIN_PASSWORD") or secrets.token_urlsafe(12)
+DEMO_USERS = [
+    {
+        "username": "alice",
+        "password": "alice-demo-pw",
+        "sub": "acme-0001",
+        "email": "alice@acme.example",
+        "email_verified": True,
+        "name": "Alice Martin",
+        "groups": ["engineers"],
+        "amr": ["pwd", "otp"],
+        "acr": "urn:porte:mfa",
+    },
+    {
+        "username": "bob",
+        "password": "bob-demo-pw",
+        "sub": "acme-0002",
+        "email": "bob@acme.example",
+        "email_verified": True,
+        "name": "Bob Stone",
+        "groups": ["finance"],
+        "amr": ["pwd"],
+        "acr": "urn:porte:pwd",
+    },
+]
+
+children: list[tuple[str, subprocess.Popen[bytes]]] = []
+
+
+def fail(message: str) -> None:
+    print(f"\nmake run: {message}", file=sys.stderr)
+    stop_all()
+    sys.exit(1)
+
+
+def port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex((HOST, port)) != 0
+
+
+def redis_answers() -> bool:
+    try:
+        with socket.create_connection((HOST, 6379), timeout=0.3):
+            return True
+    except OSError:
+        return False
+
+
+def start(name: str, cmd: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    log = (VAR / f"{name}.log").open("ab")
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    children.append((name, proc))
+    return proc
+
+
+def wait_http(name: str, url: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for child_name, proc in children:
+            if proc.poll() is not None:
+                fail(f"{child_name} exited early; see {VAR / (child_name + '.log')}")
+        try:
+            with urllib.request.urlopen(url, timeout=2):  # noqa: S310 - loopback URL built above
+                return
+        except OSError:
+            time.sleep(0.2)
+    fail(f"{name} did not answer at {url} within {timeout:.0f} s; see {VAR / (name + '.log')}")
+
+
+def stop_all(*_: object) -> None:
+    for _name, proc in reversed(children):
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+    for _name, proc in children:
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+def main() -> None:
+    for name, port in (("web", WEB_PORT), ("moto", MOTO_PORT), ("IdP", IDP_PORT)):
+        if not port_free(port):
+            fail(
+                f"port {port} for the {name} is taken; stop what uses it or set "
+                f"PORTE_PORT / PORTE_MOTO_PORT / PORTE_IDP_PORT."
+            )
+    if not (ROOT / "demo" / "oidc-idp" / "node_modules").exists():
+        fail("the demo IdP is not installed: run `npm ci --prefix demo/oidc-idp` (make run does this).")
+    shutil.rmtree(VAR, ignore_errors=True)
+    (VAR / "broker" / "processed").mkdir(parents=True)
+
+    public_url = f"http://{HOST}:{WEB_PORT}"
+    issuer = f"http://{HOST}:{IDP_PORT}"
+    client_secret = secrets.token_urlsafe(24)
+    env = {
+        **os.environ,
+        "PORTE_VAR_DIR": str(VAR),
+        "DATABASE_URL": os.environ.get("DATABASE_URL", f"sqlite:///{VAR / 'porte.sqlite3'}"),
+        "CELERY_BROKER_URL": os.environ.get(
+            "CELERY_BROKER_URL", "redis://127.0.0.1:6379/0" if redis_answers() else "filesystem://"
+        ),
+        "AWS_ENDPOINT_URL": f"http://{HOST}:{MOTO_PORT}",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "PORTE_PUBLIC_URL": public_url,
+        "PYTHONUNBUFFERED": "1",
+    }
+    signal.signal(signal.SIGTERM, lambda *_: (stop_all(), sys.exit(0)))
+
+    print("Starting local AWS (moto) and Acme's identity provider ...", flush=True)
+    start("moto", [PY, "-m", "moto.server", "-H", HOST, "-p", str(MOTO_PORT)], env)
+    idp_config = VAR / "idp.json"
+    idp_config.write_text(
+        json.dumps(
+            {
+                "host": HOST,
+                "port": IDP_PORT,
+                "issuer": issuer,
+                "title": "Acme Corp sign-in",
+                "clients": [
+                    {
+                        "client_id": "porte-demo",
+                        "client_secret": client_secret,
+                        "redirect_uris": [f"{public_url}/accounts/oidc/acme/login/callback/"],
+                    }
+                ],
+                "users": DEMO_USERS,
+            },
+            indent=2,
+        )
+    )
+    start("idp", ["node", str(ROOT / "demo" / "oidc-idp" / "server.mjs"), str(idp_config)], env)
+    wait_http("moto", f"http://{HOST}:{MOTO_PORT}/moto-api/")
+    wait_http("idp", f"{issuer}/.well-known/openid-configuration")
+
+    print("Creating the database and seeding the demo ...", flush=True)
+    for cmd in (
+        ["migrate", "-v0"],
+        [
+            "porte_demo",
+            "--issuer",
+            issuer,
+            "--client-secret",
+            client_secret,
+            "--admin-password",
+            ADMIN_PASSWORD,
+        ],
+    ):
+        result = subprocess.run([PY, "manage.py", *cmd], cwd=ROOT, env=env, check=False)
+        if result.returncode:
+            fail(f"`manage.py {' '.join(cmd[:1])}` failed (exit {result.returncode}).")
+
+    start("worker", [PY, "-m", "celery", "-A", "portal", "worker", "-l", "INFO", "-c", "2"], env)
+    start(
+        "beat",
+        [PY, "-m", "celery", "-A", "portal", "beat", "-l", "INFO", "-s", str(VAR / "beat-schedule")],
+        env,
+    )
+    start("web", [PY, "manage.py", "runserver", f"{HOST}:{WEB_PORT}", "--noreload"], env)
+    wait_http("web", f"{public_url}/health/")
+
+    print(
+        f"""
+Porte is running at {public_url}/
+  Partner sign-in:  {public_url}/sign-in/  with  alice@acme.example  → Acme's IdP: alice / alice-demo-pw
+                    (bob / bob-demo-pw is an Acme user with no eligible role)
+  Staff sign-in:    {public_url}/accounts/login/  admin / {ADMIN_PASSWORD}   (admin: {public_url}/admin/)
+  API schema:       {public_url}/api/schema/
+  Local AWS (moto): {env["AWS_ENDPOINT_URL"]}   Acme IdP: {issuer}
+  Broker: {env["CELERY_BROKER_URL"]}   Logs: {VAR}/*.log
+Ctrl-C stops everything.
+""",
+        flush=True,
+    )
+    try:
+        while True:
+            for name, proc in children:
+                if proc.poll() is not None:
+                    fail(f"{name} stopped (exit {proc.returncode}); see {VAR / (name + '.log')}")
+            time.sleep(1)
+    except KeyboardInterrupt:
+        print("\nStopping ...", flush=True)
+        stop_all()
+
+
+if __name__ == "__main__":
+    main()

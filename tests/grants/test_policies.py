@@ -1,0 +1,199 @@
+"""The IAM documents Porte writes, asserted exactly, and the session-duration clamp.
+
+moto does not evaluate IAM condition keys, so these tests prove what Porte *writes* (and sends to STS); they do
+not claim that AWS enforces it. Whether a deny takes effect is AWS's business once the document is right.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django.utils import timezone
+
+from grants import policies, services
+from grants.models import Grant, Role
+from partners.models import Partner
+from portal import aws
+
+T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
+
+
+# --- trust and session policies ----------------------------------------------------------------------------------
+
+def test_trust_policy_admits_only_the_broker_naming_a_porte_source_identity():
+    """Only the broker principal may assume the role, only with the partner's ExternalId and a `porte-*`
+    SourceIdentity, and setting the source identity and tags is part of the same grant."""
+    assert policies.trust_policy(broker_arn="arn:aws:iam::123456789012:role/PorteBroker", external_id="ext-1") == {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "PorteBrokerWithSourceIdentity",
+                "Effect": "Allow",
+                "Principal": {"AWS": "arn:aws:iam::123456789012:role/PorteBroker"},
+                "Action": ["sts:AssumeRole", "sts:SetSourceIdentity", "sts:TagSession"],
+                "Condition": {
+                    "StringEquals": {"sts:ExternalId": "ext-1"},
+                    "StringLike": {"sts:SourceIdentity": "porte-*"},
+                },
+            }
+        ],
+    }
+
+
+def test_session_policy_denies_everything_after_the_grant_ends():
+    """The session policy keeps the role's rights (Allow * intersects to the role) and carries the grant's end,
+    to the second, as an aws:CurrentTime deny."""
+    ends_at = datetime(2026, 3, 1, 13, 30, 15, 999_000, tzinfo=UTC)
+    assert policies.session_policy(ends_at=ends_at) == {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Sid": "WithinRolePermissions", "Effect": "Allow", "Action": "*", "Resource": "*"},
+            {
+                "Sid": "DenyAfterGrantEnds",
+                "Effect": "Deny",
+                "Action": "*",
+                "Resource": "*",
+                "Condition": {"DateGreaterThan": {"aws:CurrentTime": "2026-03-01T13:30:15Z"}},
+            },
+        ],
+    }
+
+
+# --- revocation policy -----------------------------------------------------------------------------------------
+
+def _deny(cutoff: str, sid: str, identities: object) -> dict[str, object]:
+    return {
+        "Sid": sid,
+        "Effect": "Deny",
+        "Action": "*",
+        "Resource": "*",
+        "Condition": {
+            "StringEquals": {"aws:SourceIdentity": identities},
+            "DateLessThan": {"aws:TokenIssueTime": cutoff},
+        },
+    }
+
+
+def test_revocation_policy_groups_people_sharing_a_cutoff_into_one_statement_with_a_sorted_list():
+    """A sweep that ends many grants at one instant adds one statement, listing the people sorted."""
+    document = policies.revocation_policy([("porte-c", T0), ("porte-a", T0), ("porte-b", T0)])
+    assert document == {
+        "Version": "2012-10-17",
+        "Statement": [_deny("2026-03-01T12:00:00Z", "PorteRevoked20260301T120000Z", ["porte-a", "porte-b", "porte-c"])],
+    }
+
+
+def test_revocation_policy_single_person_is_a_plain_string_and_statements_are_ordered_by_cutoff():
+    later = T0 + timedelta(minutes=5, seconds=7)
+    document = policies.revocation_policy([("porte-b", later), ("porte-a", T0)])
+    assert document == {
+        "Version": "2012-10-17",
+        "Statement": [
+            _deny("2026-03-01T12:00:00Z", "PorteRevoked20260301T120000Z", "porte-a"),
+            _deny("2026-03-01T12:05:07Z", "PorteRevoked20260301T120507Z", "porte-b"),
+        ],
+    }
+
+
+def test_revocation_policy_keeps_only_a_persons_latest_cutoff():
+    """A later cutoff denies every session the earlier one denied, so the earlier one is dropped; people whose
+    latest cutoff is shared still share a statement."""
+    later = T0 + timedelta(hours=1)
+    document = policies.revocation_policy([
+        ("porte-a", T0), ("porte-a", later), ("porte-b", later), ("porte-a", T0 + timedelta(minutes=1)),
+    ])
+    assert document == {
+        "Version": "2012-10-17",
+        "Statement": [_deny("2026-03-01T13:00:00Z", "PorteRevoked20260301T130000Z", ["porte-a", "porte-b"])],
+    }
+
+
+def test_revocation_policy_is_none_when_nothing_is_revoked():
+    """No revocations means no document (the provisioner deletes the inline policy instead of writing an empty
+    one, which IAM would refuse)."""
+    assert policies.revocation_policy([]) is None
+    assert policies.revocation_policy(iter(())) is None
+
+
+def test_ceil_to_second_rounds_up_only_fractions():
+    """Cutoffs round up: a session issued in the same second as the revocation is still denied."""
+    assert policies.ceil_to_second(T0) == T0
+    assert policies.ceil_to_second(T0.replace(microsecond=1)) == T0 + timedelta(seconds=1)
+    assert policies.ceil_to_second(T0.replace(microsecond=999_999)) == T0 + timedelta(seconds=1)
+    assert policies.ceil_to_second(T0.replace(microsecond=500_000)).tzinfo is UTC
+
+
+def test_iso_is_whole_seconds_in_utc_with_z():
+    assert policies.iso(datetime(2026, 3, 1, 9, 8, 7, 654_321, tzinfo=UTC)) == "2026-03-01T09:08:07Z"
+
+
+# --- DurationSeconds clamp ---------------------------------------------------------------------------------------
+
+def _grant(*, remaining: timedelta, max_duration: timedelta = timedelta(hours=2)) -> Grant:
+    role = Role(partner=Partner(slug="p"), slug="r", max_duration=max_duration)
+    return Grant(role=role, starts_at=T0 - timedelta(minutes=1), ends_at=T0 + remaining)
+
+
+@pytest.mark.parametrize(("remaining", "max_duration", "expected"), [
+    (timedelta(minutes=40), timedelta(hours=2), 2400),       # the remaining grant time
+    (timedelta(minutes=40, seconds=30), timedelta(hours=2), 2430),
+    (timedelta(minutes=5), timedelta(hours=2), 900),        # below STS's minimum: 900, the session policy cuts it
+    (timedelta(seconds=1), timedelta(hours=2), 900),
+    (timedelta(hours=5), timedelta(hours=2), 7200),         # never beyond the role's maximum
+])
+def test_duration_seconds_is_remaining_grant_time_clamped(settings, remaining, max_duration, expected):
+    settings.AWS_BROKER_ROLE_ARN = None
+    assert services._duration_seconds(_grant(remaining=remaining, max_duration=max_duration), T0) == expected
+
+
+def test_duration_seconds_is_capped_at_one_hour_when_the_broker_is_a_chained_role(settings):
+    """AWS refuses chained sessions over an hour, so a chained broker never asks for more."""
+    settings.AWS_BROKER_ROLE_ARN = "arn:aws:iam::123456789012:role/PorteBroker"
+    assert services._duration_seconds(_grant(remaining=timedelta(hours=2)), T0) == 3600
+    assert services._duration_seconds(_grant(remaining=timedelta(minutes=20)), T0) == 1200
+
+
+@pytest.mark.django_db
+def test_credential_mint_sends_the_clamped_duration_and_session_policy_to_sts(alice, acme):
+    """Through the real service against moto: the AssumeRole call carries DurationSeconds = remaining grant time
+    (min 900), the session policy with the grant's end, SourceIdentity and tags; the issued session (as moto
+    reports it) lasts that long, and the recorded CredentialIssue never outlives the grant."""
+    request = services.access_request_create(requester=alice, role=acme.role, justification="Check the inventory",
+                                             duration=timedelta(minutes=30))
+    grant = services.grant_activate(grant_id=request.grant.pk)
+    assert grant.status == Grant.Status.ACTIVE
+
+    sent: list[dict[str, object]] = []
+
+    def capture(params, **_):  # type: ignore[no-untyped-def]
+        sent.append(dict(params))
+
+    sts = aws.client("sts", credentials=aws.broker_credentials())
+    sts.meta.events.register("provide-client-params.sts.AssumeRole", capture)
+    try:
+        # 20 minutes left: the session asks for exactly that.
+        Grant.objects.filter(pk=grant.pk).update(ends_at=timezone.now() + timedelta(minutes=20))
+        first = services.credential_mint(grant_id=grant.pk, user=alice, kind="cli")
+        # 5 minutes left: STS's minimum of 900 s; the session policy and CredentialIssue carry the real end.
+        Grant.objects.filter(pk=grant.pk).update(ends_at=timezone.now() + timedelta(minutes=5))
+        second = services.credential_mint(grant_id=grant.pk, user=alice, kind="cli")
+    finally:
+        sts.meta.events.unregister("provide-client-params.sts.AssumeRole", capture)
+
+    assert len(sent) == 2
+    assert 1195 <= sent[0]["DurationSeconds"] <= 1200
+    assert sent[1]["DurationSeconds"] == 900
+    grant.refresh_from_db()
+    assert json.loads(sent[1]["Policy"]) == policies.session_policy(ends_at=grant.ends_at)
+    assert sent[1]["SourceIdentity"] == alice.source_identity
+    assert sent[1]["ExternalId"] == acme.partner.external_id
+    assert {t["Key"]: t["Value"] for t in sent[1]["Tags"]} == {
+        "porte:partner": "acme", "porte:grant": str(grant.pk), "porte:user": str(alice.public_id)}
+
+    first_lifetime = (first.credentials.expiration - first.issue.issued_at).total_seconds()
+    assert 1190 <= first_lifetime <= 1205
+    second_lifetime = (second.credentials.expiration - second.issue.issued_at).total_seconds()
+    assert 895 <= second_lifetime <= 905
+    assert second.issue.expires_at == grant.ends_at
