@@ -106,7 +106,9 @@ def access_request_create(request: Request) -> Response:
             source_ip=client_ip(request),
         )
     except DjangoValidationError as exc:
-        raise ValidationError(exc.message_dict) from exc
+        # Name the fields as the caller sent them (the service speaks of `duration`, the API of minutes).
+        raise ValidationError({("duration_minutes" if field == "duration" else field): errors
+                               for field, errors in exc.message_dict.items()}) from exc
     return Response(GrantSerializer(created.grant).data, status=status.HTTP_201_CREATED)
 
 

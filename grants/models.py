@@ -157,6 +157,12 @@ class Grant(models.Model):
         ordering = ["-starts_at"]
         constraints = [
             models.CheckConstraint(condition=Q(ends_at__gt=F("starts_at")), name="grant_ends_after_start"),
+            # One person holding a role has one grant (extensions lengthen it rather than adding another).
+            models.UniqueConstraint(
+                fields=["user", "role"],
+                condition=Q(status__in=["pending", "active"]),
+                name="one_open_grant_per_user_role",
+            ),
         ]
         indexes = [
             models.Index(fields=["status", "ends_at"], name="grant_due_idx"),

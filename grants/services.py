@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -93,6 +93,14 @@ def access_request_create(
         decided_at=now,
         context={"source_ip": source_ip},
     )
+    try:
+        with transaction.atomic():
+            grant = Grant.objects.create(
+                request=request, user=requester, role=role, starts_at=now, ends_at=now + duration
+            )
+    except IntegrityError:
+        # A concurrent request for the same role won the race (one open grant per person and role).
+        raise ValidationError({"role": f"You already have a request for {role.name} in progress."}) from None
     partner_id = role.partner_id
     audit_record(
         action="request.created",
@@ -103,9 +111,6 @@ def access_request_create(
     )
     audit_record(
         action="request.approved", obj=request, actor=None, partner_id=partner_id, data={"policy": "auto"}
-    )
-    grant = Grant.objects.create(
-        request=request, user=requester, role=role, starts_at=now, ends_at=now + duration
     )
     audit_record(
         action="grant.created",
@@ -247,9 +252,7 @@ def credential_mint(
             kind=kind,
             access_key_id=credentials.access_key_id,
             issued_at=now,
-            expires_at=min(credentials.expiration, grant.ends_at)
-            if credentials.expiration > now
-            else grant.ends_at,
+            expires_at=min(credentials.expiration, grant.ends_at),
             source_ip=source_ip,
         )
         audit_record(
@@ -323,7 +326,7 @@ def _role_end_grants(role_id: int, grant_ids: list[int], now: datetime) -> int:
         # The role lock serialises deny writes per role: two sweepers cannot overwrite each other's document.
         role = Role.objects.select_for_update().select_related("partner").get(pk=role_id)
         provisioning.role_put_revocations(role, now)
-        ended = 0
+        ended: list[Grant] = []
         for grant in Grant.objects.filter(
             id__in=grant_ids, status__in=[Grant.Status.EXPIRING, Grant.Status.REVOKING]
         ).select_related("user"):
@@ -331,17 +334,20 @@ def _role_end_grants(role_id: int, grant_ids: list[int], now: datetime) -> int:
             if Grant.objects.filter(pk=grant.pk, status=grant.status).update(
                 status=final, ended_at=timezone.now(), failure_reason=""
             ):
-                ended += 1
-                audit_record(
-                    action=f"grant.{final}",
-                    obj=grant,
-                    partner_id=role.partner_id,
-                    data={
-                        "deny_cutoff": grant.deny_cutoff.isoformat() if grant.deny_cutoff else None,
-                        "source_identity": grant.user.source_identity,
-                    },
-                )
-        return ended
+                grant.status = final
+                ended.append(grant)
+        # Audits last: the chain lock is taken after every row lock, never before one.
+        for grant in ended:
+            audit_record(
+                action=f"grant.{grant.status}",
+                obj=grant,
+                partner_id=role.partner_id,
+                data={
+                    "deny_cutoff": grant.deny_cutoff.isoformat() if grant.deny_cutoff else None,
+                    "source_identity": grant.user.source_identity,
+                },
+            )
+        return len(ended)
 
 
 # --- reconciliation -------------------------------------------------------------------------------------------
@@ -355,9 +361,9 @@ def grants_redrive_stuck(*, lease: timedelta = timedelta(seconds=60)) -> list[in
             "id", flat=True
         )
     )
-    for grant_id in ids:
-        from grants import tasks
+    from grants import tasks
 
+    for grant_id in ids:
         tasks.grant_activate.delay(grant_id)
     return ids
 
