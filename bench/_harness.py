@@ -2,8 +2,9 @@
 
 - database: a dedicated PostgreSQL database `porte_bench` on 127.0.0.1:5432 (user postgres), created and dropped
   here; a SQLite file in a temporary directory when PostgreSQL does not answer;
-- broker: Redis db 14 on 127.0.0.1:6379 (flushed before and after); kombu's `filesystem://` transport in the
-  temporary directory when Redis does not answer;
+- broker: Redis db 14 on 127.0.0.1:6379 (`PORTE_BENCH_REDIS_DB` to change; refused while another program is
+  connected to that db, flushed before and after); kombu's `filesystem://` transport in the temporary directory
+  when Redis does not answer;
 - AWS: a moto server process on a free loopback port;
 - Celery: a real `celery -A portal worker` process (optionally with embedded beat, `-B`).
 
@@ -44,7 +45,8 @@ if str(REPO_ROOT) not in sys.path:
 PYTHON = sys.executable
 PG_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres connect_timeout=2"
 PG_DATABASE = "porte_bench"
-REDIS_HOST, REDIS_PORT, REDIS_DB = "127.0.0.1", 6379, 14
+REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
+REDIS_DB = int(os.environ.get("PORTE_BENCH_REDIS_DB", "14"))
 LOCK_PATH = Path(tempfile.gettempdir()) / "porte-bench.lock"
 
 
@@ -266,7 +268,7 @@ class BenchEnv:
             self._pg_created = True
             self.db_engine = "postgresql"
             return f"postgres://postgres@127.0.0.1:5432/{PG_DATABASE}"
-        except Exception as exc:  # noqa: BLE001 - any failure: fall back to SQLite
+        except Exception as exc:
             path = self.tmp / "bench.sqlite3"
             self.db_engine = "sqlite"
             self.db_detail = f"{path} (PostgreSQL unavailable: {type(exc).__name__})"
@@ -276,7 +278,7 @@ class BenchEnv:
     def _pg_drop(conn: Any) -> None:
         try:
             conn.execute(f'DROP DATABASE IF EXISTS "{PG_DATABASE}" WITH (FORCE)')
-        except Exception:  # noqa: BLE001 - PostgreSQL < 13 has no FORCE
+        except Exception:
             conn.execute(f'DROP DATABASE IF EXISTS "{PG_DATABASE}"')
 
     def _broker(self) -> str:
@@ -287,16 +289,28 @@ class BenchEnv:
                 host=REDIS_HOST, port=REDIS_PORT, db=REDIS_DB, socket_timeout=1, socket_connect_timeout=1
             )
             r.ping()
-            r.flushdb()  # db 14 is the benchmarks' own: no message from an earlier run survives
-            r.close()
-            self._redis_used = True
-            self.broker = f"redis://{REDIS_HOST}:{REDIS_PORT}/{REDIS_DB}"
-            return self.broker
-        except Exception as exc:  # noqa: BLE001 - any failure: fall back to the filesystem transport
+        except Exception as exc:
             for sub in ("broker", "broker/processed"):
                 (self.tmp / sub).mkdir(parents=True, exist_ok=True)
             self.broker = f"filesystem:// in {self.tmp / 'broker'} (Redis unavailable: {type(exc).__name__})"
             return "filesystem://"
+        try:
+            # Another program's workers on the same db would take our tasks (and our flush would drop theirs).
+            me = r.client_id()
+            others = [
+                c for c in r.client_list() if str(c.get("db")) == str(REDIS_DB) and c.get("id") != str(me)
+            ]
+            if others:
+                raise BenchError(
+                    f"Redis db {REDIS_DB} is in use by {len(others)} other connection(s) (e.g. a test run's "
+                    f"worker); set PORTE_BENCH_REDIS_DB to a free db number or wait for it to finish"
+                )
+            r.flushdb()  # the benchmarks' own db: no message from an earlier run survives
+        finally:
+            r.close()
+        self._redis_used = True
+        self.broker = f"redis://{REDIS_HOST}:{REDIS_PORT}/{REDIS_DB}"
+        return self.broker
 
     def _start_moto(self) -> None:
         port = free_port()
@@ -313,7 +327,7 @@ class BenchEnv:
             if not self.moto or not self.moto.alive():
                 raise BenchError(f"moto server exited early\n{self.moto.output() if self.moto else ''}")
             try:
-                with urllib.request.urlopen(f"{self.moto_url}/moto-api/", timeout=1) as response:  # noqa: S310
+                with urllib.request.urlopen(f"{self.moto_url}/moto-api/", timeout=1) as response:
                     return bool(response.status == 200)
             except OSError:
                 return False
@@ -402,7 +416,7 @@ class BenchEnv:
             if child is not None:
                 try:
                     child.stop()
-                except Exception as exc:  # noqa: BLE001 - keep cleaning up
+                except Exception as exc:
                     problems.append(f"stopping {child.name}: {exc}")
         if self._django_ready:
             with contextlib.suppress(Exception):
@@ -416,17 +430,27 @@ class BenchEnv:
                 with psycopg.connect(PG_DSN, autocommit=True) as conn:
                     self._pg_drop(conn)
                 self._pg_created = False
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 problems.append(f"dropping database {PG_DATABASE}: {exc}")
         if self._redis_used:
             try:
                 import redis
 
+                if self._django_ready:
+                    from portal.celery import app
+
+                    app.pool.force_close_all()  # our own publishing connections
                 r = redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=REDIS_DB, socket_timeout=1)
-                r.flushdb()
+                me = str(r.client_id())
+                if any(str(c.get("db")) == str(REDIS_DB) and c.get("id") != me for c in r.client_list()):
+                    problems.append(
+                        f"Redis db {REDIS_DB} not flushed: another program connected to it meanwhile"
+                    )
+                else:
+                    r.flushdb()
                 r.close()
                 self._redis_used = False
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 problems.append(f"flushing Redis db {REDIS_DB}: {exc}")
         if os.environ.get("PORTE_BENCH_KEEP_TMP"):
             print(f"(kept {self.tmp})")

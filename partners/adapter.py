@@ -1,13 +1,16 @@
 """allauth adapters: partner IdPs are the only way in for partner users, and identity is (IdP, subject).
 
-- IdPs come from `IdentityProvider` rows (decrypted secret, in-memory SocialApp), never from allauth's own table.
+- IdPs come from `IdentityProvider` rows (see partners.federation.social_app_for), never from allauth's table.
 - A sign-in is refused unless the IdP and its partner are active and, for a known account, the user belongs to
-  that IdP's partner. Email never links, connects or finds an account.
+  that IdP's partner. Email never links, connects or finds an account; outside the partner's domains it is
+  refused (configurable per partner).
+- Every refusal is recorded with its reason.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 from typing import Any, NoReturn
 
 from allauth.account.adapter import DefaultAccountAdapter
@@ -16,14 +19,22 @@ from allauth.socialaccount.adapter import DefaultSocialAccountAdapter
 from allauth.socialaccount.models import SocialApp, SocialLogin
 from allauth.socialaccount.providers.base import AuthProcess
 from django.db import transaction
+from django.db.models import Q
 from django.http import HttpRequest
-from django.shortcuts import render
+from django.shortcuts import redirect, render
 
 from partners import services
-from partners.models import IdentityProvider, Partner
+from partners.federation import Assertion, assertion_from, social_app_for
+from partners.models import IdentityProvider
 from partners.selectors import identity_provider_by_provider_id
-from portal.crypto import decrypt
 from portal.models import User
+
+_USERNAME = re.compile(r"[\w.@+-]+")
+# Session keys: the staff member's pending "test sign-in" of an IdP, and its result.
+IDP_TEST_KEY = "porte_idp_test"
+IDP_TEST_RESULT_KEY = "porte_idp_test_result"
+# What the IdP asserted about how the person authenticated (used by context checks on requests).
+SIGN_IN_EVIDENCE_KEY = "porte_sign_in"
 
 
 class PorteAccountAdapter(DefaultAccountAdapter):
@@ -32,50 +43,25 @@ class PorteAccountAdapter(DefaultAccountAdapter):
         return False
 
 
-def social_app_for(idp: IdentityProvider) -> SocialApp:
-    """allauth's view of an IdP (unsaved: the row in `IdentityProvider` is the source of truth)."""
-    return SocialApp(
-        provider="openid_connect",
-        provider_id=idp.provider_id,
-        name=idp.display_name,
-        client_id=idp.client_id,
-        secret=decrypt(idp.client_secret_encrypted),
-        settings={
-            "server_url": idp.issuer,
-            "oauth_pkce_enabled": True,
-            "token_auth_method": "client_secret_basic",
-            "fetch_userinfo": False,
-            "scope": ["openid", "email", "profile", "groups"],
-        },
-    )
-
-
-def _claims(sociallogin: SocialLogin) -> dict[str, Any]:
-    data = sociallogin.account.extra_data or {}
-    merged: dict[str, Any] = {}
-    merged.update(data.get("id_token") or {})
-    merged.update(data.get("userinfo") or {})
-    return merged
-
-
-def _groups(claims: dict[str, Any]) -> list[str]:
-    groups = claims.get("groups") or []
-    if isinstance(groups, str):
-        groups = [groups]
-    return [str(g)[:100] for g in groups if str(g).strip()][:200]
-
-
 class PartnerSocialAccountAdapter(DefaultSocialAccountAdapter):
     def list_apps(
         self, request: HttpRequest | None, provider: str | None = None, client_id: str | None = None
     ) -> list[SocialApp]:
-        idps = IdentityProvider.objects.select_related("partner").filter(
-            is_enabled=True, partner__status__in=[Partner.Status.ACTIVE, Partner.Status.ONBOARDING]
-        )
-        if provider and provider != "openid_connect":
+        # Whatever the partner's status: a sign-in through a suspended or offboarded partner's IdP must reach
+        # pre_social_login, to be refused with a reason and recorded, rather than end in a bare 404.
+        idps = IdentityProvider.objects.select_related("partner").filter(is_enabled=True)
+        if provider == "openid_connect":
+            idps = idps.filter(protocol=IdentityProvider.Protocol.OIDC)
+        elif provider == "saml":
+            idps = idps.filter(protocol=IdentityProvider.Protocol.SAML)
+        elif provider:
             idps = idps.filter(provider_id=provider)
         if client_id:
-            idps = idps.filter(client_id=client_id)
+            # allauth looks SAML apps up by organisation slug (our provider_id), OIDC apps by client id.
+            idps = idps.filter(
+                Q(protocol=IdentityProvider.Protocol.OIDC, client_id=client_id)
+                | Q(protocol=IdentityProvider.Protocol.SAML, provider_id=client_id)
+            )
         return [social_app_for(idp) for idp in idps]
 
     def is_open_for_signup(self, request: HttpRequest, sociallogin: SocialLogin) -> bool:
@@ -100,68 +86,112 @@ class PartnerSocialAccountAdapter(DefaultSocialAccountAdapter):
             render(request, "partners/sign_in_refused.html", {"message": message}, status=403)
         )
 
+    def on_authentication_error(
+        self,
+        request: HttpRequest,
+        provider: Any,
+        error: Any = None,
+        exception: Any = None,
+        extra_context: Any = None,
+    ) -> None:
+        # Protocol failures (bad signature, state, nonce, issuer, replay...) count as refused sign-ins too.
+        provider_id = getattr(getattr(provider, "app", None), "provider_id", "") or ""
+        services.sign_in_refuse(
+            identity_provider=identity_provider_by_provider_id(provider_id) if provider_id else None,
+            provider_id=provider_id,
+            reason=f"protocol_error:{type(exception).__name__ if exception else error}"[:120],
+        )
+
     def pre_social_login(self, request: HttpRequest, sociallogin: SocialLogin) -> None:
         provider_id = sociallogin.account.provider
         subject = sociallogin.account.uid
+        # Email is a display attribute: allauth must not refuse (or route) a new identity because another user,
+        # perhaps of another partner, already has the address the IdP asserts.
+        sociallogin.email_addresses = []
         idp = identity_provider_by_provider_id(provider_id)
+
+        def refuse(reason: str, message: str) -> NoReturn:
+            self._refuse(request, idp, provider_id, reason, subject, message)
+
+        if idp is None or not idp.is_enabled:
+            refuse("idp_unknown_or_disabled", "This identity provider is not enabled in Porte.")
+        protocol_refusal = getattr(sociallogin, "porte_refusal", None)
+        if protocol_refusal:
+            refuse(protocol_refusal, "Your identity provider's answer could not be accepted. Sign in again.")
         if sociallogin.state.get("process") == AuthProcess.CONNECT:
-            self._refuse(
-                request,
-                idp,
-                provider_id,
-                "connect_attempt",
-                subject,
-                "Linking another sign-in method to your account is not possible in Porte.",
+            refuse(
+                "connect_attempt", "Linking another sign-in method to your account is not possible in Porte."
             )
-        if idp is None or not idp.is_enabled or not idp.partner.is_active:
-            self._refuse(
-                request,
-                idp,
-                provider_id,
-                "idp_or_partner_inactive",
-                subject,
+        assertion = assertion_from(idp, sociallogin)
+        if (
+            request.session.get(IDP_TEST_KEY) == idp.pk
+            and request.user.is_authenticated
+            and request.user.is_staff
+        ):
+            self._finish_test_sign_in(request, idp, assertion)
+        if not idp.partner.is_active:
+            refuse(
+                "partner_inactive",
                 "Your organisation's access to Porte is not active. Contact your Porte sponsor.",
             )
-        assert idp is not None
+        if idp.partner.enforce_email_domains and not services.email_in_partner_domains(
+            idp.partner, assertion.email
+        ):
+            refuse(
+                "email_outside_partner_domains",
+                "The email address your identity provider gave is not in your organisation's domains "
+                "registered with Porte. Ask your organisation's IT team to check your account.",
+            )
+        request.session[SIGN_IN_EVIDENCE_KEY] = {
+            "provider_id": provider_id,
+            "mfa": assertion.mfa,
+            "authn_methods": assertion.authn_methods,
+        }
         if not sociallogin.is_existing:
             return
         user = sociallogin.user
         membership = getattr(user, "membership", None)
         if user.is_staff or membership is None or membership.partner_id != idp.partner_id:
-            self._refuse(
-                request,
-                idp,
-                provider_id,
-                "identity_partner_mismatch",
-                subject,
-                "This identity provider cannot sign in this account.",
-            )
+            refuse("identity_partner_mismatch", "This identity provider cannot sign in this account.")
         if not user.is_active or not membership.is_active:
-            self._refuse(
-                request,
-                idp,
-                provider_id,
+            refuse(
                 "user_inactive",
-                subject,
                 "Your Porte account is disabled. Contact your organisation's Porte administrator.",
             )
-        services.membership_record_sign_in(membership=membership, groups=_groups(_claims(sociallogin)))
+        services.membership_record_sign_in(
+            membership=membership, groups=assertion.groups, email=assertion.email, name=assertion.name
+        )
+
+    def _finish_test_sign_in(
+        self, request: HttpRequest, idp: IdentityProvider, assertion: Assertion
+    ) -> NoReturn:
+        """An admin's test of a (possibly not yet active) IdP: show what it asserted, create nobody."""
+        request.session.pop(IDP_TEST_KEY, None)
+        request.session[IDP_TEST_RESULT_KEY] = assertion.claims_summary()
+        services.identity_provider_verified(
+            identity_provider=idp,
+            actor=request.user,  # type: ignore[arg-type]
+            claims=assertion.claims_summary(),
+        )
+        raise ImmediateHttpResponse(redirect("partner_idp_test_result", provider_id=idp.provider_id))
 
     def populate_user(self, request: HttpRequest, sociallogin: SocialLogin, data: dict[str, Any]) -> Any:
         user = super().populate_user(request, sociallogin, data)
-        # Username is internal and derived from the identity, never from the email.
-        identity = f"{sociallogin.account.provider}:{sociallogin.account.uid}"
-        if len(identity) > 150:
-            identity = f"{sociallogin.account.provider[:80]}:{hashlib.sha256(identity.encode()).hexdigest()}"
+        # Username is internal and derived from the identity, never from the email. Only characters Django's
+        # username validator accepts: allauth replaces an invalid username with one made from the email.
+        identity = f"{sociallogin.account.provider}.{sociallogin.account.uid}"
+        if len(identity) > 150 or not _USERNAME.fullmatch(identity):
+            identity = f"{sociallogin.account.provider[:80]}.{hashlib.sha256(identity.encode()).hexdigest()}"
         user.username = identity
         return user
 
     def save_user(self, request: HttpRequest, sociallogin: SocialLogin, form: Any = None) -> User:
         idp = identity_provider_by_provider_id(sociallogin.account.provider)
         assert idp is not None  # pre_social_login refused otherwise
+        assertion = assertion_from(idp, sociallogin)
         with transaction.atomic():
             user: User = super().save_user(request, sociallogin, form)
             services.membership_create_on_first_sign_in(
-                user=user, identity_provider=idp, groups=_groups(_claims(sociallogin))
+                user=user, identity_provider=idp, groups=assertion.groups
             )
         return user

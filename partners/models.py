@@ -25,6 +25,16 @@ class Partner(models.Model):
     aws_region = models.CharField(max_length=32, default="eu-west-1")
     # Required by every scoped role's trust policy (confused-deputy protection).
     external_id = models.CharField(max_length=64, default=_external_id, editable=False)
+    sponsor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="sponsored_partners",
+        help_text="The Porte staff member accountable for this partner.",
+    )
+    # Refuse a sign-in whose asserted email is outside the partner's domains (email is never the identity).
+    enforce_email_domains = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -57,34 +67,80 @@ class PartnerDomain(models.Model):
         return self.domain
 
 
+DEFAULT_CLAIMS = {
+    "oidc": {"subject": "sub", "email": "email", "name": "name", "groups": "groups"},
+    # SAML: an empty subject means the (persistent) NameID.
+    "saml": {"subject": "", "email": "email", "name": "displayName", "groups": "groups"},
+}
+# Values of OIDC amr/acr or SAML AuthnContextClassRef that count as multi-factor.
+DEFAULT_MFA_VALUES = [
+    "mfa",
+    "otp",
+    "hwk",
+    "swk",
+    "fpt",
+    "face",
+    "sc",
+    "urn:porte:mfa",
+    "http://schemas.openid.net/pape/policies/2007/06/multi-factor",
+    "urn:oasis:names:tc:SAML:2.0:ac:classes:MobileTwoFactorContract",
+    "urn:oasis:names:tc:SAML:2.0:ac:classes:TimeSyncToken",
+]
+
+
 class IdentityProvider(models.Model):
     """A partner's own IdP. allauth sees it as a SocialApp built from this row (see partners.adapter), so the
     client secret stays encrypted at rest."""
 
     class Protocol(models.TextChoices):
         OIDC = "oidc", "OpenID Connect"
+        SAML = "saml", "SAML 2.0"
 
     partner = models.ForeignKey(Partner, on_delete=models.PROTECT, related_name="identity_providers")
-    # allauth's provider id: the path segment of /accounts/oidc/<provider_id>/ and SocialAccount.provider.
+    # allauth's provider id (SocialAccount.provider): the path segment of /accounts/oidc/<provider_id>/ and, for
+    # SAML, the organisation slug of /accounts/saml/<provider_id>/.
     provider_id = models.SlugField(max_length=64, unique=True)
     protocol = models.CharField(max_length=8, choices=Protocol.choices, default=Protocol.OIDC)
     display_name = models.CharField(max_length=120)
+    # OpenID Connect
     issuer = models.URLField(
-        help_text="OIDC issuer; discovery is read from <issuer>/.well-known/openid-configuration"
+        blank=True, help_text="OIDC issuer; discovery is read from <issuer>/.well-known/openid-configuration"
     )
-    client_id = models.CharField(max_length=255)
+    client_id = models.CharField(max_length=255, blank=True)
     client_secret_encrypted = models.TextField(blank=True)
+    # SAML 2.0
+    saml_entity_id = models.CharField(max_length=1024, blank=True)
+    saml_sso_url = models.URLField(max_length=1024, blank=True)
+    saml_metadata_url = models.URLField(max_length=1024, blank=True)
+    # Signing certificates (base64 DER), newest first: more than one during a rollover.
+    saml_certificates = models.JSONField(default=list, blank=True)
+    certificate_not_after = models.DateTimeField(null=True, blank=True)
+    # Which claims/attributes carry subject, email, name, groups; which amr/acr/AuthnContext values mean MFA.
+    claim_mapping = models.JSONField(default=dict, blank=True)
     is_enabled = models.BooleanField(default=True)
+    verified_at = models.DateTimeField(null=True, blank=True, help_text="Last successful test sign-in.")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         constraints = [
-            # One IdP per partner for now; federation of several IdPs per partner comes with onboarding.
+            # One IdP per partner: a second IdP would be a second source of identities for the same people.
             models.UniqueConstraint(fields=["partner"], name="one_identity_provider_per_partner"),
+            models.CheckConstraint(
+                condition=(models.Q(protocol="oidc") & ~models.Q(issuer="") & ~models.Q(client_id=""))
+                | (models.Q(protocol="saml") & ~models.Q(saml_entity_id="") & ~models.Q(saml_sso_url="")),
+                name="identity_provider_protocol_fields",
+            ),
         ]
 
     def __str__(self) -> str:
         return f"{self.display_name} ({self.provider_id})"
+
+    def mapping(self, key: str) -> str:
+        return str(self.claim_mapping.get(key) or DEFAULT_CLAIMS[self.protocol].get(key, ""))
+
+    @property
+    def mfa_values(self) -> list[str]:
+        return [str(v) for v in self.claim_mapping.get("mfa_values") or DEFAULT_MFA_VALUES]
 
 
 class Membership(models.Model):

@@ -9,8 +9,9 @@ def identity_provider_by_provider_id(provider_id: str) -> IdentityProvider | Non
 
 def identity_provider_for_email(email: str) -> IdentityProvider | None:
     """Home-realm discovery: the enabled IdP of the active partner that owns the email's domain."""
-    domain = email.rpartition("@")[2].strip().lower()
-    if not domain:
+    local, at, domain = email.strip().rpartition("@")
+    domain = domain.lower()
+    if not (local and at and domain):  # not an address: route nowhere
         return None
     partner_domain = PartnerDomain.objects.select_related("partner").filter(domain__iexact=domain).first()
     if partner_domain is None or partner_domain.partner.status != Partner.Status.ACTIVE:

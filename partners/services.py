@@ -7,6 +7,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
+from partners import idp_validation
 from partners.models import IdentityProvider, Membership, Partner, PartnerDomain
 from portal import aws
 from portal.audit import audit_record
@@ -31,21 +32,8 @@ def partner_create(
     return partner
 
 
-@transaction.atomic
 def partner_activate(*, partner: Partner, actor: User | None = None) -> Partner:
-    partner = Partner.objects.select_for_update().get(pk=partner.pk)
-    if partner.status != Partner.Status.ACTIVE:
-        previous = partner.status
-        partner.status = Partner.Status.ACTIVE
-        partner.save(update_fields=["status"])
-        audit_record(
-            action="partner.activated",
-            obj=partner,
-            actor=actor,
-            partner_id=partner.pk,
-            data={"from": previous},
-        )
-    return partner
+    return partner_set_status(partner=partner, status=Partner.Status.ACTIVE, reason="activated", actor=actor)
 
 
 def partner_account_provision(
@@ -156,21 +144,39 @@ def membership_create_on_first_sign_in(
 
 
 @transaction.atomic
-def membership_record_sign_in(*, membership: Membership, groups: list[str]) -> Membership:
-    membership = Membership.objects.select_for_update().get(pk=membership.pk)
+def membership_record_sign_in(
+    *, membership: Membership, groups: list[str], email: str = "", name: str = ""
+) -> Membership:
+    """A known person signed in again: refresh groups and display attributes (a changed email at the IdP keeps
+    the same Porte user, since identity is the subject)."""
+    membership = Membership.objects.select_for_update().select_related("user").get(pk=membership.pk)
     new_groups = sorted(set(groups))
-    changed = new_groups != membership.groups
+    changes: dict[str, Any] = {}
+    if new_groups != membership.groups:
+        changes["groups"] = new_groups
+    user = membership.user
+    if email and email != user.email:
+        changes["email"] = email
+        user.email = email
+    if name and name != user.get_full_name():
+        user.first_name, _, user.last_name = name.partition(" ")
+    user.save(update_fields=["email", "first_name", "last_name"])
     membership.groups = new_groups
     membership.last_sign_in_at = timezone.now()
     membership.save(update_fields=["groups", "last_sign_in_at"])
     audit_record(
         action="membership.signed_in",
         obj=membership,
-        actor=membership.user,
+        actor=user,
         partner_id=membership.partner_id,
-        data={"groups": new_groups} if changed else {},
+        data=changes,
     )
     return membership
+
+
+def email_in_partner_domains(partner: Partner, email: str) -> bool:
+    domain = email.rpartition("@")[2].lower()
+    return bool(domain) and partner.domains.filter(domain__iexact=domain).exists()
 
 
 @transaction.atomic
@@ -244,3 +250,143 @@ def organization_ensure() -> str:
             return str(orgs.describe_organization()["Organization"]["Id"])
         except orgs.exceptions.AWSOrganizationsNotInUseException:
             return str(orgs.create_organization(FeatureSet="ALL")["Organization"]["Id"])
+
+
+# --- identity providers: onboarding, verification, rotation -------------------------------------------------------
+
+
+@transaction.atomic
+def identity_provider_create_saml(
+    *,
+    partner: Partner,
+    provider_id: str,
+    display_name: str,
+    metadata: idp_validation.SamlIdpInfo,
+    metadata_url: str = "",
+    claim_mapping: dict[str, Any] | None = None,
+    actor: User | None = None,
+) -> IdentityProvider:
+    idp = IdentityProvider.objects.create(
+        partner=partner,
+        provider_id=provider_id,
+        protocol=IdentityProvider.Protocol.SAML,
+        display_name=display_name,
+        saml_entity_id=metadata.entity_id,
+        saml_sso_url=metadata.sso_url,
+        saml_metadata_url=metadata_url,
+        saml_certificates=metadata.certificates,
+        certificate_not_after=metadata.certificate_not_after,
+        claim_mapping=claim_mapping or {},
+    )
+    audit_record(
+        action="idp.created",
+        obj=idp,
+        actor=actor,
+        partner_id=partner.pk,
+        data={
+            "protocol": "saml",
+            "entity_id": metadata.entity_id,
+            "sso_url": metadata.sso_url,
+            "certificate_not_after": metadata.certificate_not_after.isoformat(),
+        },
+    )
+    return idp
+
+
+@transaction.atomic
+def identity_provider_rotate_oidc_secret(
+    *, identity_provider: IdentityProvider, client_secret: str, actor: User | None = None
+) -> IdentityProvider:
+    """Swap the client secret in place: the next sign-in uses it; nothing restarts, no sign-in is cut."""
+    idp = IdentityProvider.objects.select_for_update().get(pk=identity_provider.pk)
+    idp.client_secret_encrypted = encrypt(client_secret)
+    idp.save(update_fields=["client_secret_encrypted"])
+    audit_record(action="idp.secret_rotated", obj=idp, actor=actor, partner_id=idp.partner_id, data={})
+    return idp
+
+
+@transaction.atomic
+def identity_provider_update_saml_metadata(
+    *, identity_provider: IdentityProvider, metadata: idp_validation.SamlIdpInfo, actor: User | None = None
+) -> IdentityProvider:
+    """New metadata from the partner (e.g. a certificate rollover). The entity id is pinned: a different one
+    is a different IdP and must be onboarded as such."""
+    idp = IdentityProvider.objects.select_for_update().get(pk=identity_provider.pk)
+    if metadata.entity_id != idp.saml_entity_id:
+        raise idp_validation.IdpConfigError(
+            f"The metadata is for {metadata.entity_id!r}, not this IdP ({idp.saml_entity_id!r})."
+        )
+    idp.saml_sso_url = metadata.sso_url
+    idp.saml_certificates = metadata.certificates
+    idp.certificate_not_after = metadata.certificate_not_after
+    idp.save(update_fields=["saml_sso_url", "saml_certificates", "certificate_not_after"])
+    audit_record(
+        action="idp.metadata_updated",
+        obj=idp,
+        actor=actor,
+        partner_id=idp.partner_id,
+        data={
+            "sso_url": metadata.sso_url,
+            "certificate_not_after": metadata.certificate_not_after.isoformat(),
+        },
+    )
+    return idp
+
+
+@transaction.atomic
+def identity_provider_verified(
+    *, identity_provider: IdentityProvider, actor: User, claims: dict[str, Any]
+) -> None:
+    """A staff member's test sign-in through the IdP succeeded (no partner user was created)."""
+    idp = IdentityProvider.objects.select_for_update().get(pk=identity_provider.pk)
+    idp.verified_at = timezone.now()
+    idp.save(update_fields=["verified_at"])
+    audit_record(
+        action="idp.test_sign_in",
+        obj=idp,
+        actor=actor,
+        partner_id=idp.partner_id,
+        data={"claims": sorted(k for k, v in claims.items() if v not in ("", [], None))},
+    )
+
+
+# --- partner lifecycle (the grant side lives in grants.services.partner_suspend/offboard) ------------------------
+
+
+def _end_sessions(users: Any) -> int:
+    """Sign these people out everywhere: Django ties each session to a hash of the password field, so a fresh
+    unusable password invalidates every session they have (partner users never have a real password)."""
+    count = 0
+    for user in users:
+        user.set_unusable_password()
+        user.save(update_fields=["password"])
+        count += 1
+    return count
+
+
+@transaction.atomic
+def partner_set_status(*, partner: Partner, status: str, reason: str, actor: User | None = None) -> Partner:
+    partner = Partner.objects.select_for_update().get(pk=partner.pk)
+    if partner.status == status:
+        return partner
+    if partner.status == Partner.Status.OFFBOARDED:
+        raise ValueError("An offboarded partner cannot change status; onboard it again as a new partner.")
+    previous = partner.status
+    partner.status = status
+    partner.save(update_fields=["status"])
+    ended = 0
+    if status in (Partner.Status.SUSPENDED, Partner.Status.OFFBOARDED):
+        members = User.objects.filter(membership__partner=partner)
+        ended = _end_sessions(members)
+    if status == Partner.Status.OFFBOARDED:
+        Membership.objects.filter(partner=partner, is_active=True).update(is_active=False)
+        # The IdP is removed from service and its secret destroyed; the row stays for history.
+        partner.identity_providers.update(is_enabled=False, client_secret_encrypted="")
+    audit_record(
+        action=f"partner.{status}",
+        obj=partner,
+        actor=actor,
+        partner_id=partner.pk,
+        data={"from": previous, "reason": reason, "sessions_ended_for": ended},
+    )
+    return partner

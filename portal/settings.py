@@ -52,6 +52,8 @@ INSTALLED_APPS = [
     "allauth.account",
     "allauth.socialaccount",
     "allauth.socialaccount.providers.openid_connect",
+    "allauth.socialaccount.providers.saml",
+    "allauth.mfa",
     "rest_framework",
     "drf_spectacular",
     "portal",
@@ -69,6 +71,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "allauth.account.middleware.AccountMiddleware",
+    "portal.middleware.session_limits",
     "portal.middleware.content_security_policy",
 ]
 
@@ -110,7 +113,6 @@ else:
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 
-# --- Celery -------------------------------------------------------------------------------------------------
 def _redis_reachable(url: str) -> bool:
     parsed = urlparse(url)
     try:
@@ -120,6 +122,18 @@ def _redis_reachable(url: str) -> bool:
         return False
 
 
+# --- cache: shared by every process (rate limits, SAML assertion and JWT replay caches) -------------------------
+_DEFAULT_CACHE_REDIS = "redis://127.0.0.1:6379/1"
+CACHE_URL = env.str("CACHE_URL", default="")
+if CACHE_URL:
+    CACHES = {"default": env.cache_url_config(CACHE_URL)}
+elif _redis_reachable(_DEFAULT_CACHE_REDIS):
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": _DEFAULT_CACHE_REDIS}}
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+                          "LOCATION": str(VAR_DIR / "cache")}}
+
+# --- Celery -------------------------------------------------------------------------------------------------
 _DEFAULT_REDIS = "redis://127.0.0.1:6379/0"
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="")
 if not CELERY_BROKER_URL:
@@ -132,6 +146,8 @@ if CELERY_BROKER_URL == "filesystem://":
         "data_folder_out": str(_queue_dir),
         "processed_folder": str(_queue_dir / "processed"),
         "store_processed": False,
+        # kombu polls the folder; its 1 s default would add a second to every activation.
+        "polling_interval": 0.05,
     }
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
@@ -184,9 +200,23 @@ SOCIALACCOUNT_EMAIL_REQUIRED = False
 SOCIALACCOUNT_QUERY_EMAIL = False
 SOCIALACCOUNT_LOGIN_ON_GET = False
 SOCIALACCOUNT_STORE_TOKENS = False
-SOCIALACCOUNT_PROVIDERS = {"openid_connect": {"OAUTH_PKCE_ENABLED": True}}
+SOCIALACCOUNT_PROVIDERS = {
+    # Porte's subclasses add nonce, signature/algorithm, issuer-pinning and replay checks (partners/oidc.py, saml.py).
+    "openid_connect": {"OAUTH_PKCE_ENABLED": True, "provider_class": "partners.oidc.PorteOidcProvider"},
+    "saml": {"provider_class": "partners.saml.PorteSamlProvider"},
+}
+# Staff lockout: allauth's failed-login limits (per account and per address), kept in the shared cache.
+ACCOUNT_RATE_LIMITS = {
+    "login_failed": env.str("PORTE_LOGIN_FAILED_LIMIT", default="10/m/ip,5/15m/key"),
+    "login": "30/m/ip",
+}
+MFA_SUPPORTED_TYPES = ["totp", "recovery_codes"]
+MFA_TOTP_ISSUER = "Porte"
 
-SESSION_COOKIE_AGE = env.int("PORTE_SESSION_SECONDS", default=8 * 3600)
+# Absolute and idle limits of a signed-in session (enforced by portal.middleware.session_limits).
+SESSION_ABSOLUTE_SECONDS = env.int("PORTE_SESSION_ABSOLUTE_SECONDS", default=8 * 3600)
+SESSION_IDLE_SECONDS = env.int("PORTE_SESSION_IDLE_SECONDS", default=30 * 60)
+SESSION_COOKIE_AGE = SESSION_ABSOLUTE_SECONDS
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 
@@ -242,6 +272,7 @@ LOGGING = {
 if PRODUCTION:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SECURE_SSL_REDIRECT = True
+    SECURE_REDIRECT_EXEMPT = [r"^health/$"]  # probed over plain http inside the cluster
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
     SECURE_HSTS_SECONDS = 31_536_000

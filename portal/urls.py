@@ -3,6 +3,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView
 
 from grants.urls import api_urlpatterns
+from partners.oidc import callback as oidc_callback
 from partners.views import sign_in
 from portal.views import health
 
@@ -10,6 +11,8 @@ admin.site.site_header = "Porte administration"
 
 urlpatterns = [
     path("sign-in/", sign_in, name="sign_in"),
+    # Before allauth's own: the same URL, served by the hardened OIDC callback (nonce, signature, iss).
+    path("accounts/oidc/<str:provider_id>/login/callback/", oidc_callback, name="openid_connect_callback"),
     path("accounts/", include("allauth.urls")),
     path("admin/", admin.site.urls),
     path("health/", health, name="health"),

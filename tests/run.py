@@ -12,6 +12,7 @@ import sys
 
 PG_URL = "postgres://postgres@127.0.0.1:5432/porte"
 REDIS_URL = "redis://127.0.0.1:6379/15"
+CACHE_URL = "rediscache://127.0.0.1:6379/12"
 
 
 def _answers(port: int) -> bool:
@@ -25,8 +26,9 @@ def _answers(port: int) -> bool:
 def main() -> int:
     if "DATABASE_URL" not in os.environ and _answers(5432):
         os.environ["DATABASE_URL"] = PG_URL
-    if "CELERY_BROKER_URL" not in os.environ and _answers(6379):
-        os.environ["CELERY_BROKER_URL"] = REDIS_URL
+    if _answers(6379):
+        os.environ.setdefault("CELERY_BROKER_URL", REDIS_URL)
+        os.environ.setdefault("CACHE_URL", CACHE_URL)
     print(f"tests: database {os.environ.get('DATABASE_URL', 'SQLite (var/test-porte.sqlite3)')}, "
           f"broker {os.environ.get('CELERY_BROKER_URL', 'filesystem (var/broker)')}", flush=True)
     import pytest
