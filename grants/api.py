@@ -19,6 +19,7 @@ from grants.access import grant_for_user
 from grants.models import CredentialIssue, Grant, Role
 from grants.selectors import grants_visible_to, roles_requestable_by
 from portal import aws
+from portal.access import acting_user
 from portal.http import client_ip
 
 
@@ -69,7 +70,7 @@ class RoleList(ListAPIView):
     serializer_class = RoleSerializer
 
     def get_queryset(self):
-        return roles_requestable_by(self.request.user)  # type: ignore[arg-type]
+        return roles_requestable_by(acting_user(self.request))
 
 
 class GrantList(ListAPIView):
@@ -78,14 +79,14 @@ class GrantList(ListAPIView):
     serializer_class = GrantSerializer
 
     def get_queryset(self):
-        return grants_visible_to(self.request.user)  # type: ignore[arg-type]
+        return grants_visible_to(acting_user(self.request))
 
 
 class GrantDetail(RetrieveAPIView):
     serializer_class = GrantSerializer
 
     def get_object(self) -> Grant:
-        return grant_for_user(self.request.user, self.kwargs["grant_id"])  # type: ignore[arg-type]
+        return grant_for_user(acting_user(self.request), self.kwargs["grant_id"])
 
 
 @extend_schema(request=AccessRequestInput, responses={201: GrantSerializer})
@@ -94,12 +95,12 @@ def access_request_create(request: Request) -> Response:
     """Request a role for a duration, with a justification. Approved requests start activating at once."""
     data = AccessRequestInput(data=request.data)
     data.is_valid(raise_exception=True)
-    role = roles_requestable_by(request.user).filter(slug=data.validated_data["role"]).first()  # type: ignore[arg-type]
+    role = roles_requestable_by(acting_user(request)).filter(slug=data.validated_data["role"]).first()
     if role is None:
         raise ValidationError({"role": ["You are not eligible for a role with this slug."]})
     try:
         created = services.access_request_create(
-            requester=request.user,  # type: ignore[arg-type]
+            requester=acting_user(request),
             role=role,
             justification=data.validated_data["justification"],
             duration=timedelta(minutes=data.validated_data["duration_minutes"]),
@@ -107,8 +108,12 @@ def access_request_create(request: Request) -> Response:
         )
     except DjangoValidationError as exc:
         # Name the fields as the caller sent them (the service speaks of `duration`, the API of minutes).
-        raise ValidationError({("duration_minutes" if field == "duration" else field): errors
-                               for field, errors in exc.message_dict.items()}) from exc
+        raise ValidationError(
+            {
+                ("duration_minutes" if field == "duration" else field): errors
+                for field, errors in exc.message_dict.items()
+            }
+        ) from exc
     return Response(GrantSerializer(created.grant).data, status=status.HTTP_201_CREATED)
 
 
@@ -135,11 +140,11 @@ class MintThrottle(UserRateThrottle):
 @throttle_classes([MintThrottle])
 def grant_credentials(request: Request, grant_id: int) -> Response:
     """Mint short-lived credentials for an active grant you hold, as `credential_process` JSON."""
-    grant = grant_for_user(request.user, grant_id)  # type: ignore[arg-type]
+    grant = grant_for_user(acting_user(request), grant_id)
     try:
         minted = services.credential_mint(
             grant_id=grant.pk,
-            user=request.user,  # type: ignore[arg-type]
+            user=acting_user(request),
             kind=CredentialIssue.Kind.CLI,
             source_ip=client_ip(request),
         )

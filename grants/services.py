@@ -15,6 +15,7 @@ from django.utils import timezone
 from grants import policies, provisioning
 from grants.models import AccessRequest, CredentialIssue, Grant, Role
 from grants.selectors import roles_requestable_by
+from partners import services as partner_services
 from partners.models import Partner
 from portal import aws
 from portal.audit import audit_record
@@ -348,6 +349,87 @@ def _role_end_grants(role_id: int, grant_ids: list[int], now: datetime) -> int:
                 },
             )
         return len(ended)
+
+
+# --- revocation -----------------------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def grant_revoke(*, grant: Grant, reason: str, actor: User | None = None) -> Grant:
+    """End a grant before its time. An active grant is claimed (revoking) with a deny cutoff now; the deny is
+    put on the role by a task queued on commit (and by the sweeper if that task is lost), and only then is the
+    grant marked revoked. A grant that never became active is revoked at once: no session exists."""
+    grant = Grant.objects.select_for_update().select_related("role").get(pk=grant.pk)
+    now = timezone.now()
+    if grant.status == Grant.Status.PENDING:
+        grant.status, grant.ended_at = Grant.Status.REVOKED, now
+        grant.save(update_fields=["status", "ended_at"])
+        audit_record(
+            action="grant.revoked",
+            obj=grant,
+            actor=actor,
+            partner_id=grant.role.partner_id,
+            data={"reason": reason, "never_active": True},
+        )
+    elif grant.status == Grant.Status.ACTIVE:
+        grant.status, grant.deny_cutoff, grant.claimed_at = (
+            Grant.Status.REVOKING,
+            policies.ceil_to_second(now),
+            now,
+        )
+        grant.save(update_fields=["status", "deny_cutoff", "claimed_at"])
+        audit_record(
+            action="grant.revoke_requested",
+            obj=grant,
+            actor=actor,
+            partner_id=grant.role.partner_id,
+            data={"reason": reason},
+        )
+        _queue_role_endings(grant.role_id)
+    return grant
+
+
+def _queue_role_endings(role_id: int) -> None:
+    from grants import tasks
+
+    transaction.on_commit(lambda: tasks.role_finish_endings.delay(role_id))
+
+
+def role_finish_endings(*, role_id: int) -> int:
+    """Put the deny for every grant of the role that is claimed to end, then mark them ended."""
+    ids = list(
+        Grant.objects.filter(
+            role_id=role_id, status__in=[Grant.Status.EXPIRING, Grant.Status.REVOKING]
+        ).values_list("id", flat=True)
+    )
+    return _role_end_grants(role_id, ids, timezone.now()) if ids else 0
+
+
+@transaction.atomic
+def partner_suspend(*, partner: Partner, reason: str, actor: User | None = None) -> Partner:
+    """Refuse every sign-in, end every session and revoke every open grant of the partner."""
+    partner = partner_services.partner_set_status(
+        partner=partner, status=Partner.Status.SUSPENDED, reason=reason, actor=actor
+    )
+    _revoke_open_grants(partner, reason=f"partner suspended: {reason}", actor=actor)
+    return partner
+
+
+@transaction.atomic
+def partner_offboard(*, partner: Partner, reason: str, actor: User | None = None) -> Partner:
+    """Suspension plus: memberships closed, IdP removed from service. History (grants, audit) is kept."""
+    partner = partner_services.partner_set_status(
+        partner=partner, status=Partner.Status.OFFBOARDED, reason=reason, actor=actor
+    )
+    _revoke_open_grants(partner, reason=f"partner offboarded: {reason}", actor=actor)
+    return partner
+
+
+def _revoke_open_grants(partner: Partner, *, reason: str, actor: User | None) -> None:
+    for grant in Grant.objects.filter(
+        role__partner=partner, status__in=[Grant.Status.PENDING, Grant.Status.ACTIVE]
+    ):
+        grant_revoke(grant=grant, reason=reason, actor=actor)
 
 
 # --- reconciliation -------------------------------------------------------------------------------------------

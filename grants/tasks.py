@@ -26,6 +26,15 @@ def grant_activate(self, grant_id: int) -> str:
         return services.grant_record_failure(grant_id=grant_id, reason=str(exc), permanent=True).status
 
 
+@shared_task(bind=True, max_retries=8, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+def role_finish_endings(self, role_id: int) -> int:
+    try:
+        return services.role_finish_endings(role_id=role_id)
+    except aws.AwsError as exc:
+        # The grants stay claimed (still denied nothing yet): retry soon; the sweeper also re-drives them.
+        raise self.retry(countdown=min(60, 2 ** (self.request.retries + 1)), exc=exc) from exc
+
+
 @shared_task(acks_late=True, ignore_result=True)
 def expiry_sweep() -> int:
     return services.grants_expire_due(lease=_lease())

@@ -8,6 +8,9 @@ urlpatterns = [
     path("grants/<int:grant_id>/", views.grant_detail, name="grant_detail"),
     path("grants/<int:grant_id>/console/", views.grant_console, name="grant_console"),
     path("grants/<int:grant_id>/cli/", views.grant_cli, name="grant_cli"),
+    path("grants/<int:grant_id>/revoke/", views.grant_revoke, name="grant_revoke"),
+    path("staff/partners/<slug:slug>/suspend/", views.partner_suspend, name="partner_suspend"),
+    path("staff/partners/<slug:slug>/offboard/", views.partner_offboard, name="partner_offboard"),
 ]
 
 api_urlpatterns = [

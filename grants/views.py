@@ -7,26 +7,29 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
-from django.shortcuts import redirect, render
+from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
 from grants import services
-from grants.access import grant_for_user
+from grants.access import grant_for_revoker, grant_for_user
 from grants.federation import ConsoleUnavailable, console_sign_in_url
 from grants.forms import AccessRequestForm
 from grants.models import CredentialIssue, Grant
 from grants.selectors import grants_visible_to, roles_requestable_by
+from partners.forms import ReasonForm
+from partners.models import Partner
 from portal import aws
+from portal.access import acting_user, staff_required
 from portal.http import client_ip
 
 
 def _dashboard(
     request: HttpRequest, form: AccessRequestForm | None = None, status: int = 200
 ) -> HttpResponse:
-    user = request.user
-    roles = roles_requestable_by(user)  # type: ignore[arg-type]
-    grants = grants_visible_to(user)  # type: ignore[arg-type]
+    user = acting_user(request)
+    roles = roles_requestable_by(user)
+    grants = grants_visible_to(user)
     context = {
         "roles": roles,
         "form": form or AccessRequestForm(roles=roles),
@@ -60,12 +63,12 @@ def dashboard(request: HttpRequest) -> HttpResponse:
 @require_POST
 @login_required
 def request_access(request: HttpRequest) -> HttpResponse:
-    roles = roles_requestable_by(request.user)  # type: ignore[arg-type]
+    roles = roles_requestable_by(acting_user(request))
     form = AccessRequestForm(request.POST, roles=roles)
     if form.is_valid():
         try:
             access_request = services.access_request_create(
-                requester=request.user,  # type: ignore[arg-type]
+                requester=acting_user(request),
                 role=form.cleaned_data["role"],
                 justification=form.cleaned_data["justification"],
                 duration=form.duration,
@@ -85,7 +88,7 @@ def request_access(request: HttpRequest) -> HttpResponse:
 @require_GET
 @login_required
 def grant_detail(request: HttpRequest, grant_id: int) -> HttpResponse:
-    grant = grant_for_user(request.user, grant_id)  # type: ignore[arg-type]
+    grant = grant_for_user(acting_user(request), grant_id)
     context = {
         "grant": grant,
         "credentials": grant.credentials.all()[:50],
@@ -97,11 +100,11 @@ def grant_detail(request: HttpRequest, grant_id: int) -> HttpResponse:
 
 
 def _mint(request: HttpRequest, grant_id: int, kind: str) -> services.MintedCredentials | HttpResponse:
-    grant = grant_for_user(request.user, grant_id)  # type: ignore[arg-type]
+    grant = grant_for_user(acting_user(request), grant_id)
     try:
         return services.credential_mint(
             grant_id=grant.pk,
-            user=request.user,  # type: ignore[arg-type]
+            user=acting_user(request),
             kind=kind,
             source_ip=client_ip(request),
         )
@@ -145,3 +148,51 @@ def grant_cli(request: HttpRequest, grant_id: int) -> HttpResponse:
             "exports": process,
         },
     )
+
+
+# --- staff and partner-admin actions ----------------------------------------------------------------------------
+
+
+@require_POST
+@login_required
+def grant_revoke(request: HttpRequest, grant_id: int) -> HttpResponse:
+    grant = grant_for_revoker(acting_user(request), grant_id)
+    services.grant_revoke(
+        grant=grant,
+        reason=request.POST.get("reason", "")[:500] or "revoked early",
+        actor=acting_user(request),
+    )
+    messages.success(request, f"Grant #{grant.pk} is being revoked; sessions already issued are denied.")
+    return redirect("grant_detail", grant_id=grant.pk)
+
+
+def _partner_lifecycle(request: HttpRequest, slug: str, action: str) -> HttpResponse:
+    partner = get_object_or_404(Partner, slug=slug)
+    form = ReasonForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Give a reason: it is recorded in the audit log.")
+        return redirect("partner_detail", slug=slug)
+    act = services.partner_suspend if action == "suspend" else services.partner_offboard
+    try:
+        act(partner=partner, reason=form.cleaned_data["reason"], actor=acting_user(request))
+    except ValueError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(
+            request,
+            f"{partner.name} {'suspended' if action == 'suspend' else 'offboarded'}: "
+            "sign-ins refused, sessions ended, open grants revoked.",
+        )
+    return redirect("partner_detail", slug=slug)
+
+
+@staff_required
+@require_POST
+def partner_suspend(request: HttpRequest, slug: str) -> HttpResponse:
+    return _partner_lifecycle(request, slug, "suspend")
+
+
+@staff_required
+@require_POST
+def partner_offboard(request: HttpRequest, slug: str) -> HttpResponse:
+    return _partner_lifecycle(request, slug, "offboard")

@@ -34,7 +34,7 @@ ALLOWED_ID_TOKEN_ALGORITHMS = (
     "ES384",
     "ES512",
 )
-CERT_EXPIRY_WARNING = timedelta(days=30)
+CERT_EXPIRY_WARNING = timedelta(days=30)  # keep in step with models.CERTIFICATE_WARNING_DAYS
 
 
 class IdpConfigError(ValueError):

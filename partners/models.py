@@ -3,6 +3,7 @@ import secrets
 from django.conf import settings
 from django.db import models
 from django.db.models.functions import Lower
+from django.utils import timezone
 
 
 def _external_id() -> str:
@@ -67,6 +68,7 @@ class PartnerDomain(models.Model):
         return self.domain
 
 
+CERTIFICATE_WARNING_DAYS = 30
 DEFAULT_CLAIMS = {
     "oidc": {"subject": "sub", "email": "email", "name": "name", "groups": "groups"},
     # SAML: an empty subject means the (persistent) NameID.
@@ -134,6 +136,16 @@ class IdentityProvider(models.Model):
 
     def __str__(self) -> str:
         return f"{self.display_name} ({self.provider_id})"
+
+    @property
+    def certificate_warning(self) -> str:
+        """ "expired" / "expires soon" (within 30 days) / "" for a SAML IdP's newest signing certificate."""
+        if not self.certificate_not_after:
+            return ""
+        left = self.certificate_not_after - timezone.now()
+        if left.total_seconds() <= 0:
+            return "expired"
+        return "expires soon" if left.days < CERTIFICATE_WARNING_DAYS else ""
 
     def mapping(self, key: str) -> str:
         return str(self.claim_mapping.get(key) or DEFAULT_CLAIMS[self.protocol].get(key, ""))

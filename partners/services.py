@@ -17,9 +17,22 @@ from portal.models import User
 
 @transaction.atomic
 def partner_create(
-    *, name: str, slug: str, domains: list[str], aws_region: str = "eu-west-1", actor: User | None = None
+    *,
+    name: str,
+    slug: str,
+    domains: list[str],
+    aws_region: str = "eu-west-1",
+    sponsor: User | None = None,
+    enforce_email_domains: bool = True,
+    actor: User | None = None,
 ) -> Partner:
-    partner = Partner.objects.create(name=name, slug=slug, aws_region=aws_region)
+    partner = Partner.objects.create(
+        name=name,
+        slug=slug,
+        aws_region=aws_region,
+        sponsor=sponsor,
+        enforce_email_domains=enforce_email_domains,
+    )
     for domain in domains:
         PartnerDomain.objects.create(partner=partner, domain=domain.strip().lower())
     audit_record(
@@ -101,11 +114,13 @@ def identity_provider_create_oidc(
     issuer: str,
     client_id: str,
     client_secret: str,
+    claim_mapping: dict[str, Any] | None = None,
     actor: User | None = None,
 ) -> IdentityProvider:
     idp = IdentityProvider.objects.create(
         partner=partner,
         provider_id=provider_id,
+        claim_mapping=claim_mapping or {},
         display_name=display_name,
         issuer=issuer.rstrip("/"),
         client_id=client_id,

@@ -1,12 +1,17 @@
 from __future__ import annotations
 
 from django import forms
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import redirect, render
-from django.urls import reverse
-from django.views.decorators.http import require_http_methods
+from django.contrib import messages
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from partners import federation, services
+from partners.adapter import IDP_TEST_KEY, IDP_TEST_RESULT_KEY
+from partners.forms import OidcIdpForm, PartnerForm, ReasonForm, SamlIdpForm, SecretRotationForm
+from partners.models import IdentityProvider, Partner
 from partners.selectors import identity_provider_for_email
+from portal.access import acting_user, staff_required
 
 
 class SignInForm(forms.Form):
@@ -24,7 +29,7 @@ def sign_in(request: HttpRequest) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         idp = identity_provider_for_email(form.cleaned_data["email"])
         if idp is not None:
-            return redirect(reverse("openid_connect_login", kwargs={"provider_id": idp.provider_id}))
+            return redirect(federation.login_path(idp))
         form.add_error(
             "email",
             "No organisation with access to Porte uses this email domain. "
@@ -32,3 +37,176 @@ def sign_in(request: HttpRequest) -> HttpResponse:
         )
         return render(request, "partners/sign_in.html", {"form": form}, status=400)
     return render(request, "partners/sign_in.html", {"form": form})
+
+
+# --- staff: onboarding ----------------------------------------------------------------------------------------
+
+
+def _partner(slug: str) -> Partner:
+    return get_object_or_404(Partner.objects.select_related("sponsor"), slug=slug)
+
+
+@staff_required
+@require_GET
+def partner_list(request: HttpRequest) -> HttpResponse:
+    partners = Partner.objects.select_related("sponsor").prefetch_related("identity_providers", "domains")
+    return render(request, "partners/partner_list.html", {"partners": partners})
+
+
+@staff_required
+@require_http_methods(["GET", "POST"])
+def partner_create(request: HttpRequest) -> HttpResponse:
+    form = PartnerForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        partner = services.partner_create(
+            name=data["name"],
+            slug=data["slug"],
+            domains=data["domains"],
+            aws_region=data["aws_region"],
+            sponsor=data["sponsor"],
+            enforce_email_domains=data["enforce_email_domains"],
+            actor=acting_user(request),
+        )
+        messages.success(request, f"{partner.name} created. Next: add its identity provider.")
+        return redirect("partner_detail", slug=partner.slug)
+    return render(request, "partners/partner_form.html", {"form": form}, status=400 if form.errors else 200)
+
+
+@staff_required
+@require_GET
+def partner_detail(request: HttpRequest, slug: str) -> HttpResponse:
+    partner = _partner(slug)
+    idp = partner.identity_providers.first()
+    checklist = [
+        ("Identity provider configured", idp is not None and idp.is_enabled),
+        ("Test sign-in succeeded", bool(idp and idp.verified_at)),
+        ("Dedicated AWS account", bool(partner.aws_account_id)),
+        ("Active", partner.is_active),
+    ]
+    return render(
+        request,
+        "partners/partner_detail.html",
+        {
+            "partner": partner,
+            "idp": idp,
+            "checklist": checklist,
+            "registration": federation.registration_details(idp) if idp else {},
+            "members": partner.memberships.select_related("user").order_by("-last_sign_in_at")[:200],
+            "reason_form": ReasonForm(),
+        },
+    )
+
+
+def _save_idp(
+    request: HttpRequest, partner: Partner, form: OidcIdpForm | SamlIdpForm, existing: IdentityProvider | None
+) -> HttpResponse:
+    data, actor = form.cleaned_data, acting_user(request)
+    if isinstance(form, OidcIdpForm):
+        services.identity_provider_create_oidc(
+            partner=partner,
+            provider_id=partner.slug,
+            display_name=data["display_name"],
+            issuer=data["issuer"],
+            client_id=data["client_id"],
+            client_secret=data["client_secret"],
+            claim_mapping=form.claim_mapping(),
+            actor=actor,
+        )
+        messages.success(request, "OpenID Connect IdP saved. Register the redirect URI below, then test it.")
+    elif existing is not None:
+        assert form.parsed is not None
+        services.identity_provider_update_saml_metadata(
+            identity_provider=existing, metadata=form.parsed, actor=actor
+        )
+        messages.success(request, "SAML metadata updated.")
+    else:
+        assert form.parsed is not None
+        services.identity_provider_create_saml(
+            partner=partner,
+            provider_id=partner.slug,
+            display_name=data["display_name"],
+            metadata=form.parsed,
+            metadata_url=data.get("metadata_url") or "",
+            claim_mapping=form.claim_mapping(),
+            actor=actor,
+        )
+        messages.success(request, "SAML IdP saved. Register Porte's SP details below, then test it.")
+    return redirect("partner_detail", slug=partner.slug)
+
+
+def _rotate_oidc_secret(request: HttpRequest, partner: Partner, idp: IdentityProvider) -> HttpResponse:
+    form = SecretRotationForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        services.identity_provider_rotate_oidc_secret(
+            identity_provider=idp,
+            client_secret=form.cleaned_data["client_secret"],
+            actor=acting_user(request),
+        )
+        messages.success(request, "Client secret replaced; the next sign-in uses it.")
+        return redirect("partner_detail", slug=partner.slug)
+    return render(
+        request,
+        "partners/idp_form.html",
+        {"partner": partner, "form": form, "protocol": "oidc", "existing": idp},
+        status=400 if form.errors else 200,
+    )
+
+
+@staff_required
+@require_http_methods(["GET", "POST"])
+def partner_idp(request: HttpRequest, slug: str, protocol: str) -> HttpResponse:
+    """Add the partner's IdP; for an existing one, rotate its secret (OIDC) or load new metadata (SAML)."""
+    partner = _partner(slug)
+    existing = partner.identity_providers.first()
+    if protocol not in ("oidc", "saml") or (existing and existing.protocol != protocol):
+        raise Http404
+    if existing and protocol == "oidc":
+        return _rotate_oidc_secret(request, partner, existing)
+    form: OidcIdpForm | SamlIdpForm = (
+        OidcIdpForm(request.POST or None)
+        if protocol == "oidc"
+        else SamlIdpForm(request.POST or None, request.FILES or None)
+    )
+    if request.method == "POST" and form.is_valid():
+        return _save_idp(request, partner, form, existing)
+    return render(
+        request,
+        "partners/idp_form.html",
+        {"partner": partner, "form": form, "protocol": protocol, "existing": existing},
+        status=400 if form.errors else 200,
+    )
+
+
+@staff_required
+@require_POST
+def partner_idp_test(request: HttpRequest, slug: str) -> HttpResponse:
+    """Start a test sign-in through the partner's IdP: its answer is shown to the staff member and no partner
+    user is created (see PartnerSocialAccountAdapter._finish_test_sign_in)."""
+    idp = get_object_or_404(IdentityProvider, partner__slug=slug, is_enabled=True)
+    request.session[IDP_TEST_KEY] = idp.pk
+    return render(
+        request, "partners/idp_test_start.html", {"idp": idp, "login_path": federation.login_path(idp)}
+    )
+
+
+@staff_required
+@require_GET
+def partner_idp_test_result(request: HttpRequest, provider_id: str) -> HttpResponse:
+    idp = get_object_or_404(IdentityProvider.objects.select_related("partner"), provider_id=provider_id)
+    result = request.session.get(IDP_TEST_RESULT_KEY)
+    return render(request, "partners/idp_test_result.html", {"idp": idp, "result": result})
+
+
+@staff_required
+@require_POST
+def partner_activate(request: HttpRequest, slug: str) -> HttpResponse:
+    partner = _partner(slug)
+    if not partner.identity_providers.filter(is_enabled=True).exists():
+        messages.error(request, "Add and test the partner's identity provider before activating it.")
+    elif partner.status == Partner.Status.OFFBOARDED:
+        messages.error(request, "An offboarded partner cannot be reactivated.")
+    else:
+        services.partner_activate(partner=partner, actor=acting_user(request))
+        messages.success(request, f"{partner.name} is active: its people can sign in.")
+    return redirect("partner_detail", slug=partner.slug)

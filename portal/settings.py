@@ -72,6 +72,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "allauth.account.middleware.AccountMiddleware",
     "portal.middleware.session_limits",
+    "portal.middleware.staff_mfa_required",
     "portal.middleware.content_security_policy",
 ]
 
@@ -128,10 +129,19 @@ CACHE_URL = env.str("CACHE_URL", default="")
 if CACHE_URL:
     CACHES = {"default": env.cache_url_config(CACHE_URL)}
 elif _redis_reachable(_DEFAULT_CACHE_REDIS):
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": _DEFAULT_CACHE_REDIS}}
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": _DEFAULT_CACHE_REDIS,
+        }
+    }
 else:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
-                          "LOCATION": str(VAR_DIR / "cache")}}
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+            "LOCATION": str(VAR_DIR / "cache"),
+        }
+    }
 
 # --- Celery -------------------------------------------------------------------------------------------------
 _DEFAULT_REDIS = "redis://127.0.0.1:6379/0"
@@ -252,6 +262,8 @@ LANGUAGE_CODE = "en-gb"
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
+
+FORMS_URLFIELD_ASSUME_HTTPS = True  # Django 6 default, opted into now
 
 EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
 

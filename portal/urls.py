@@ -4,13 +4,12 @@ from drf_spectacular.views import SpectacularAPIView
 
 from grants.urls import api_urlpatterns
 from partners.oidc import callback as oidc_callback
-from partners.views import sign_in
 from portal.views import health
 
 admin.site.site_header = "Porte administration"
 
 urlpatterns = [
-    path("sign-in/", sign_in, name="sign_in"),
+    path("", include("partners.urls")),
     # Before allauth's own: the same URL, served by the hardened OIDC callback (nonce, signature, iss).
     path("accounts/oidc/<str:provider_id>/login/callback/", oidc_callback, name="openid_connect_callback"),
     path("accounts/", include("allauth.urls")),

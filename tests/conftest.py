@@ -10,7 +10,7 @@ os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
 os.environ.pop("AWS_SESSION_TOKEN", None)
 os.environ.pop("AWS_PROFILE", None)
 
-import pytest  # noqa: E402
+import pytest
 
 pytest_plugins = ["tests.fixtures.aws", "tests.fixtures.peers", "tests.fixtures.domain"]
 

@@ -7,15 +7,24 @@ from typing import Any
 import requests
 
 
-def wait_for(predicate: Callable[[], Any], *, timeout: float, interval: float = 0.1, what: str = "condition") -> Any:
-    """Poll until `predicate()` is truthy; fail the test with `what` if it never is."""
+def wait_for(
+    predicate: Callable[[], Any],
+    *,
+    timeout: float,
+    interval: float = 0.1,
+    what: str | Callable[[], str] = "condition",
+) -> Any:
+    """Poll until `predicate()` is truthy; fail the test with `what` if it never is. `what` may be a callable,
+    evaluated only on failure (e.g. to include a worker's log as it is at the timeout, not at the start)."""
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+            raise AssertionError(
+                f"timed out after {timeout} s waiting for {what() if callable(what) else what}"
+            )
         time.sleep(interval)
 
 
@@ -27,4 +36,39 @@ def begin_oidc_sign_in(http: requests.Session, base_url: str, provider_id: str) 
     """GET allauth's confirmation page (sets the CSRF cookie), then POST it: returns the redirect to the IdP."""
     login_url = f"{base_url}/accounts/oidc/{provider_id}/login/"
     http.get(login_url).raise_for_status()
-    return http.post(login_url, data={"csrfmiddlewaretoken": http.cookies["csrftoken"]}, allow_redirects=False)
+    return http.post(
+        login_url, data={"csrfmiddlewaretoken": http.cookies["csrftoken"]}, allow_redirects=False
+    )
+
+
+def role_inline_policy(account_id: str, role_name: str, policy_name: str) -> dict[str, Any] | None:
+    """An inline policy of a role in a partner account, as moto holds it (None if the role has no such policy)."""
+    import json
+
+    from portal import aws
+
+    iam = aws.partner_client("iam", account_id)
+    try:
+        document = iam.get_role_policy(RoleName=role_name, PolicyName=policy_name)["PolicyDocument"]
+    except iam.exceptions.NoSuchEntityException:
+        return None
+    return json.loads(document) if isinstance(document, str) else dict(document)
+
+
+def denied_identities(document: dict[str, Any] | None) -> list[tuple[str, str]]:
+    """(source identity, token-issue cutoff) for every person a revocation document denies, one per mention."""
+    found: list[tuple[str, str]] = []
+    for statement in (document or {}).get("Statement", []):
+        identities = statement["Condition"]["StringEquals"]["aws:SourceIdentity"]
+        cutoff = statement["Condition"]["DateLessThan"]["aws:TokenIssueTime"]
+        for identity in [identities] if isinstance(identities, str) else identities:
+            found.append((identity, cutoff))
+    return found
+
+
+def purge_broker() -> None:
+    """Drop queued Celery messages (e.g. activations queued on commit by a test that runs no worker), so a
+    worker started later does not act on rows that no longer exist."""
+    from portal.celery import app
+
+    app.control.purge()

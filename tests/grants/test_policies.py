@@ -22,10 +22,13 @@ T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
 
 # --- trust and session policies ----------------------------------------------------------------------------------
 
+
 def test_trust_policy_admits_only_the_broker_naming_a_porte_source_identity():
     """Only the broker principal may assume the role, only with the partner's ExternalId and a `porte-*`
     SourceIdentity, and setting the source identity and tags is part of the same grant."""
-    assert policies.trust_policy(broker_arn="arn:aws:iam::123456789012:role/PorteBroker", external_id="ext-1") == {
+    assert policies.trust_policy(
+        broker_arn="arn:aws:iam::123456789012:role/PorteBroker", external_id="ext-1"
+    ) == {
         "Version": "2012-10-17",
         "Statement": [
             {
@@ -63,6 +66,7 @@ def test_session_policy_denies_everything_after_the_grant_ends():
 
 # --- revocation policy -----------------------------------------------------------------------------------------
 
+
 def _deny(cutoff: str, sid: str, identities: object) -> dict[str, object]:
     return {
         "Sid": sid,
@@ -81,7 +85,9 @@ def test_revocation_policy_groups_people_sharing_a_cutoff_into_one_statement_wit
     document = policies.revocation_policy([("porte-c", T0), ("porte-a", T0), ("porte-b", T0)])
     assert document == {
         "Version": "2012-10-17",
-        "Statement": [_deny("2026-03-01T12:00:00Z", "PorteRevoked20260301T120000Z", ["porte-a", "porte-b", "porte-c"])],
+        "Statement": [
+            _deny("2026-03-01T12:00:00Z", "PorteRevoked20260301T120000Z", ["porte-a", "porte-b", "porte-c"])
+        ],
     }
 
 
@@ -101,9 +107,14 @@ def test_revocation_policy_keeps_only_a_persons_latest_cutoff():
     """A later cutoff denies every session the earlier one denied, so the earlier one is dropped; people whose
     latest cutoff is shared still share a statement."""
     later = T0 + timedelta(hours=1)
-    document = policies.revocation_policy([
-        ("porte-a", T0), ("porte-a", later), ("porte-b", later), ("porte-a", T0 + timedelta(minutes=1)),
-    ])
+    document = policies.revocation_policy(
+        [
+            ("porte-a", T0),
+            ("porte-a", later),
+            ("porte-b", later),
+            ("porte-a", T0 + timedelta(minutes=1)),
+        ]
+    )
     assert document == {
         "Version": "2012-10-17",
         "Statement": [_deny("2026-03-01T13:00:00Z", "PorteRevoked20260301T130000Z", ["porte-a", "porte-b"])],
@@ -131,18 +142,26 @@ def test_iso_is_whole_seconds_in_utc_with_z():
 
 # --- DurationSeconds clamp ---------------------------------------------------------------------------------------
 
+
 def _grant(*, remaining: timedelta, max_duration: timedelta = timedelta(hours=2)) -> Grant:
     role = Role(partner=Partner(slug="p"), slug="r", max_duration=max_duration)
     return Grant(role=role, starts_at=T0 - timedelta(minutes=1), ends_at=T0 + remaining)
 
 
-@pytest.mark.parametrize(("remaining", "max_duration", "expected"), [
-    (timedelta(minutes=40), timedelta(hours=2), 2400),       # the remaining grant time
-    (timedelta(minutes=40, seconds=30), timedelta(hours=2), 2430),
-    (timedelta(minutes=5), timedelta(hours=2), 900),        # below STS's minimum: 900, the session policy cuts it
-    (timedelta(seconds=1), timedelta(hours=2), 900),
-    (timedelta(hours=5), timedelta(hours=2), 7200),         # never beyond the role's maximum
-])
+@pytest.mark.parametrize(
+    ("remaining", "max_duration", "expected"),
+    [
+        (timedelta(minutes=40), timedelta(hours=2), 2400),  # the remaining grant time
+        (timedelta(minutes=40, seconds=30), timedelta(hours=2), 2430),
+        (
+            timedelta(minutes=5),
+            timedelta(hours=2),
+            900,
+        ),  # below STS's minimum: 900, the session policy cuts it
+        (timedelta(seconds=1), timedelta(hours=2), 900),
+        (timedelta(hours=5), timedelta(hours=2), 7200),  # never beyond the role's maximum
+    ],
+)
 def test_duration_seconds_is_remaining_grant_time_clamped(settings, remaining, max_duration, expected):
     settings.AWS_BROKER_ROLE_ARN = None
     assert services._duration_seconds(_grant(remaining=remaining, max_duration=max_duration), T0) == expected
@@ -160,8 +179,9 @@ def test_credential_mint_sends_the_clamped_duration_and_session_policy_to_sts(al
     """Through the real service against moto: the AssumeRole call carries DurationSeconds = remaining grant time
     (min 900), the session policy with the grant's end, SourceIdentity and tags; the issued session (as moto
     reports it) lasts that long, and the recorded CredentialIssue never outlives the grant."""
-    request = services.access_request_create(requester=alice, role=acme.role, justification="Check the inventory",
-                                             duration=timedelta(minutes=30))
+    request = services.access_request_create(
+        requester=alice, role=acme.role, justification="Check the inventory", duration=timedelta(minutes=30)
+    )
     grant = services.grant_activate(grant_id=request.grant.pk)
     assert grant.status == Grant.Status.ACTIVE
 
@@ -190,7 +210,10 @@ def test_credential_mint_sends_the_clamped_duration_and_session_policy_to_sts(al
     assert sent[1]["SourceIdentity"] == alice.source_identity
     assert sent[1]["ExternalId"] == acme.partner.external_id
     assert {t["Key"]: t["Value"] for t in sent[1]["Tags"]} == {
-        "porte:partner": "acme", "porte:grant": str(grant.pk), "porte:user": str(alice.public_id)}
+        "porte:partner": "acme",
+        "porte:grant": str(grant.pk),
+        "porte:user": str(alice.public_id),
+    }
 
     first_lifetime = (first.credentials.expiration - first.issue.issued_at).total_seconds()
     assert 1190 <= first_lifetime <= 1205

@@ -9,12 +9,15 @@ from django.db import DatabaseError, connection, transaction
 from portal.audit import GENESIS, audit_record, verify_chain
 from portal.models import AuditEvent, User
 
+
 @pytest.fixture(autouse=True)
 def _require_postgresql() -> None:
     # The append-only trigger exists on PostgreSQL only; the suite runs these on PostgreSQL (tests/run.py picks
     # it whenever it answers). Fail loudly rather than pass vacuously elsewhere.
     if connection.vendor != "postgresql":
-        pytest.fail("tests/portal/test_audit.py needs PostgreSQL (the append-only trigger is PostgreSQL-only)")
+        pytest.fail(
+            "tests/portal/test_audit.py needs PostgreSQL (the append-only trigger is PostgreSQL-only)"
+        )
 
 
 def _record_three(actor: User | None = None) -> list[AuditEvent]:
@@ -46,9 +49,17 @@ def test_events_form_a_chain_from_genesis():
 def test_update_and_delete_are_refused_by_the_database():
     """Raw SQL bypassing the ORM cannot rewrite or remove history: the trigger raises, the row is unchanged."""
     events = _record_three()
-    with pytest.raises(DatabaseError, match="append-only"), transaction.atomic(), connection.cursor() as cursor:
+    with (
+        pytest.raises(DatabaseError, match="append-only"),
+        transaction.atomic(),
+        connection.cursor() as cursor,
+    ):
         cursor.execute("UPDATE portal_auditevent SET action = 'test.forged' WHERE id = %s", [events[1].pk])
-    with pytest.raises(DatabaseError, match="append-only"), transaction.atomic(), connection.cursor() as cursor:
+    with (
+        pytest.raises(DatabaseError, match="append-only"),
+        transaction.atomic(),
+        connection.cursor() as cursor,
+    ):
         cursor.execute("DELETE FROM portal_auditevent WHERE id = %s", [events[1].pk])
 
     assert AuditEvent.objects.get(pk=events[1].pk).action == "test.second"
@@ -69,8 +80,11 @@ def test_verify_chain_names_an_event_whose_content_was_altered():
     events = _record_three()
     _without_trigger()
     with connection.cursor() as cursor:
-        cursor.execute("""UPDATE portal_auditevent SET data = '{"nested": {"b": [1, 3]}, "a": "x"}'::jsonb
-                          WHERE id = %s""", [events[1].pk])
+        cursor.execute(
+            """UPDATE portal_auditevent SET data = '{"nested": {"b": [1, 3]}, "a": "x"}'::jsonb
+                          WHERE id = %s""",
+            [events[1].pk],
+        )
     assert verify_chain() == events[1].pk
 
 
@@ -99,7 +113,9 @@ def test_verify_chain_names_a_backdated_event():
     events = _record_three()
     _without_trigger()
     with connection.cursor() as cursor:
-        cursor.execute("UPDATE portal_auditevent SET at = at - interval '1 day' WHERE id = %s", [events[0].pk])
+        cursor.execute(
+            "UPDATE portal_auditevent SET at = at - interval '1 day' WHERE id = %s", [events[0].pk]
+        )
     assert verify_chain() == events[0].pk
 
 

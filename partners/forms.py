@@ -1,0 +1,130 @@
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from django import forms
+
+from partners import idp_validation
+from partners.models import Partner, PartnerDomain
+from portal.models import User
+
+_DOMAIN = re.compile(r"^(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
+
+
+class PartnerForm(forms.Form):
+    name = forms.CharField(max_length=120)
+    slug = forms.SlugField(max_length=40, help_text="Short id used in URLs and AWS names, e.g. acme.")
+    domains = forms.CharField(help_text="Email domains the partner owns, separated by spaces or commas.")
+    sponsor = forms.ModelChoiceField(
+        queryset=User.objects.filter(is_staff=True, is_active=True),
+        help_text="The Porte staff member accountable for this partner.",
+    )
+    aws_region = forms.CharField(max_length=32, initial="eu-west-1", label="AWS region")
+    enforce_email_domains = forms.BooleanField(
+        required=False, initial=True, label="Refuse sign-ins whose email is outside these domains"
+    )
+
+    def clean_slug(self) -> str:
+        slug: str = self.cleaned_data["slug"].lower()
+        if Partner.objects.filter(slug=slug).exists():
+            raise forms.ValidationError("A partner with this slug exists already.")
+        return slug
+
+    def clean_domains(self) -> list[str]:
+        domains = sorted(
+            {d.strip().lower() for d in re.split(r"[\s,]+", self.cleaned_data["domains"]) if d.strip()}
+        )
+        bad = [d for d in domains if not _DOMAIN.match(d)]
+        if bad:
+            raise forms.ValidationError(f"Not a domain name: {', '.join(bad)}.")
+        taken = list(PartnerDomain.objects.filter(domain__in=domains).values_list("domain", flat=True))
+        if taken:
+            raise forms.ValidationError(f"Already registered to another partner: {', '.join(taken)}.")
+        return domains
+
+
+class ClaimMappingFields(forms.Form):
+    subject_claim = forms.CharField(
+        required=False,
+        label="Subject claim/attribute",
+        help_text="Immutable identifier. Empty: OIDC 'sub' / SAML persistent NameID.",
+    )
+    email_claim = forms.CharField(required=False, initial="email")
+    name_claim = forms.CharField(required=False, label="Display-name claim/attribute")
+    groups_claim = forms.CharField(required=False, initial="groups")
+    mfa_values = forms.CharField(
+        required=False,
+        label="Values meaning MFA",
+        help_text="amr/acr (OIDC) or AuthnContextClassRef (SAML) values that prove a second factor, "
+        "space-separated. Empty: Porte's defaults.",
+    )
+
+    def claim_mapping(self) -> dict[str, Any]:
+        data = self.cleaned_data
+        mapping: dict[str, Any] = {
+            key: data[f"{key}_claim"].strip()
+            for key in ("subject", "email", "name", "groups")
+            if data.get(f"{key}_claim", "").strip()
+        }
+        if data.get("mfa_values", "").strip():
+            mapping["mfa_values"] = data["mfa_values"].split()
+        return mapping
+
+
+class OidcIdpForm(ClaimMappingFields):
+    display_name = forms.CharField(max_length=120, help_text="Shown on the sign-in button.")
+    issuer = forms.URLField(
+        help_text="The IdP's issuer; Porte reads <issuer>/.well-known/openid-configuration."
+    )
+    client_id = forms.CharField(max_length=255)
+    client_secret = forms.CharField(
+        widget=forms.PasswordInput(render_value=False),
+        max_length=2000,
+        help_text="Stored encrypted; never shown again.",
+    )
+    discovered: idp_validation.OidcProviderInfo | None = None
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if data.get("issuer"):
+            try:
+                self.discovered = idp_validation.oidc_discover(data["issuer"])
+            except idp_validation.IdpConfigError as exc:
+                self.add_error("issuer", str(exc))
+        return data
+
+
+class SamlIdpForm(ClaimMappingFields):
+    display_name = forms.CharField(max_length=120, help_text="Shown on the sign-in button.")
+    metadata_url = forms.URLField(required=False, max_length=1024, label="IdP metadata URL")
+    metadata_file = forms.FileField(required=False, label="…or IdP metadata XML file")
+    parsed: idp_validation.SamlIdpInfo | None = None
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        url, upload = data.get("metadata_url"), data.get("metadata_file")
+        if bool(url) == bool(upload):
+            raise forms.ValidationError("Give either the metadata URL or the metadata file.")
+        try:
+            if url:
+                raw = idp_validation.fetch(url, "metadata")
+            else:
+                assert upload is not None
+                raw = upload.read(idp_validation.MAX_DOCUMENT_BYTES + 1)
+            self.parsed = idp_validation.saml_metadata_parse(raw)
+        except idp_validation.IdpConfigError as exc:
+            self.add_error("metadata_url" if url else "metadata_file", str(exc))
+        return data
+
+
+class SecretRotationForm(forms.Form):
+    client_secret = forms.CharField(
+        widget=forms.PasswordInput(render_value=False), max_length=2000, label="New client secret"
+    )
+
+
+class ReasonForm(forms.Form):
+    reason = forms.CharField(
+        max_length=500, help_text="Recorded in the audit log and shown to the partner's sponsor."
+    )

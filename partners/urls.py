@@ -1,0 +1,18 @@
+from django.urls import path
+
+from partners import views
+
+urlpatterns = [
+    path("sign-in/", views.sign_in, name="sign_in"),
+    path("staff/partners/", views.partner_list, name="partner_list"),
+    path("staff/partners/new/", views.partner_create, name="partner_create"),
+    path("staff/partners/<slug:slug>/", views.partner_detail, name="partner_detail"),
+    path("staff/partners/<slug:slug>/activate/", views.partner_activate, name="partner_activate"),
+    path("staff/partners/<slug:slug>/idp/<str:protocol>/", views.partner_idp, name="partner_idp"),
+    path("staff/partners/<slug:slug>/idp-test/", views.partner_idp_test, name="partner_idp_test"),
+    path(
+        "staff/idp/<slug:provider_id>/test-result/",
+        views.partner_idp_test_result,
+        name="partner_idp_test_result",
+    ),
+]

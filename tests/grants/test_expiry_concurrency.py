@@ -1,0 +1,253 @@
+"""Expiry on PostgreSQL when sweepers race, repeat, or find AWS unreachable.
+
+Beat may run the sweep on two workers at once (a slow sweep overlapping the next tick, or two beats during a
+deploy), a message may be delivered twice, and AWS may be down at the moment access must end. In every case each
+grant ends exactly once, with exactly one audit event, and only after the deny naming its holder is on the role.
+
+The grants are created through the real request service and activated through the real activation service (the
+code a worker runs), against moto. Their times are then moved into the past with a queryset update: that
+simulates time passing (the sweeper reads ends_at from the database), without sleeping for 15 minutes.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.utils import timezone
+
+from grants import policies, services
+from grants.models import Grant
+from portal import aws
+from portal.audit import verify_chain
+from portal.models import AuditEvent, User
+from tests.fixtures.domain import READ_ONLY, World, make_member
+from tests.helpers import denied_identities, purge_broker, role_inline_policy
+from tests.peers.oidc_idp import free_port
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+USERS = 10
+
+
+@pytest.fixture(autouse=True)
+def _require_postgresql() -> None:
+    # SKIP LOCKED and the row/advisory locks under test are PostgreSQL's; SQLite serialises writers instead.
+    if connection.vendor != "postgresql":
+        pytest.fail("tests/grants/test_expiry_concurrency.py needs PostgreSQL (run it with tests/run.py)")
+
+
+@pytest.fixture(autouse=True)
+def _no_stray_activations() -> Iterator[None]:
+    # Requests queue their activation on commit; no worker runs here (the test activates them itself).
+    yield
+    purge_broker()
+
+
+def _due_grants(acme: World, *, roles: int) -> list[Grant]:
+    """USERS Acme engineers, each holding an active grant on each of `roles` roles, all past their end."""
+    role_list = [acme.role]
+    if roles > 1:
+        operator = services.role_create(
+            partner=acme.partner,
+            slug="operator",
+            name="Operator",
+            inline_policy=READ_ONLY,
+            permissions_boundary_arn=acme.role.permissions_boundary_arn,
+            max_duration=timedelta(hours=1),
+            eligible_groups=["engineers"],
+        )
+        from grants import provisioning
+
+        role_list.append(provisioning.role_provision(role=operator))
+    grant_ids = []
+    for i in range(USERS):
+        user = make_member(acme.partner, f"engineer{i:02d}")
+        for role in role_list:
+            request = services.access_request_create(
+                requester=user, role=role, justification="Nightly batch check", duration=timedelta(minutes=15)
+            )
+            grant = services.grant_activate(grant_id=request.grant.pk)
+            assert grant.status == Grant.Status.ACTIVE
+            grant_ids.append(grant.pk)
+    # Time passes: every grant ended a second ago.
+    now = timezone.now()
+    Grant.objects.filter(pk__in=grant_ids).update(
+        starts_at=now - timedelta(minutes=16), ends_at=now - timedelta(seconds=1)
+    )
+    return list(Grant.objects.filter(pk__in=grant_ids).select_related("user", "role"))
+
+
+def _run_concurrently(*calls) -> list[int]:  # type: ignore[no-untyped-def]
+    """Run each call in its own thread (own database connection), released together by a barrier."""
+    barrier = threading.Barrier(len(calls))
+    results: list[int | BaseException] = [0] * len(calls)
+
+    def run(i: int) -> None:
+        try:
+            barrier.wait(timeout=10)
+            results[i] = calls[i]()
+        except BaseException as exc:  # re-raised in the main thread below
+            results[i] = exc
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(calls))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+        assert not thread.is_alive(), "a sweeper did not finish within 60 s (deadlock?)"
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+    return results  # type: ignore[return-value]
+
+
+def _expired_events(grant_ids: list[int]) -> Counter[str]:
+    return Counter(
+        AuditEvent.objects.filter(
+            action="grant.expired", object_type="grants.grant", object_id__in=[str(g) for g in grant_ids]
+        ).values_list("object_id", flat=True)
+    )
+
+
+def _assert_denies_match(acme: World, grants: list[Grant]) -> None:
+    """Each role's porte-revocations policy names each holder exactly once, with their grant's cutoff."""
+    for role in {g.role for g in grants}:
+        document = role_inline_policy(
+            acme.partner.aws_account_id, role.iam_name, policies.REVOCATIONS_POLICY_NAME
+        )
+        denied = denied_identities(document)
+        assert Counter(identity for identity, _ in denied) == Counter(
+            g.user.source_identity for g in grants if g.role == role
+        )
+        cutoffs = {g.user.source_identity: policies.iso(g.deny_cutoff) for g in grants if g.role == role}
+        assert dict(denied) == cutoffs
+
+
+def test_two_sweepers_racing_end_each_grant_exactly_once(acme):
+    grants = _due_grants(acme, roles=2)
+    ids = [g.pk for g in grants]
+    assert len(ids) == 2 * USERS
+
+    ended = _run_concurrently(services.grants_expire_due, services.grants_expire_due)
+
+    # Between them the sweepers ended every grant, and no grant was counted by both.
+    assert sum(ended) == len(ids)
+    final = list(Grant.objects.filter(pk__in=ids).select_related("user", "role"))
+    assert {g.status for g in final} == {Grant.Status.EXPIRED}
+    assert all(g.ended_at and g.deny_cutoff and g.failure_reason == "" for g in final)
+    # The cutoff is at or after the grant's end, so no session issued before the end survives it.
+    assert all(g.deny_cutoff >= g.ends_at for g in final)
+    assert _expired_events(ids) == Counter({str(g): 1 for g in ids})
+    _assert_denies_match(acme, final)
+    assert verify_chain() is None
+
+
+def test_two_sweepers_racing_over_stale_claims_end_each_grant_exactly_once(acme, local_aws, settings):
+    """The other race: claims left by a sweeper that failed (here: AWS unreachable) are past their lease, and
+    two sweepers take them over at once. Both see the same claims; the role lock and the conditional update
+    let exactly one of them end each grant."""
+    grants = _due_grants(acme, roles=2)
+    ids = [g.pk for g in grants]
+    settings.AWS_ENDPOINT_URL = f"http://127.0.0.1:{free_port()}"
+    aws.reset_caches()
+    assert services.grants_expire_due() == 0
+    assert set(Grant.objects.filter(pk__in=ids).values_list("status", flat=True)) == {Grant.Status.EXPIRING}
+    settings.AWS_ENDPOINT_URL = local_aws
+    aws.reset_caches()
+
+    def take_over() -> int:
+        return services.grants_expire_due(lease=timedelta(0))
+
+    ended = _run_concurrently(take_over, take_over)
+
+    assert sum(ended) == len(ids)
+    final = list(Grant.objects.filter(pk__in=ids).select_related("user", "role"))
+    assert {g.status for g in final} == {Grant.Status.EXPIRED}
+    assert _expired_events(ids) == Counter({str(g): 1 for g in ids})
+    _assert_denies_match(acme, final)
+    assert verify_chain() is None
+
+
+def test_duplicate_sweeps_add_nothing(acme):
+    """A second delivery of the sweep (or the next tick) finds nothing to do: no audit events, same denies."""
+    grants = _due_grants(acme, roles=1)
+    ids = [g.pk for g in grants]
+    assert services.grants_expire_due() == len(ids)
+    events = AuditEvent.objects.count()
+    document = role_inline_policy(
+        acme.partner.aws_account_id, acme.role.iam_name, policies.REVOCATIONS_POLICY_NAME
+    )
+    final = list(Grant.objects.filter(pk__in=ids).select_related("user", "role"))
+    _assert_denies_match(acme, final)
+
+    assert services.grants_expire_due() == 0
+    assert services.grants_expire_due(lease=timedelta(0)) == 0
+    assert _run_concurrently(services.grants_expire_due, services.grants_expire_due) == [0, 0]
+
+    assert AuditEvent.objects.count() == events
+    assert list(Grant.objects.filter(pk__in=ids).values_list("pk", "status", "ended_at", "deny_cutoff")) == [
+        (g.pk, g.status, g.ended_at, g.deny_cutoff) for g in final
+    ]
+    assert (
+        role_inline_policy(acme.partner.aws_account_id, acme.role.iam_name, policies.REVOCATIONS_POLICY_NAME)
+        == document
+    )
+    assert _expired_events(ids) == Counter({str(g): 1 for g in ids})
+    assert verify_chain() is None
+
+
+def test_unreachable_aws_keeps_grants_expiring_until_a_later_sweep_puts_the_deny(acme, local_aws, settings):
+    """A grant is only marked expired once AWS accepted the deny. While AWS is unreachable the claim stays
+    (`expiring`, with the reason), a sweep within the lease leaves it alone, and the first sweep after the lease
+    with AWS back ends every grant exactly once."""
+    grants = _due_grants(acme, roles=1)
+    ids = [g.pk for g in grants]
+    events_before = AuditEvent.objects.count()
+
+    # AWS goes away: nothing listens on this loopback port. The sweep still claims the grants (a database
+    # update) and then fails to put the deny.
+    settings.AWS_ENDPOINT_URL = f"http://127.0.0.1:{free_port()}"
+    aws.reset_caches()
+    assert services.grants_expire_due() == 0
+
+    claimed = list(Grant.objects.filter(pk__in=ids))
+    assert {g.status for g in claimed} == {Grant.Status.EXPIRING}
+    assert {g.failure_reason for g in claimed} == {
+        "Revocation pending: AWS could not be reached (EndpointConnectionError)."
+    }
+    assert all(g.ended_at is None and g.deny_cutoff and g.claimed_at for g in claimed)
+    assert not AuditEvent.objects.filter(action="grant.expired").exists()
+    # Claiming is not an audited state change; nothing else was written either.
+    assert AuditEvent.objects.count() == events_before
+
+    # AWS is back. Within the lease the claims belong to the sweeper that took them: nothing happens yet.
+    settings.AWS_ENDPOINT_URL = local_aws
+    aws.reset_caches()
+    assert (
+        role_inline_policy(acme.partner.aws_account_id, acme.role.iam_name, policies.REVOCATIONS_POLICY_NAME)
+        is None
+    )
+    assert services.grants_expire_due() == 0
+    assert set(Grant.objects.filter(pk__in=ids).values_list("status", flat=True)) == {Grant.Status.EXPIRING}
+
+    # After the lease a sweep takes the claims over and finishes them, once.
+    assert services.grants_expire_due(lease=timedelta(0)) == len(ids)
+    final = list(Grant.objects.filter(pk__in=ids).select_related("user", "role"))
+    assert {g.status for g in final} == {Grant.Status.EXPIRED}
+    assert all(g.failure_reason == "" and g.ended_at for g in final)
+    # The cutoff taken at the claim is kept, so sessions issued before it stay denied.
+    assert [g.deny_cutoff for g in final] == [
+        g.deny_cutoff for g in sorted(claimed, key=lambda g: ids.index(g.pk))
+    ]
+    _assert_denies_match(acme, final)
+    assert services.grants_expire_due(lease=timedelta(0)) == 0
+    assert _expired_events(ids) == Counter({str(g): 1 for g in ids})
+    assert verify_chain() is None
+    assert User.objects.filter(membership__partner=acme.partner).count() == USERS

@@ -1,0 +1,224 @@
+"""Bad access requests are refused with a message naming what is wrong, by the page and by the API alike, and
+leave no trace: no AccessRequest, no Grant, no audit event. A second request overlapping a current grant is
+refused and leaves the first grant exactly as it was.
+
+Persona: Alice (Acme, group `engineers`) is eligible for Acme's `readonly` role (max 2 h) only.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.test import Client
+
+from grants import services
+from grants.models import AccessRequest, Grant, Role
+from portal.models import AuditEvent
+from tests.fixtures.domain import READ_ONLY, make_member
+
+pytestmark = pytest.mark.django_db
+
+API = "/api/v1/access-requests/"
+FORM = "/requests/new/"
+GOOD_REASON = "Inventory check for TICKET-42"
+
+
+@pytest.fixture
+def admin_role(acme) -> Role:
+    """A second Acme role, for the `admins` group that Alice is not in."""
+    return services.role_create(
+        partner=acme.partner,
+        slug="admin",
+        name="Administrator",
+        inline_policy=READ_ONLY,
+        permissions_boundary_arn=acme.role.permissions_boundary_arn,
+        max_duration=timedelta(hours=1),
+        eligible_groups=["admins"],
+    )
+
+
+def _client(user) -> Client:  # type: ignore[no-untyped-def]
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def _counts() -> tuple[int, int, int]:
+    return AccessRequest.objects.count(), Grant.objects.count(), AuditEvent.objects.count()
+
+
+# --- the HTML form ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("minutes", "justification", "message"),
+    [
+        (121, GOOD_REASON, "Read-only can be granted for at most 120 minutes."),
+        (14, GOOD_REASON, "The shortest access is 15 minutes."),
+        (0, GOOD_REASON, "Ensure this value is greater than or equal to 1."),
+        (30, "", "This field is required."),
+        (30, "   too short   ", "Say why you need this access (at least 10 characters)."),
+    ],
+    ids=["over-role-max", "under-15-min", "zero", "no-justification", "short-justification"],
+)
+def test_form_refuses_bad_input_and_shows_why(acme, alice, minutes, justification, message):
+    before = _counts()
+    response = _client(alice).post(
+        FORM, {"role": acme.role.pk, "duration_minutes": minutes, "justification": justification}
+    )
+    assert response.status_code == 400
+    assert message in response.content.decode()
+    # The form comes back with what was typed, so the person can correct it.
+    assert response.context["form"].data["justification"] == justification
+    assert _counts() == before
+
+
+def test_form_refuses_a_role_the_user_is_not_eligible_for(acme, alice, admin_role):
+    before = _counts()
+    response = _client(alice).post(
+        FORM, {"role": admin_role.pk, "duration_minutes": 30, "justification": GOOD_REASON}
+    )
+    assert response.status_code == 400
+    assert (
+        "Select a valid choice. That choice is not one of the available choices." in response.content.decode()
+    )
+    assert _counts() == before
+
+
+def test_form_refuses_a_user_outside_every_eligible_group(acme):
+    """Without the group there is no role to offer: the page says so instead of showing the form."""
+    outsider = make_member(acme.partner, "oscar", groups=())
+    before = _counts()
+    response = _client(outsider).post(
+        FORM, {"role": acme.role.pk, "duration_minutes": 30, "justification": GOOD_REASON}
+    )
+    assert response.status_code == 400
+    assert "You are not eligible for any role yet." in response.content.decode()
+    assert _counts() == before
+
+
+# --- the API ---------------------------------------------------------------------------------------------------
+
+
+def _api(user, body: dict[str, object]):  # type: ignore[no-untyped-def]
+    return _client(user).post(API, body, content_type="application/json")
+
+
+@pytest.mark.parametrize(
+    ("body", "errors"),
+    [
+        (
+            {"role": "readonly", "duration_minutes": 121, "justification": GOOD_REASON},
+            {"duration_minutes": ["Read-only can be granted for at most 120 minutes."]},
+        ),
+        (
+            {"role": "readonly", "duration_minutes": 14, "justification": GOOD_REASON},
+            {"duration_minutes": ["The shortest access is 15 minutes."]},
+        ),
+        (
+            {"role": "readonly", "duration_minutes": 0, "justification": GOOD_REASON},
+            {"duration_minutes": ["Ensure this value is greater than or equal to 1."]},
+        ),
+        ({"role": "readonly", "duration_minutes": 30}, {"justification": ["This field is required."]}),
+        (
+            {"role": "readonly", "duration_minutes": 30, "justification": " too short "},
+            {"justification": ["Say why you need this access (at least 10 characters)."]},
+        ),
+        (
+            {"role": "admin", "duration_minutes": 30, "justification": GOOD_REASON},
+            {"role": ["You are not eligible for a role with this slug."]},
+        ),
+        (
+            {"role": "no-such-role", "duration_minutes": 30, "justification": GOOD_REASON},
+            {"role": ["You are not eligible for a role with this slug."]},
+        ),
+    ],
+    ids=[
+        "over-role-max",
+        "under-15-min",
+        "zero",
+        "no-justification",
+        "short-justification",
+        "not-eligible",
+        "unknown-role",
+    ],
+)
+def test_api_refuses_bad_input_naming_the_field(acme, alice, admin_role, body, errors):
+    before = _counts()
+    response = _api(alice, body)
+    assert response.status_code == 400
+    assert response.json() == errors
+    assert _counts() == before
+
+
+def test_api_refuses_a_user_outside_every_eligible_group(acme):
+    outsider = make_member(acme.partner, "oscar", groups=())
+    before = _counts()
+    response = _api(outsider, {"role": "readonly", "duration_minutes": 30, "justification": GOOD_REASON})
+    assert response.status_code == 400
+    assert response.json() == {"role": ["You are not eligible for a role with this slug."]}
+    assert _counts() == before
+
+
+def test_service_reports_every_problem_at_once(acme, alice):
+    """The service is the last line (tasks and admin call it too): it refuses without writing anything."""
+    from django.core.exceptions import ValidationError
+
+    before = _counts()
+    with pytest.raises(ValidationError) as refused:
+        services.access_request_create(
+            requester=alice, role=acme.role, justification="short", duration=timedelta(hours=3)
+        )
+    assert refused.value.message_dict == {
+        "justification": ["Say why you need this access (at least 10 characters)."],
+        "duration": ["Read-only can be granted for at most 120 minutes."],
+    }
+    assert _counts() == before
+
+
+# --- overlapping requests --------------------------------------------------------------------------------------
+
+
+def _snapshot(grant: Grant) -> dict[str, object]:
+    grant.refresh_from_db()
+    return {f.attname: getattr(grant, f.attname) for f in Grant._meta.concrete_fields}
+
+
+def test_second_overlapping_request_is_refused_and_the_first_grant_is_untouched(acme, alice):
+    first = _api(alice, {"role": "readonly", "duration_minutes": 30, "justification": GOOD_REASON})
+    assert first.status_code == 201, first.content
+    grant = services.grant_activate(grant_id=first.json()["id"])  # what the worker would do (moto)
+    assert grant.status == Grant.Status.ACTIVE
+    snapshot = _snapshot(grant)
+    before = _counts()
+    until = f"{grant.ends_at:%Y-%m-%d %H:%M} UTC"
+
+    api = _api(
+        alice, {"role": "readonly", "duration_minutes": 60, "justification": "Another reason entirely"}
+    )
+    assert api.status_code == 400
+    assert api.json() == {"role": [f"You already have access to Read-only until {until}."]}
+
+    form = _client(alice).post(
+        FORM, {"role": acme.role.pk, "duration_minutes": 60, "justification": "Another reason entirely"}
+    )
+    assert form.status_code == 400
+    assert f"You already have access to Read-only until {until}." in form.content.decode()
+
+    assert _counts() == before
+    assert _snapshot(grant) == snapshot
+
+
+def test_a_pending_grant_also_blocks_an_overlapping_request(acme, alice):
+    """Even before activation (the worker has not run), the first grant counts as current."""
+    services.access_request_create(
+        requester=alice, role=acme.role, justification=GOOD_REASON, duration=timedelta(minutes=30)
+    )
+    grant = Grant.objects.get(user=alice)
+    assert grant.status == Grant.Status.PENDING
+    snapshot, before = _snapshot(grant), _counts()
+    response = _api(alice, {"role": "readonly", "duration_minutes": 30, "justification": GOOD_REASON})
+    assert response.status_code == 400 and list(response.json()) == ["role"]
+    assert _counts() == before
+    assert _snapshot(grant) == snapshot
