@@ -4,12 +4,12 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test check lint format bench install node browser clean
+.PHONY: run test check lint format bench install node browser saml-idp clean
 
 run: install node
 	$(PY) demo/run.py
 
-test: install node browser
+test: install node browser saml-idp
 	$(PY) tests/run.py $(ARGS)
 
 check: install
@@ -48,6 +48,13 @@ browser:
 	@command -v chromium >/dev/null || { \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium; \
 	  else echo "The browser tests need Chromium: sudo apt-get install chromium"; exit 1; fi; }
+
+# The SAML tests run a real SimpleSAMLphp (Debian's package) under `php -S`.
+SAML_PACKAGES := simplesamlphp php-cli php-xml php-mbstring php-curl php-sqlite3 xmlsec1
+saml-idp:
+	@test -d /usr/share/simplesamlphp && command -v php >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(SAML_PACKAGES); \
+	  else echo "The SAML tests need: sudo apt-get install $(SAML_PACKAGES)"; exit 1; fi; }
 
 clean:
 	rm -rf var .pytest_cache .mypy_cache .ruff_cache

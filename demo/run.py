@@ -7,6 +7,7 @@ database is rebuilt each time too.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import secrets
@@ -27,6 +28,7 @@ WEB_PORT = int(os.environ.get("PORTE_PORT", "8000"))
 MOTO_PORT = int(os.environ.get("PORTE_MOTO_PORT", "5055"))
 IDP_PORT = int(os.environ.get("PORTE_IDP_PORT", "9000"))
 ADMIN_PASSWORD = os.environ.get("PORTE_DEMO_ADMIN_PASSWORD") or secrets.token_urlsafe(12)
+ADMIN_TOTP_SECRET = base64.b32encode(secrets.token_bytes(20)).decode()
 DEMO_USERS = [
     {
         "username": "alice",
@@ -83,7 +85,7 @@ def start(name: str, cmd: list[str], env: dict[str, str]) -> subprocess.Popen[by
     return proc
 
 
-def wait_http(name: str, url: str, timeout: float = 30) -> None:
+def wait_http(name: str, url: str, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for child_name, proc in children:
@@ -175,6 +177,8 @@ def main() -> None:
             client_secret,
             "--admin-password",
             ADMIN_PASSWORD,
+            "--admin-totp-secret",
+            ADMIN_TOTP_SECRET,
         ],
     ):
         result = subprocess.run([PY, "manage.py", *cmd], cwd=ROOT, env=env, check=False)
@@ -195,7 +199,9 @@ def main() -> None:
 Porte is running at {public_url}/
   Partner sign-in:  {public_url}/sign-in/  with  alice@acme.example  → Acme's IdP: alice / alice-demo-pw
                     (bob / bob-demo-pw is an Acme user with no eligible role)
-  Staff sign-in:    {public_url}/accounts/login/  admin / {ADMIN_PASSWORD}   (admin: {public_url}/admin/)
+  Staff sign-in:    {public_url}/accounts/login/  admin / {ADMIN_PASSWORD}  then a TOTP code:
+                    add otpauth://totp/Porte:admin?secret={ADMIN_TOTP_SECRET}&issuer=Porte to an authenticator,
+                    or run  .venv/bin/python demo/totp.py {ADMIN_TOTP_SECRET}
   API schema:       {public_url}/api/schema/
   Local AWS (moto): {env["AWS_ENDPOINT_URL"]}   Acme IdP: {issuer}
   Broker: {env["CELERY_BROKER_URL"]}   Logs: {VAR}/*.log

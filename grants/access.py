@@ -16,10 +16,18 @@ def grant_for_user(user: User, grant_id: int) -> Grant:
     return grant
 
 
-def grant_for_revoker(user: User, grant_id: int) -> Grant:
-    """Staff may revoke any grant, a partner admin their organisation's; 404 for everyone else."""
-    grant = grant_for_user(user, grant_id)
+def can_revoke(user: User, grant: Grant) -> bool:
+    """Staff may revoke any grant, a partner admin their own organisation's."""
     membership = getattr(user, "membership", None)
-    if user.is_staff or (membership is not None and membership.is_partner_admin):
-        return grant
-    raise Http404("No such grant.")
+    return user.is_staff or (
+        membership is not None
+        and membership.is_partner_admin
+        and membership.partner_id == grant.role.partner_id
+    )
+
+
+def grant_for_revoker(user: User, grant_id: int) -> Grant:
+    grant = grant_for_user(user, grant_id)
+    if not can_revoke(user, grant):
+        raise Http404("No such grant.")
+    return grant

@@ -12,7 +12,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
 from grants import services
-from grants.access import grant_for_revoker, grant_for_user
+from grants.access import can_revoke, grant_for_revoker, grant_for_user
 from grants.federation import ConsoleUnavailable, console_sign_in_url
 from grants.forms import AccessRequestForm
 from grants.models import CredentialIssue, Grant
@@ -93,6 +93,7 @@ def grant_detail(request: HttpRequest, grant_id: int) -> HttpResponse:
         "grant": grant,
         "credentials": grant.credentials.all()[:50],
         "is_holder": grant.user_id == request.user.pk,
+        "can_revoke": can_revoke(acting_user(request), grant),
         # Refresh while the grant is changing state, so the holder sees it become usable without clicking.
         "refresh": grant.status in (Grant.Status.PENDING, Grant.Status.EXPIRING, Grant.Status.REVOKING),
     }

@@ -86,6 +86,14 @@ class PartnerSocialAccountAdapter(DefaultSocialAccountAdapter):
             render(request, "partners/sign_in_refused.html", {"message": message}, status=403)
         )
 
+    def refuse_sign_in(
+        self, request: HttpRequest, *, provider_id: str, reason: str, subject: str, message: str
+    ) -> NoReturn:
+        """Refuse (and record) a sign-in that fails before pre_social_login, e.g. an unsolicited SAML response."""
+        self._refuse(
+            request, identity_provider_by_provider_id(provider_id), provider_id, reason, subject, message
+        )
+
     def on_authentication_error(
         self,
         request: HttpRequest,

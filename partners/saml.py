@@ -12,10 +12,17 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from allauth.socialaccount.adapter import get_adapter
+from allauth.socialaccount.helpers import render_authentication_error
 from allauth.socialaccount.models import SocialLogin
+from allauth.socialaccount.providers.saml import views as saml_views
 from allauth.socialaccount.providers.saml.provider import SAMLProvider
+from allauth.socialaccount.providers.saml.utils import get_app_or_404
 from django.core.cache import cache
-from django.http import HttpRequest
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse
+from lxml import etree
+from onelogin.saml2.xmlparser import DTDForbidden, EntitiesForbidden, NotSupportedError
 
 TRANSIENT = "urn:oasis:names:tc:SAML:2.0:nameid-format:transient"
 REPLAY_MARGIN_SECONDS = 300  # python3-saml's accepted clock drift
@@ -33,6 +40,8 @@ class PorteSamlProvider(SAMLProvider):
     """Replaces allauth's class for the `saml` id (SOCIALACCOUNT_PROVIDERS[...]['provider_class'])."""
 
     package = "allauth.socialaccount.providers.saml"
+    # What sociallogin_from_response found wrong with this response (the provider lives for one request).
+    _porte_login: SocialLogin | None = None
 
     def extract_extra_data(self, data: Any) -> dict[str, Any]:
         extra: dict[str, Any] = dict(super().extract_extra_data(data))
@@ -56,4 +65,37 @@ class PorteSamlProvider(SAMLProvider):
             refusal = "assertion_replayed"
         # Refused in the adapter's pre_social_login, where the refusal is recorded and shown.
         login.porte_refusal = refusal
+        self._porte_login = login
         return login
+
+    def unstash_redirect_state(self, request: HttpRequest, state_id: Any) -> Any:
+        try:
+            return super().unstash_redirect_state(request, state_id)
+        except PermissionDenied:
+            # The response answers no sign-in pending in this browser: a replay (its state is used up) or one
+            # carried over from another browser. allauth raises before pre_social_login would see it: refuse and
+            # record it here, with the reason the replay cache found if it found one.
+            login = self._porte_login
+            reason = getattr(login, "porte_refusal", None) or "saml_response_unsolicited"
+            get_adapter(request).refuse_sign_in(
+                request,
+                provider_id=self.app.provider_id,
+                reason=reason,
+                subject=str(login.account.uid) if login else "",
+                message="Your identity provider's answer could not be accepted. Sign in again.",
+            )
+
+
+# XML a SAMLResponse must not contain (python3-saml refuses DOCTYPEs and entities: XML bombs, XXE), or cannot be
+# parsed at all. allauth lets these escape as server errors.
+_UNSAFE_OR_MALFORMED_XML = (DTDForbidden, EntitiesForbidden, NotSupportedError, etree.XMLSyntaxError)
+
+
+def finish_acs(request: HttpRequest, organization_slug: str) -> HttpResponse:
+    """Drop-in for allauth's `saml_finish_acs` view: hostile or malformed XML is a refused, recorded sign-in."""
+    try:
+        response: HttpResponse = saml_views.finish_acs(request, organization_slug=organization_slug)
+    except _UNSAFE_OR_MALFORMED_XML as exc:
+        provider = get_app_or_404(request, organization_slug).get_provider(request)
+        return render_authentication_error(request, provider, exception=exc)
+    return response

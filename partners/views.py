@@ -56,7 +56,7 @@ def partner_list(request: HttpRequest) -> HttpResponse:
 @staff_required
 @require_http_methods(["GET", "POST"])
 def partner_create(request: HttpRequest) -> HttpResponse:
-    form = PartnerForm(request.POST or None)
+    form = PartnerForm(request.POST or None, initial={"sponsor": request.user.pk})
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         partner = services.partner_create(

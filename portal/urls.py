@@ -4,6 +4,7 @@ from drf_spectacular.views import SpectacularAPIView
 
 from grants.urls import api_urlpatterns
 from partners.oidc import callback as oidc_callback
+from partners.saml import finish_acs as saml_finish_acs
 from portal.views import health
 
 admin.site.site_header = "Porte administration"
@@ -12,6 +13,8 @@ urlpatterns = [
     path("", include("partners.urls")),
     # Before allauth's own: the same URL, served by the hardened OIDC callback (nonce, signature, iss).
     path("accounts/oidc/<str:provider_id>/login/callback/", oidc_callback, name="openid_connect_callback"),
+    # Likewise for SAML: a response with a DOCTYPE or malformed XML is a refused sign-in, not a server error.
+    path("accounts/saml/<str:organization_slug>/acs/finish/", saml_finish_acs, name="saml_finish_acs"),
     path("accounts/", include("allauth.urls")),
     path("admin/", admin.site.urls),
     path("health/", health, name="health"),

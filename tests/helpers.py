@@ -72,3 +72,39 @@ def purge_broker() -> None:
     from portal.celery import app
 
     app.control.purge()
+
+
+def begin_saml_sign_in(http: requests.Session, base_url: str, slug: str) -> requests.Response:
+    """GET allauth's SAML confirmation page (sets the CSRF cookie), then POST it: returns the redirect to the IdP
+    (an AuthnRequest with the HTTP-Redirect binding)."""
+    login_url = f"{base_url}/accounts/saml/{slug}/login/"
+    http.get(login_url).raise_for_status()
+    return http.post(
+        login_url, data={"csrfmiddlewaretoken": http.cookies["csrftoken"]}, allow_redirects=False
+    )
+
+
+def session_user_id(http: requests.Session) -> str | None:
+    """Who Porte's session cookie in this `requests` browser belongs to (None: not signed in)."""
+    from django.contrib.sessions.models import Session
+
+    key = http.cookies.get("sessionid")
+    session = Session.objects.filter(session_key=key).first() if key else None
+    return session.get_decoded().get("_auth_user_id") if session else None
+
+
+def signed_in_sessions() -> int:
+    """How many stored sessions belong to a signed-in user."""
+    from django.contrib.sessions.models import Session
+
+    return sum(1 for s in Session.objects.all() if s.get_decoded().get("_auth_user_id"))
+
+
+def refusals() -> list[dict[str, Any]]:
+    """Every recorded refused sign-in: partner id plus the event's data (provider_id, reason, subject)."""
+    from portal.models import AuditEvent
+
+    return [
+        {"partner_id": e.partner_id, **e.data}
+        for e in AuditEvent.objects.filter(action="signin.refused").order_by("pk")
+    ]

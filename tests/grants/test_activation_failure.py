@@ -62,6 +62,9 @@ def _grant_events(grant: Grant) -> list[str]:
 def test_unreachable_aws_is_recorded_then_redrive_activates_through_the_worker(
     request, acme, alice, aws_down, settings, local_aws
 ):
+    """AWS down: every attempt is recorded (reason, count, audit), the grant stays pending and unusable, the
+    holder sees why. AWS back: the reconciler's re-drive goes through the broker to a real worker, which
+    activates the grant and clears the reason."""
     grant = _request(alice, acme)
 
     result = tasks.grant_activate.apply(args=[grant.pk])

@@ -222,3 +222,48 @@ def test_a_pending_grant_also_blocks_an_overlapping_request(acme, alice):
     assert response.status_code == 400 and list(response.json()) == ["role"]
     assert _counts() == before
     assert _snapshot(grant) == snapshot
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_simultaneous_requests_for_the_same_role_make_one_grant(acme, alice):
+    """Double-click or two tabs: both requests pass the overlap check before either commits; the database's
+    one-open-grant constraint lets exactly one through, and the other is refused with a message and leaves no
+    AccessRequest or audit event behind (its whole transaction rolls back)."""
+    import threading
+
+    from django.core.exceptions import ValidationError
+    from django.db import connection
+
+    from tests.helpers import purge_broker
+
+    barrier = threading.Barrier(2)
+    outcomes: list[object] = [None, None]
+
+    def request(i: int) -> None:
+        try:
+            barrier.wait(timeout=10)
+            outcomes[i] = services.access_request_create(
+                requester=alice, role=acme.role, justification=GOOD_REASON, duration=timedelta(minutes=30)
+            )
+        except ValidationError as exc:
+            outcomes[i] = exc
+        finally:
+            connection.close()
+
+    before = _counts()
+    threads = [threading.Thread(target=request, args=(i,)) for i in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    purge_broker()  # the winner's activation was queued on commit; no worker runs here
+
+    created = [o for o in outcomes if isinstance(o, AccessRequest)]
+    refused = [o for o in outcomes if isinstance(o, ValidationError)]
+    assert len(created) == 1 and len(refused) == 1, outcomes
+    assert list(refused[0].message_dict) == ["role"]
+    assert Grant.objects.get(user=alice).request == created[0]
+    requests_, grants, events = _counts()
+    assert (requests_, grants) == (before[0] + 1, before[1] + 1)
+    # The winner's three events (request created, approved, grant created), nothing from the loser.
+    assert events == before[2] + 3

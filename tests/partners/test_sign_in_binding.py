@@ -19,7 +19,7 @@ from partners.models import IdentityProvider, Membership, Partner
 from partners.selectors import identity_provider_for_email
 from portal.models import AuditEvent, User
 from tests.fixtures.domain import build_partner
-from tests.fixtures.peers import ALICE
+from tests.fixtures.peers import ALICE, running_idp
 from tests.helpers import begin_oidc_sign_in
 from tests.peers.oidc_idp import OidcIdp, sign_in
 
@@ -35,8 +35,11 @@ def globex_idp(live_server) -> Iterator[OidcIdp]:  # type: ignore[no-untyped-def
         "client_secret": "globex-client-secret",
         "redirect_uris": [f"{live_server.url}/accounts/oidc/globex/login/callback/"],
     }
-    with OidcIdp([client], [ALICE], title="Globex sign-in") as idp:
+    idp = running_idp([client], [ALICE], title="Globex sign-in")
+    try:
         yield idp
+    finally:
+        idp.stop()
 
 
 def _sign_in(live_server, provider_id: str) -> tuple[requests.Session, requests.Response]:  # type: ignore[no-untyped-def]

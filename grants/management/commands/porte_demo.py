@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+from allauth.mfa.totp.internal.auth import TOTP
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
@@ -43,6 +44,9 @@ class Command(BaseCommand):
         parser.add_argument("--client-id", default="porte-demo")
         parser.add_argument("--client-secret", required=True)
         parser.add_argument("--admin-password", required=True)
+        parser.add_argument(
+            "--admin-totp-secret", required=True, help="Base32 TOTP secret for the admin's MFA"
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         admin = User.objects.filter(username="admin").first()
@@ -56,10 +60,11 @@ class Command(BaseCommand):
                     last_name="Admin",
                 )
                 audit_record(action="user.created", obj=admin, data={"staff": True})
+                TOTP.activate(admin, options["admin_totp_secret"])
         partner = Partner.objects.filter(slug="acme").first()
         if partner is None:
             partner = partner_services.partner_create(
-                name="Acme Corp", slug="acme", domains=["acme.example"], actor=admin
+                name="Acme Corp", slug="acme", domains=["acme.example"], sponsor=admin, actor=admin
             )
         if not IdentityProvider.objects.filter(partner=partner).exists():
             partner_services.identity_provider_create_oidc(
