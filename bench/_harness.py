@@ -5,8 +5,13 @@
 - broker: Redis db 14 on 127.0.0.1:6379 (`PORTE_BENCH_REDIS_DB` to change; refused while another program is
   connected to that db, flushed before and after); kombu's `filesystem://` transport in the temporary directory
   when Redis does not answer;
-- AWS: a moto server process on a free loopback port;
-- Celery: a real `celery -A portal worker` process (optionally with embedded beat, `-B`).
+- cache: Django's cache in that same Redis db (`CACHE_URL`), for every process; the default (file cache in the
+  temporary directory) when Redis does not answer;
+- AWS: a moto server process on a free loopback port (`aws=False`: none, and AWS_ENDPOINT_URL points at a closed
+  loopback port so nothing can reach real AWS);
+- Celery: a real `celery -A portal worker` process (optionally with embedded beat, `-B`);
+- web: Porte's WSGI app under gunicorn on a free loopback port (`web=True` reserves the port and makes it
+  PORTE_PUBLIC_URL; `start_web()` starts it).
 
 Usage (the environment variables must be set before Django is imported, so import nothing from the project
 before `BenchEnv.start()`):
@@ -14,6 +19,9 @@ before `BenchEnv.start()`):
     with BenchEnv("time_to_access") as env:
         env.start_worker(pool="solo", beat=False)
         ...
+
+`debug=False` sets DEBUG=0 for this process and its children (production-like: no query log); the default leaves
+Django's default (DEBUG on outside production).
 
 Only one benchmark runs at a time (a lock file guards the shared database name and Redis db).
 """
@@ -181,9 +189,23 @@ class ChildProcess:
 
 
 class BenchEnv:
-    def __init__(self, name: str, *, sweep_seconds: float | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        *,
+        sweep_seconds: float | None = None,
+        aws: bool = True,
+        web: bool = False,
+        debug: bool | None = None,
+    ) -> None:
         self.name = name
         self.sweep_seconds = sweep_seconds
+        self.aws = aws
+        self.debug = debug
+        self.web_port = free_port() if web else 0
+        self.web_url = f"http://127.0.0.1:{self.web_port}" if web else ""
+        self.web: ChildProcess | None = None
+        self.web_desc = ""
         self.tmp = Path(tempfile.mkdtemp(prefix=f"porte-bench-{name}-"))
         self.db_engine = ""
         self.db_detail = ""
@@ -216,13 +238,15 @@ class BenchEnv:
         self._lock()
         database_url = self._database()
         broker_url = self._broker()
-        self._start_moto()
+        if self.aws:
+            self._start_moto()
         os.environ.update(
             {
                 "DJANGO_SETTINGS_MODULE": "portal.settings",
                 "DATABASE_URL": database_url,
                 "CELERY_BROKER_URL": broker_url,
-                "AWS_ENDPOINT_URL": self.moto_url,
+                # Port 9 (discard) on loopback is closed: without moto, an AWS call fails at once.
+                "AWS_ENDPOINT_URL": self.moto_url or "http://127.0.0.1:9",
                 "AWS_ACCESS_KEY_ID": "testing",
                 "AWS_SECRET_ACCESS_KEY": "testing",
                 "AWS_DEFAULT_REGION": "eu-west-1",
@@ -239,6 +263,14 @@ class BenchEnv:
             os.environ.pop(key, None)
         if self.sweep_seconds is not None:
             os.environ["PORTE_EXPIRY_SWEEP_SECONDS"] = str(self.sweep_seconds)
+        if self._redis_used:
+            os.environ["CACHE_URL"] = self.broker  # the benchmarks' own db, flushed before and after
+        else:
+            os.environ.pop("CACHE_URL", None)  # settings fall back to a file cache in PORTE_VAR_DIR
+        if self.debug is not None:
+            os.environ["DEBUG"] = "1" if self.debug else "0"
+        if self.web_url:
+            os.environ["PORTE_PUBLIC_URL"] = self.web_url
 
         import django
         from django.core.management import call_command
@@ -381,12 +413,53 @@ class BenchEnv:
     def worker_output(self) -> str:
         return self.worker.output() if self.worker else "(no worker)"
 
+    def start_web(self, *, workers: int = 2, threads: int = 4) -> ChildProcess:
+        """Start gunicorn (gthread worker) serving portal.wsgi at `web_url` and wait until /health/ answers 200.
+        Needs `BenchEnv(..., web=True)`."""
+        if not self.web_url:
+            raise BenchError("start_web() needs BenchEnv(..., web=True)")
+        cmd = [
+            PYTHON,
+            "-m",
+            "gunicorn",
+            "portal.wsgi",
+            "-b",
+            f"127.0.0.1:{self.web_port}",
+            "-w",
+            str(workers),
+            "--threads",
+            str(threads),
+            "--graceful-timeout",
+            "5",
+            "--no-control-socket",
+            "--worker-tmp-dir",
+            str(self.tmp),
+        ]
+        self.web_desc = f"gunicorn -w {workers} --threads {threads} at {self.web_url}"
+        web = self.web = ChildProcess("web", cmd, dict(os.environ), self.tmp / "web.log")
+
+        def up() -> bool:
+            if not web.alive():
+                raise BenchError(f"gunicorn exited early\n{web.output()}")
+            try:
+                with urllib.request.urlopen(f"{self.web_url}/health/", timeout=1) as response:
+                    return bool(response.status == 200)
+            except OSError:
+                return False
+
+        wait_for(up, timeout=60, interval=0.1, what=f"gunicorn on {self.web_url}", detail=web.output)
+        return web
+
+    def web_output(self) -> str:
+        return self.web.output() if self.web else "(no web server)"
+
     # facts -------------------------------------------------------------------------------------------------
     def print_header(self, title: str, extra: Iterable[str] = ()) -> None:
         import boto3
         import celery
         import django
         import moto
+        from django.conf import settings
 
         load = os.getloadavg() if hasattr(os, "getloadavg") else None
         print(f"== Porte benchmark: {title} ==")
@@ -403,8 +476,13 @@ class BenchEnv:
             + (f" (database {PG_DATABASE}, created for this run)" if self._pg_created else "")
         )
         print(f"  broker    : {self.broker}")
-        print(f"  AWS       : moto server process at {self.moto_url}")
+        print(f"  cache     : {settings.CACHES['default']['BACKEND'].rsplit('.', 1)[-1]} "
+              f"{settings.CACHES['default']['LOCATION']}")
+        print(f"  AWS       : {f'moto server process at {self.moto_url}' if self.aws else 'not used'}")
         print(f"  worker    : {self.worker_desc or '(not started)'}")
+        if self.web_desc:
+            print(f"  web       : {self.web_desc}")
+        print(f"  DEBUG     : {settings.DEBUG}")
         for line in extra:
             print(f"  {line}")
         print(flush=True)
@@ -412,7 +490,7 @@ class BenchEnv:
     # close -------------------------------------------------------------------------------------------------
     def close(self) -> None:
         problems: list[str] = []
-        for child in (self.worker, self.moto):
+        for child in (self.web, self.worker, self.moto):
             if child is not None:
                 try:
                     child.stop()
@@ -423,6 +501,14 @@ class BenchEnv:
                 from django.db import connections
 
                 connections.close_all()
+            with contextlib.suppress(Exception):
+                # Django's Redis cache keeps its pools open (its close() does nothing): disconnect ours, so the
+                # check below does not take them for another program's.
+                from django.core.cache import caches
+
+                for cache in caches.all(initialized_only=True):
+                    for pool in getattr(getattr(cache, "_cache", None), "_pools", {}).values():
+                        pool.disconnect()
         if self._pg_created:
             try:
                 import psycopg

@@ -75,7 +75,8 @@ class ClaimMappingFields(forms.Form):
 class OidcIdpForm(ClaimMappingFields):
     display_name = forms.CharField(max_length=120, help_text="Shown on the sign-in button.")
     issuer = forms.URLField(
-        help_text="The IdP's issuer; Porte reads <issuer>/.well-known/openid-configuration."
+        assume_scheme="https",
+        help_text="The IdP's issuer; Porte reads <issuer>/.well-known/openid-configuration.",
     )
     client_id = forms.CharField(max_length=255)
     client_secret = forms.CharField(
@@ -97,7 +98,9 @@ class OidcIdpForm(ClaimMappingFields):
 
 class SamlIdpForm(ClaimMappingFields):
     display_name = forms.CharField(max_length=120, help_text="Shown on the sign-in button.")
-    metadata_url = forms.URLField(required=False, max_length=1024, label="IdP metadata URL")
+    metadata_url = forms.URLField(
+        assume_scheme="https", required=False, max_length=1024, label="IdP metadata URL"
+    )
     metadata_file = forms.FileField(required=False, label="…or IdP metadata XML file")
     parsed: idp_validation.SamlIdpInfo | None = None
 

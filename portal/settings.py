@@ -263,7 +263,6 @@ TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
 
-FORMS_URLFIELD_ASSUME_HTTPS = True  # Django 6 default, opted into now
 
 EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
 

@@ -171,8 +171,9 @@ async function postLogoutSuccessSource(ctx) {
 // ---------------------------------------------------------------------------------------
 // Provider
 
-const { privateKey } = crypto.generateKeyPairSync('rsa', { modulusLength: 2048 });
-const signingKey = { ...privateKey.export({ format: 'jwk' }), use: 'sig', alg: 'RS256' };
+// An EC P-256 key (ES256): generated instantly. RSA key generation at start-up was seen to hang, rarely, here.
+const { privateKey } = crypto.generateKeyPairSync('ec', { namedCurve: 'P-256' });
+const signingKey = { ...privateKey.export({ format: 'jwk' }), use: 'sig', alg: 'ES256' };
 
 const acrValues = [...new Set(config.users.map((u) => u.acr).filter(Boolean))];
 
@@ -186,6 +187,7 @@ const provider = new Provider(config.issuer, {
     token_endpoint_auth_method: 'client_secret_basic',
     response_types: ['code'],
     grant_types: ['authorization_code'],
+    id_token_signed_response_alg: 'ES256',
   })),
   jwks: { keys: [signingKey] },
   cookies: { keys: [crypto.randomBytes(32).toString('base64url')] },
@@ -201,6 +203,7 @@ const provider = new Provider(config.issuer, {
   // Put the scoped claims (email, name, groups) in the ID token, not only in userinfo.
   conformIdTokenClaims: false,
   responseTypes: ['code'],
+  enabledJWA: { idTokenSigningAlgValues: ['ES256'] },
   pkce: { required: () => true },
   clientBasedCORS: () => false,
   features: {

@@ -74,9 +74,11 @@ def _assert_refused(response: requests.Response, refusal: dict[str, object]) -> 
     assert refusals()[-1] == refusal
 
 
-def _assert_nobody_signed_in(live_server, *sessions: requests.Session, users: int = 0) -> None:  # type: ignore[no-untyped-def]
+def _assert_nobody_signed_in(  # type: ignore[no-untyped-def]
+    live_server, *sessions: requests.Session, users: int = 0, signed_in: int = 0
+) -> None:
     assert User.objects.count() == SocialAccount.objects.count() == Membership.objects.count() == users
-    assert signed_in_sessions() == users
+    assert signed_in_sessions() == signed_in
     for http in sessions:
         assert session_user_id(http) is None
         home = http.get(f"{live_server.url}/", allow_redirects=False)
@@ -96,7 +98,7 @@ def test_the_authorisation_request_carries_a_nonce_and_pkce_s256(live_server, pa
         query = {k: v[0] for k, v in parse_qs(url.query).items()}
         assert query["response_type"] == "code" and query["client_id"] == "porte-acme"
         assert query["redirect_uri"] == f"{live_server.url}/accounts/oidc/acme/login/callback/"
-        assert query["scope"].split() == ["openid", "email", "profile", "groups"]
+        assert sorted(query["scope"].split()) == ["email", "groups", "openid", "profile"]
         assert query["code_challenge_method"] == "S256" and len(query["code_challenge"]) == 43
         assert len(query["nonce"]) >= 32 and len(query["state"]) >= 12
         queries.append(query)

@@ -1,0 +1,534 @@
+"""Sign-in throughput: partner users completing OIDC sign-ins through Porte's web server and their own IdP.
+
+    .venv/bin/python bench/sign_in_throughput.py [--users 200] [--threads 4] [--workers 2] [--worker-threads 4]
+
+Set-up: partner `acme` (no AWS: `build_partner(..., provision=False)`) whose IdP is a real oidc-provider (Node) on a
+free loopback port, with --users distinct users (`user0001`, sub `acme-0001`, `@acme.example`, group `engineers`)
+and one client whose redirect_uri is Porte's callback. Porte runs as a separate gunicorn process (gthread, DEBUG
+off, cache in the benchmarks' Redis db).
+
+A sign-in is a fresh `requests.Session` (a new browser) doing what a person does, until Porte's dashboard:
+  Porte  GET + POST /accounts/oidc/acme/login/     (allauth's confirmation page; the POST redirects to the IdP)
+  IdP    /auth -> login page -> login form posted -> consent (automatic) -> redirect to Porte's callback
+  Porte  GET the callback (code exchange, ID token checks, JIT user or sign-in record, session) -> GET / (200)
+Each HTTP exchange is timed on its own (redirects are followed one hop at a time, the body read included) and
+classed by host:port as Porte or IdP; the rest of a sign-in's time is this client's own (HTML parsing,
+`requests`). Porte's hops include the calls Porte itself makes to the IdP (discovery, token endpoint, JWKS).
+
+Runs: the first half of the users sign in one after the other, the second half from --threads threads at once;
+both for the first time (JIT: user, social account, membership created), then the same users again (repeat:
+existing user, sign-in recorded). A few warm-up sign-ins (other users, not counted) come first. Then, unless
+--profile 0, more users sign in with Porte served in this process (Django's test client on the same database,
+cache and IdP) to show where Porte's time goes: outbound calls to the IdP, SQL, and the rest (Python), per hop,
+and a cProfile of the callback view.
+
+Figures only; no assertion.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import pstats
+import re
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+from unittest import mock
+from urllib.parse import urlsplit
+
+import requests
+from _harness import BenchEnv, BenchError, fmt_ms, percentile, print_row, run
+from requests.adapters import HTTPAdapter
+
+PROVIDER_ID = "acme"
+CLIENT_SECRET = "acme-bench-client-secret"
+# A path segment this long made of token characters is an id (interaction uid, ...): one label for all of them.
+_ID_SEGMENT = re.compile(r"/[A-Za-z0-9_-]{16,}(?=/|$)")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--users", type=int, default=200, help="distinct users, split in halves (default 200)")
+    parser.add_argument("--threads", type=int, default=4, help="client threads in the concurrent runs (default 4)")
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers (default 2)")
+    parser.add_argument("--worker-threads", type=int, default=4, help="threads per gunicorn worker (default 4)")
+    parser.add_argument("--warmup", type=int, default=8, help="uncounted sign-ins first (default 8)")
+    parser.add_argument(
+        "--profile", type=int, default=10, help="users per in-process profiling pass (default 10; 0: none)"
+    )
+    args = parser.parse_args()
+    if args.users < 2 or args.threads < 1 or args.warmup < 0 or args.profile < 0:
+        parser.error("--users must be >= 2, --threads >= 1, --warmup and --profile >= 0")
+
+    with BenchEnv("sign_in_throughput", aws=False, web=True, debug=False) as env:
+        return measure(env, args)
+
+
+# --- people --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Person:
+    username: str
+    password: str
+    sub: str
+
+
+def people(prefix: str, count: int, sub_prefix: str) -> list[Person]:
+    return [
+        Person(f"{prefix}{i:04d}", f"{prefix}-pw-{i:04d}", f"{sub_prefix}{i:04d}") for i in range(1, count + 1)
+    ]
+
+
+def oidc_users(persons: Sequence[Person]) -> list[Any]:
+    from tests.peers.oidc_idp import OidcUser
+
+    return [
+        OidcUser(
+            username=p.username,
+            password=p.password,
+            sub=p.sub,
+            email=f"{p.username}@acme.example",
+            name=f"User {p.username[-4:]}",
+            groups=["engineers"],
+            amr=["pwd", "otp"],
+            acr="urn:porte:mfa",
+        )
+        for p in persons
+    ]
+
+
+# --- a timed browser -----------------------------------------------------------------------------------------
+
+
+@dataclass
+class Hop:
+    side: str  # "porte" or "idp"
+    label: str  # method and path, ids folded
+    seconds: float
+
+
+@dataclass
+class SignIn:
+    person: Person
+    total: float = 0.0
+    hops: list[Hop] = field(default_factory=list)
+
+    def side(self, side: str) -> float:
+        return sum(h.seconds for h in self.hops if h.side == side)
+
+
+def hop_label(method: str, url: str) -> str:
+    return f"{method:<4} {_ID_SEGMENT.sub('/<id>', urlsplit(url).path)}"
+
+
+class TimedAdapter(HTTPAdapter):
+    """Times every HTTP exchange (one per hop: `requests` follows redirects by sending each one through here),
+    from sending the request to having the whole body, and classes it by host:port."""
+
+    def __init__(self, origins: dict[tuple[str | None, int | None], str], hops: list[Hop]) -> None:
+        super().__init__(max_retries=0)
+        self.origins, self.hops = origins, hops
+
+    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:  # type: ignore[override]
+        parts = urlsplit(request.url or "")
+        side = self.origins.get((parts.hostname, parts.port))
+        if side is None:
+            raise BenchError(f"a sign-in left Porte and its IdP: {request.method} {request.url}")
+        t0 = time.perf_counter()
+        response = super().send(request, **kwargs)
+        _ = response.content
+        self.hops.append(Hop(side, hop_label(request.method or "", request.url or ""), time.perf_counter() - t0))
+        return response
+
+
+# --- the benchmark -------------------------------------------------------------------------------------------
+
+
+def measure(env: BenchEnv, args: Any) -> int:
+    from tests.fixtures.domain import build_partner
+    from tests.fixtures.peers import running_idp
+
+    half = args.users // 2
+    users = people("user", args.users, "acme-")
+    warm = people("warm", args.warmup, "acme-warm-")
+    prof = people("prof", 2 * args.profile, "acme-prof-")
+    redirect_uri = f"{env.web_url}/accounts/oidc/{PROVIDER_ID}/login/callback/"
+    client = {"client_id": f"porte-{PROVIDER_ID}", "client_secret": CLIENT_SECRET, "redirect_uris": [redirect_uri]}
+
+    t_setup = time.perf_counter()
+    idp = running_idp([client], oidc_users(users + warm + prof), title="Acme Corp sign-in")
+    try:
+        world = build_partner(PROVIDER_ID, issuer=idp.issuer, client_secret=CLIENT_SECRET, provision=False)
+        env.start_web(workers=args.workers, threads=args.worker_threads)
+        setup_s = time.perf_counter() - t_setup
+        bench = Bench(env, idp, world.partner)
+        return bench.run_all(args, users[:half], users[half:], warm, prof, setup_s)
+    finally:
+        idp.stop()
+
+
+class Bench:
+    def __init__(self, env: BenchEnv, idp: Any, partner: Any) -> None:
+        self.env, self.idp, self.partner = env, idp, partner
+        porte = urlsplit(env.web_url)
+        issuer = urlsplit(idp.issuer)
+        self.origins = {(porte.hostname, porte.port): "porte", (issuer.hostname, issuer.port): "idp"}
+        self.home = f"{env.web_url}/"
+
+    # one sign-in ----------------------------------------------------------------------------------------------
+    def sign_in(self, person: Person) -> SignIn:
+        from tests.helpers import begin_oidc_sign_in
+        from tests.peers.oidc_idp import sign_in
+
+        result = SignIn(person)
+        with requests.Session() as http:
+            http.mount("http://", TimedAdapter(self.origins, result.hops))
+            t0 = time.perf_counter()
+            try:
+                start = begin_oidc_sign_in(http, self.env.web_url, PROVIDER_ID)
+                final = sign_in(http, start, person.username, person.password)
+            except Exception as exc:
+                raise BenchError(f"sign-in of {person.username} failed: {exc!r}\n{self._logs()}") from exc
+            result.total = time.perf_counter() - t0
+        if final.status_code != 200 or final.url != self.home:
+            raise BenchError(
+                f"sign-in of {person.username} ended at {final.url} with HTTP {final.status_code}, not at the "
+                f"dashboard\n{final.text[:600]}\n{self._logs()}"
+            )
+        return result
+
+    def _logs(self) -> str:
+        return f"{self.env.web_output()}\n--- IdP log ---\n{self.idp.log()[-2000:]}"
+
+    # runs -------------------------------------------------------------------------------------------------
+    def sequential(self, persons: Sequence[Person]) -> tuple[list[SignIn], float]:
+        t0 = time.perf_counter()
+        results = [self.sign_in(p) for p in persons]
+        return results, time.perf_counter() - t0
+
+    def concurrent(self, persons: Sequence[Person], threads: int) -> tuple[list[SignIn], float]:
+        t0 = time.perf_counter()
+        with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="sign-in") as pool:
+            results = list(pool.map(self.sign_in, persons))
+        return results, time.perf_counter() - t0
+
+    def run_all(
+        self,
+        args: Any,
+        first: Sequence[Person],
+        second: Sequence[Person],
+        warm: Sequence[Person],
+        prof: Sequence[Person],
+        setup_s: float,
+    ) -> int:
+        from partners.models import Membership
+        from portal.models import AuditEvent
+
+        t_run = time.perf_counter()
+        warm_results, _ = self.concurrent(warm, args.threads) if warm else ([], 0.0)
+        runs: list[Run] = []
+        for kind in ("first-time", "repeat"):
+            results, wall = self.sequential(first)
+            runs.append(Run(f"sequential, {kind}", kind, 1, results, wall))
+            results, wall = self.concurrent(second, args.threads)
+            runs.append(Run(f"{args.threads} threads, {kind}", kind, args.threads, results, wall))
+        run_s = time.perf_counter() - t_run
+
+        profile = Profiler(self, args.profile).run(prof) if args.profile else None
+
+        members = Membership.objects.filter(partner=self.partner).count()
+        refused = AuditEvent.objects.filter(action="signin.refused").count()
+        expected = len(first) + len(second) + len(warm) + (2 * args.profile if args.profile else 0)
+        if members != expected or refused:
+            raise BenchError(f"{members} memberships (expected {expected}), {refused} refused sign-ins")
+
+        import gunicorn
+
+        self.env.print_header(
+            "sign-in throughput (OIDC, allauth + Porte's hardening, real IdP)",
+            [
+                f"IdP       : oidc-provider (Node) at {self.idp.issuer}, {len(first) + len(second)} users "
+                f"(+{len(warm)} warm-up, +{len(prof)} profiling), automatic consent",
+                f"gunicorn  : {gunicorn.__version__}; client: requests {requests.__version__}, one fresh "
+                f"Session per sign-in",
+                f"users     : {len(first)} sequential + {len(second)} concurrent ({args.threads} threads), "
+                f"each twice (first-time, then repeat); {len(warm)} warm-up sign-ins not counted",
+                f"set-up    : {setup_s:.1f} s (IdP, partner, gunicorn); runs {run_s:.1f} s; "
+                f"{members} memberships in the end, {refused} refused sign-ins",
+            ],
+        )
+        for r in runs:
+            r.print()
+        print_summary(runs)
+        print_hops(runs)
+        if profile is not None:
+            profile.print()
+        print_notes(runs)
+        return 0
+
+
+# --- figures -------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Run:
+    title: str
+    kind: str
+    threads: int
+    results: list[SignIn]
+    wall: float
+
+    @property
+    def short(self) -> str:
+        return f"{'seq' if self.threads == 1 else f'{self.threads} thr'} {self.kind}"
+
+    @property
+    def rate(self) -> float:
+        return len(self.results) / self.wall
+
+    def share(self, side: str) -> float:
+        return sum(r.side(side) for r in self.results) / sum(r.total for r in self.results)
+
+    def latencies(self) -> list[float]:
+        return [r.total for r in self.results]
+
+    def print(self) -> None:
+        print(f"{self.title}: {len(self.results)} sign-ins in {self.wall:.2f} s = {self.rate:.1f} sign-ins/s")
+        print_row("per sign-in (start -> dashboard 200)", self.latencies())
+        print_row("  in Porte (sum of Porte hops)", [r.side("porte") for r in self.results])
+        print_row("  in the IdP (sum of IdP hops)", [r.side("idp") for r in self.results])
+        porte, idp = self.share("porte"), self.share("idp")
+        print(
+            f"  share of sign-in time: Porte {porte:5.1%}   IdP {idp:5.1%}   client {1 - porte - idp:5.1%}"
+            f"   ({len(self.results[0].hops)} HTTP exchanges per sign-in)"
+        )
+        print()
+
+
+def print_summary(runs: Sequence[Run]) -> None:
+    print("Summary")
+    print(f"  {'run':<26} {'sign-ins/s':>10} {'p50':>11} {'p95':>11} {'Porte':>7} {'IdP':>7}")
+    for r in runs:
+        lat = r.latencies()
+        print(
+            f"  {r.title:<26} {r.rate:>10.1f} {fmt_ms(percentile(lat, 50))} {fmt_ms(percentile(lat, 95))}"
+            f" {r.share('porte'):>7.1%} {r.share('idp'):>7.1%}"
+        )
+    by = {(r.kind, r.threads): r for r in runs}
+    for threads in sorted({r.threads for r in runs}):
+        first, repeat = by.get(("first-time", threads)), by.get(("repeat", threads))
+        if first and repeat:
+            d = percentile(first.latencies(), 50) - percentile(repeat.latencies(), 50)
+            print(
+                f"  first-time vs repeat ({threads} thread{'s' if threads > 1 else ''}): p50 "
+                f"{d * 1000:+.1f} ms, throughput {first.rate:.1f} vs {repeat.rate:.1f} sign-ins/s"
+            )
+    print()
+
+
+def print_hops(runs: Sequence[Run]) -> None:
+    """Median time of each kind of HTTP exchange, per run (the Porte callback is where JIT creation shows)."""
+    labels: dict[tuple[str, str], None] = {}
+    for r in runs:
+        for h in r.results[0].hops:
+            labels.setdefault((h.side, h.label), None)
+    print("Per hop: p50 of each HTTP exchange, in the order a sign-in makes them")
+    header = "".join(f"{r.short:>16}" for r in runs)
+    print(f"  {'':<5} {'exchange':<52}{header}")
+    for side, label in labels:
+        cells = []
+        for r in runs:
+            values = [h.seconds for res in r.results for h in res.hops if (h.side, h.label) == (side, label)]
+            cells.append(f"{fmt_ms(percentile(values, 50)) if values else '-':>16}")
+        print(f"  {side:<5} {label[:52]:<52}{''.join(cells)}")
+    print()
+
+
+def print_notes(runs: Sequence[Run]) -> None:
+    seq = [r for r in runs if r.threads == 1]
+    if not seq:
+        return
+    porte = sum(r.share("porte") for r in seq) / len(seq)
+    print("Notes")
+    print(
+        f"  - Porte's hops are {porte:.0%} of a sequential sign-in; they include Porte's own calls to the IdP "
+        "(see the in-process breakdown above), so 'IdP' counts only the browser's hops to the IdP."
+    )
+    print(
+        "  - DEBUG is off in gunicorn and in this process (no query log); the client, gunicorn, PostgreSQL, Redis "
+        "and the IdP share this machine's cores, so the concurrent figures are what the machine can do, not "
+        "Porte alone."
+    )
+
+
+# --- where Porte's time goes (in process) --------------------------------------------------------------------
+
+
+@dataclass
+class PorteHop:
+    label: str
+    total: float
+    outbound: list[tuple[str, float]]  # Porte's own HTTP calls (to the IdP): label, seconds
+    queries: int
+    sql: float
+
+
+def med(values: Sequence[float]) -> float:
+    return percentile(values, 50)
+
+
+class Profiler:
+    """Signs users in with Porte served in this process (Django test client; the same database, cache and IdP;
+    Host is Porte's public host, so redirect_uri is the registered one) and the IdP hops over HTTP.
+
+    Passes: A) first-time sign-ins, B) the same users again (repeat), timing each Porte hop with its outbound
+    calls and SQL; C) other users' first-time and D) their repeat sign-ins with cProfile on the callback view
+    only (cProfile slows Python code, so A and B give the times and C, D only the shape)."""
+
+    def __init__(self, bench: Bench, count: int) -> None:
+        self.bench, self.count = bench, count
+        self.hops: dict[str, list[PorteHop]] = defaultdict(list)  # pass name -> Porte hops
+        self.profiles: dict[str, cProfile.Profile] = {}
+        self._lock = threading.Lock()
+
+    def run(self, persons: Sequence[Person]) -> Profiler:
+        timed, profiled = persons[: self.count], persons[self.count :]
+        for name, group, profile in (
+            ("first-time", timed, False),
+            ("repeat", timed, False),
+            ("first-time", profiled, True),
+            ("repeat", profiled, True),
+        ):
+            prof = self.profiles.setdefault(name, cProfile.Profile()) if profile else None
+            for person in group:
+                self.sign_in(person, name, prof)
+        return self
+
+    @contextmanager
+    def _outbound(self, calls: list[tuple[str, float]]) -> Iterator[None]:
+        original = HTTPAdapter.send
+
+        def send(adapter: HTTPAdapter, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
+            t0 = time.perf_counter()
+            try:
+                return original(adapter, request, **kwargs)
+            finally:
+                calls.append((hop_label(request.method or "", request.url or ""), time.perf_counter() - t0))
+
+        with mock.patch.object(HTTPAdapter, "send", send):
+            yield
+
+    def _porte(
+        self,
+        label: str,
+        call: Callable[[], Any],
+        name: str,
+        profile: cProfile.Profile | None,
+    ) -> Any:
+        from django.db import connection
+        from django.test.utils import CaptureQueriesContext
+
+        calls: list[tuple[str, float]] = []
+        with self._outbound(calls), CaptureQueriesContext(connection) as queries:
+            t0 = time.perf_counter()
+            if profile is not None and "callback" in label:
+                response = profile.runcall(call)
+            else:
+                response = call()
+            total = time.perf_counter() - t0
+        if profile is None:
+            sql = sum(float(q["time"]) for q in queries.captured_queries)
+            self.hops[name].append(PorteHop(label, total, calls, len(queries.captured_queries), sql))
+        return response
+
+    def sign_in(self, person: Person, name: str, profile: cProfile.Profile | None) -> None:
+        from django.test import Client
+
+        from tests.peers.oidc_idp import sign_in
+
+        env = self.bench.env
+        host = urlsplit(env.web_url).netloc
+        porte = Client(HTTP_HOST=host)
+        login = f"/accounts/oidc/{PROVIDER_ID}/login/"
+
+        def check(response: Any, status: int, what: str) -> Any:
+            if response.status_code != status:
+                body = response.content[:600].decode(errors="replace")
+                raise BenchError(f"in-process {what} of {person.username}: HTTP {response.status_code}\n{body}")
+            return response
+
+        check(self._porte("GET  login page", lambda: porte.get(login), name, profile), 200, "login page")
+        token = porte.cookies["csrftoken"].value
+        to_idp = check(
+            self._porte("POST login (to IdP)", lambda: porte.post(login, {"csrfmiddlewaretoken": token}), name, profile),
+            302,
+            "login POST",
+        )
+        with requests.Session() as http:
+            back = sign_in(http, to_idp["Location"], person.username, person.password, follow_callback=False)
+        if not back.is_redirect:
+            raise BenchError(f"in-process sign-in of {person.username}: the IdP did not redirect back\n{back.text}")
+        callback = urlsplit(back.headers["Location"])
+        path = f"{callback.path}?{callback.query}"
+        done = check(self._porte("GET  callback", lambda: porte.get(path), name, profile), 302, "callback")
+        if done["Location"] != "/":
+            raise BenchError(f"in-process callback of {person.username} redirected to {done['Location']}")
+        check(self._porte("GET  / (dashboard)", lambda: porte.get("/"), name, profile), 200, "dashboard")
+
+    def print(self) -> None:
+        print(
+            f"Where Porte's time goes: in this process (Django test client, no gunicorn), {self.count} users, "
+            "medians per hop"
+        )
+        print(
+            f"  {'pass':<11} {'Porte hop':<20} {'total':>11} {'to IdP':>11} {'SQL':>11} {'rest':>11}"
+            f"  {'queries':>7}  Porte's calls to the IdP"
+        )
+        for name, hops in self.hops.items():
+            by_label: dict[str, list[PorteHop]] = defaultdict(list)
+            for h in hops:
+                by_label[h.label].append(h)
+            for label, group in by_label.items():
+                total = med([h.total for h in group])
+                out = med([sum(s for _, s in h.outbound) for h in group])
+                sql = med([h.sql for h in group])
+                calls = ", ".join(f"{lbl.split()[-1]} {fmt_ms(s).strip()}" for lbl, s in group[0].outbound) or "-"
+                print(
+                    f"  {name:<11} {label:<20} {fmt_ms(total)} {fmt_ms(out)} {fmt_ms(sql)} "
+                    f"{fmt_ms(total - out - sql)}  {med([h.queries for h in group]):>7.0f}  {calls}"
+                )
+        for name, prof in self.profiles.items():
+            print(f"\n  cProfile of the callback view, {name} ({self.count} sign-ins), top by cumulative time:")
+            print(_top(prof, 22))
+        print()
+
+
+_INTERESTING = re.compile(r"/(partners|portal|grants|allauth|requests|jwt|psycopg|django/(db|contrib/(auth|sessions)))/")
+
+
+def _top(prof: cProfile.Profile, limit: int) -> str:
+    stream = io.StringIO()
+    stats = pstats.Stats(prof, stream=stream)
+    rows = []
+    for (filename, line, func), (_cc, ncalls, _tt, cumtime, _callers) in stats.stats.items():  # type: ignore[attr-defined]
+        if _INTERESTING.search(filename):
+            short = re.sub(r".*/(site-packages|main)/", "", filename)
+            rows.append((cumtime, ncalls, f"{short}:{line}({func})"))
+    rows.sort(reverse=True)
+    total = max((r[0] for r in rows), default=0.0)
+    lines = [f"    {'cum':>9} {'share':>6} {'calls':>6}  function"]
+    for cumtime, ncalls, name in rows[:limit]:
+        lines.append(f"    {cumtime * 1000:7.1f}ms {cumtime / total if total else 0:6.1%} {ncalls:>6}  {name}")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    run(main)
