@@ -1,6 +1,6 @@
 from django.urls import path
 
-from partners import views
+from partners import api, views
 
 urlpatterns = [
     path("sign-in/", views.sign_in, name="sign_in"),
@@ -15,4 +15,10 @@ urlpatterns = [
         views.partner_idp_test_result,
         name="partner_idp_test_result",
     ),
+]
+
+api_urlpatterns = [
+    path("partners/", api.PartnerList.as_view(), name="api_partners"),
+    path("partners/new/", api.partner_create, name="api_partner_create"),
+    path("partners/<slug:slug>/idp/", api.identity_provider_create, name="api_partner_idp"),
 ]

@@ -5,6 +5,7 @@ from drf_spectacular.views import SpectacularAPIView
 from grants.urls import api_urlpatterns
 from partners.oidc import callback as oidc_callback
 from partners.saml import finish_acs as saml_finish_acs
+from partners.urls import api_urlpatterns as partner_api_urlpatterns
 from portal.views import health
 
 admin.site.site_header = "Porte administration"
@@ -19,6 +20,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("health/", health, name="health"),
     path("api/v1/", include(api_urlpatterns)),
+    path("api/v1/", include(partner_api_urlpatterns)),
     path("api/schema/", SpectacularAPIView.as_view(), name="api_schema"),
     path("", include("grants.urls")),
 ]
