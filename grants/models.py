@@ -24,6 +24,8 @@ class Role(models.Model):
     max_duration = models.DurationField(default=timedelta(hours=1))
     aws_role_arn = models.CharField(max_length=2048, blank=True)
     provisioned_at = models.DateTimeField(null=True, blank=True)
+    # Emergency "revoke all sessions of this role": every session issued before this instant is denied.
+    sessions_revoked_before = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["partner__name", "name"]

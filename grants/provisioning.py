@@ -7,6 +7,7 @@ import json
 import logging
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import unquote
 
 from django.db import transaction
 from django.utils import timezone
@@ -105,18 +106,29 @@ def role_check(role: Role) -> None:
             role_provision(role=role)
 
 
-def revocations_for(role: Role, now: datetime) -> list[tuple[str, datetime]]:
-    """(source identity, cutoff) of every ended grant whose sessions could still be alive."""
+def revocations_for(role: Role, now: datetime) -> list[tuple[str, datetime, int]]:
+    """(source identity, cutoff, grant id) of every ended grant whose sessions could still be alive."""
     horizon = now - iam_max_session(role)
     rows = Grant.objects.filter(role=role, deny_cutoff__gt=horizon).values_list(
-        "user__public_id", "deny_cutoff"
+        "user__public_id", "deny_cutoff", "id"
     )
-    return [(f"porte-{public_id.hex}", cutoff) for public_id, cutoff in rows if cutoff is not None]
+    return [(f"porte-{public_id.hex}", cutoff, grant_id) for public_id, cutoff, grant_id in rows if cutoff]
+
+
+def revocations_document(role: Role, now: datetime) -> dict[str, Any] | None:
+    horizon = now - iam_max_session(role)
+    revoke_all = (
+        role.sessions_revoked_before
+        if role.sessions_revoked_before and role.sessions_revoked_before > horizon
+        else None
+    )
+    budget = policies.INLINE_POLICIES_MAX_CHARS - policies.size(role.inline_policy) - 200
+    return policies.role_revocations(revocations_for(role, now), revoke_all_before=revoke_all, budget=budget)
 
 
 def role_put_revocations(role: Role, now: datetime) -> dict[str, Any] | None:
     """Write the role's revocation denies as the database says they are (or remove them when none is due)."""
-    document = policies.revocation_policy(revocations_for(role, now))
+    document = revocations_document(role, now)
     iam = _iam(role)
     with aws.aws_errors():
         if document is not None:
@@ -129,3 +141,92 @@ def role_put_revocations(role: Role, now: datetime) -> dict[str, Any] | None:
             with contextlib.suppress(iam.exceptions.NoSuchEntityException):
                 iam.delete_role_policy(RoleName=role.iam_name, PolicyName=policies.REVOCATIONS_POLICY_NAME)
     return document
+
+
+def _document(value: Any) -> Any:
+    """IAM returns policy documents URL-encoded; boto3 usually decodes them already."""
+    if isinstance(value, str):
+        return json.loads(unquote(value))
+    return value
+
+
+def role_reconcile(*, role: Role, now: datetime) -> list[str]:
+    """Make IAM match the database for one role and return what had drifted (empty: nothing).
+
+    Checked: the role exists; trust policy; permissions boundary; maximum session; inline policies (exactly
+    `porte-permissions` and, when due, `porte-revocations`, with the documents Porte wrote); no attached managed
+    policies; Porte's tags. The caller holds the role's row lock, so no sweeper writes denies meanwhile.
+    """
+    iam = _iam(role)
+    want = desired_role(role)
+    drift: list[str] = []
+    with aws.aws_errors():
+        try:
+            actual = iam.get_role(RoleName=role.iam_name)["Role"]
+        except iam.exceptions.NoSuchEntityException:
+            role_provision(role=role)
+            role_put_revocations(role, now)
+            return ["role_missing"]
+        if _document(actual["AssumeRolePolicyDocument"]) != want["trust"]:
+            drift.append("trust_policy")
+            iam.update_assume_role_policy(RoleName=role.iam_name, PolicyDocument=json.dumps(want["trust"]))
+        if (actual.get("PermissionsBoundary") or {}).get("PermissionsBoundaryArn") != want["boundary"]:
+            drift.append("permissions_boundary")
+            iam.put_role_permissions_boundary(RoleName=role.iam_name, PermissionsBoundary=want["boundary"])
+        if actual.get("MaxSessionDuration") != want["max_session"]:
+            drift.append("max_session_duration")
+            iam.update_role(RoleName=role.iam_name, MaxSessionDuration=want["max_session"])
+        for attached in iam.list_attached_role_policies(RoleName=role.iam_name)["AttachedPolicies"]:
+            drift.append(f"attached_policy:{attached['PolicyName']}")
+            iam.detach_role_policy(RoleName=role.iam_name, PolicyArn=attached["PolicyArn"])
+        inline = set(iam.list_role_policies(RoleName=role.iam_name)["PolicyNames"])
+        for name in sorted(inline - {policies.PERMISSIONS_POLICY_NAME, policies.REVOCATIONS_POLICY_NAME}):
+            drift.append(f"inline_policy:{name}")
+            iam.delete_role_policy(RoleName=role.iam_name, PolicyName=name)
+        current = (
+            _document(
+                iam.get_role_policy(RoleName=role.iam_name, PolicyName=policies.PERMISSIONS_POLICY_NAME)[
+                    "PolicyDocument"
+                ]
+            )
+            if policies.PERMISSIONS_POLICY_NAME in inline
+            else None
+        )
+        if current != want["permissions"]:
+            drift.append("permissions_policy")
+            iam.put_role_policy(
+                RoleName=role.iam_name,
+                PolicyName=policies.PERMISSIONS_POLICY_NAME,
+                PolicyDocument=json.dumps(want["permissions"]),
+            )
+        wanted_denies = revocations_document(role, now)
+        actual_denies = (
+            _document(
+                iam.get_role_policy(RoleName=role.iam_name, PolicyName=policies.REVOCATIONS_POLICY_NAME)[
+                    "PolicyDocument"
+                ]
+            )
+            if policies.REVOCATIONS_POLICY_NAME in inline
+            else None
+        )
+        if actual_denies != wanted_denies:
+            # Expected now and then: statements older than the maximum session are pruned here.
+            drift.append(
+                "revocations" if _has_more_denies(wanted_denies, actual_denies) else "revocations_pruned"
+            )
+            role_put_revocations(role, now)
+        tags = {t["Key"]: t["Value"] for t in iam.list_role_tags(RoleName=role.iam_name)["Tags"]}
+        missing = [t for t in want["tags"] if tags.get(t["Key"]) != t["Value"]]
+        if missing:
+            drift.append("tags")
+            iam.tag_role(RoleName=role.iam_name, Tags=missing)
+    return drift
+
+
+def _has_more_denies(wanted: dict[str, Any] | None, actual: dict[str, Any] | None) -> bool:
+    """True when the database wants a deny that IAM lacks (a security-relevant drift, not mere pruning)."""
+
+    def statements(doc: dict[str, Any] | None) -> list[str]:
+        return [json.dumps(s, sort_keys=True) for s in (doc or {}).get("Statement", [])]
+
+    return not set(statements(wanted)) <= set(statements(actual))

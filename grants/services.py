@@ -396,13 +396,31 @@ def _queue_role_endings(role_id: int) -> None:
 
 
 def role_finish_endings(*, role_id: int) -> int:
-    """Put the deny for every grant of the role that is claimed to end, then mark them ended."""
+    """Put the role's revocation deny as the database says it is, then mark the grants claimed to end as ended."""
     ids = list(
         Grant.objects.filter(
             role_id=role_id, status__in=[Grant.Status.EXPIRING, Grant.Status.REVOKING]
         ).values_list("id", flat=True)
     )
-    return _role_end_grants(role_id, ids, timezone.now()) if ids else 0
+    return _role_end_grants(role_id, ids, timezone.now())
+
+
+@transaction.atomic
+def role_revoke_all_sessions(*, role: Role, reason: str, actor: User | None = None) -> Role:
+    """Emergency: deny every session of the role issued until now, whoever holds it. Grants stay as they are;
+    holders of active grants can mint new sessions (revoke their grants too if that is the intent)."""
+    role = Role.objects.select_for_update().get(pk=role.pk)
+    role.sessions_revoked_before = policies.ceil_to_second(timezone.now())
+    role.save(update_fields=["sessions_revoked_before"])
+    audit_record(
+        action="role.sessions_revoked",
+        obj=role,
+        actor=actor,
+        partner_id=role.partner_id,
+        data={"before": role.sessions_revoked_before.isoformat(), "reason": reason},
+    )
+    _queue_role_endings(role.pk)
+    return role
 
 
 @transaction.atomic
@@ -450,22 +468,32 @@ def grants_redrive_stuck(*, lease: timedelta = timedelta(seconds=60)) -> list[in
     return ids
 
 
-def roles_refresh_revocations(*, now: datetime | None = None) -> int:
-    """Rewrite the revocation deny of every role that had one recently, so statements older than the role's
-    maximum session (every session they targeted is dead) are pruned. Returns the number of roles written."""
+def roles_reconcile(*, now: datetime | None = None) -> dict[int, list[str]]:
+    """Repair IAM drift of every provisioned role of a partner that still has an account; audit what drifted."""
     now = now or timezone.now()
-    recent = now - timedelta(hours=13)  # the longest IAM session (12 h) plus a margin
-    role_ids = set(Grant.objects.filter(deny_cutoff__gt=recent).values_list("role_id", flat=True))
-    written = 0
-    for role_id in sorted(role_ids):
+    repaired: dict[int, list[str]] = {}
+    role_ids = (
+        Role.objects.filter(provisioned_at__isnull=False)
+        .exclude(partner__aws_account_id="")
+        .values_list("id", flat=True)
+    )
+    for role_id in list(role_ids):
         try:
             with transaction.atomic():
                 role = Role.objects.select_for_update().select_related("partner").get(pk=role_id)
-                provisioning.role_put_revocations(role, now)
-            written += 1
+                drift = provisioning.role_reconcile(role=role, now=now)
+                significant = [d for d in drift if d != "revocations_pruned"]
+                if significant:
+                    audit_record(
+                        action="role.drift_repaired",
+                        obj=role,
+                        partner_id=role.partner_id,
+                        data={"drift": significant},
+                    )
+                    repaired[role_id] = significant
         except aws.AwsError as exc:
-            log.warning("could not refresh revocation deny on role %s: %s", role_id, exc)
-    return written
+            log.warning("could not reconcile role %s: %s", role_id, exc)
+    return repaired
 
 
 # --- roles ----------------------------------------------------------------------------------------------------

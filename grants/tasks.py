@@ -45,7 +45,9 @@ def reconcile() -> int:
     redriven = services.grants_redrive_stuck(lease=_lease())
     if redriven:
         log.info("re-queued activation of %d pending grants", len(redriven))
-    services.roles_refresh_revocations()
+    repaired = services.roles_reconcile()
+    if repaired:
+        log.warning("repaired IAM drift on %d roles: %s", len(repaired), repaired)
     return len(redriven)
 
 

@@ -24,8 +24,9 @@ T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
 
 
 def test_trust_policy_admits_only_the_broker_naming_a_porte_source_identity():
-    """Only the broker principal may assume the role, only with the partner's ExternalId and a `porte-*`
-    SourceIdentity, and setting the source identity and tags is part of the same grant."""
+    """Only the broker principal may assume the role, only with the partner's ExternalId, a `porte-*`
+    SourceIdentity and a `porte:grant` session tag, and setting the source identity and tags is part of the
+    same grant."""
     assert policies.trust_policy(
         broker_arn="arn:aws:iam::123456789012:role/PorteBroker", external_id="ext-1"
     ) == {
@@ -38,7 +39,7 @@ def test_trust_policy_admits_only_the_broker_naming_a_porte_source_identity():
                 "Action": ["sts:AssumeRole", "sts:SetSourceIdentity", "sts:TagSession"],
                 "Condition": {
                     "StringEquals": {"sts:ExternalId": "ext-1"},
-                    "StringLike": {"sts:SourceIdentity": "porte-*"},
+                    "StringLike": {"sts:SourceIdentity": "porte-*", "aws:RequestTag/porte:grant": "*"},
                 },
             }
         ],
@@ -220,3 +221,60 @@ def test_credential_mint_sends_the_clamped_duration_and_session_policy_to_sts(al
     second_lifetime = (second.credentials.expiration - second.issue.issued_at).total_seconds()
     assert 895 <= second_lifetime <= 905
     assert second.issue.expires_at == grant.ends_at
+
+
+# --- consolidation for many revocations ---------------------------------------------------------------------------
+
+
+def _many(n: int) -> list[tuple[str, datetime, int]]:
+    # Each person revoked at a different second: the worst case for the per-cutoff form.
+    return [(f"porte-{i:032x}", T0 + timedelta(seconds=i), 1000 + i) for i in range(n)]
+
+
+def test_few_revocations_keep_the_per_person_form():
+    document = policies.role_revocations(_many(3), revoke_all_before=None, budget=9000)
+    assert document == policies.revocation_policy((i, c) for i, c, _ in _many(3))
+
+
+def test_three_hundred_revocations_fit_iams_inline_limit_in_the_compact_per_grant_form():
+    """300 people revoked inside the max session duration: the per-person form would need ~70 kB (IAM allows
+    10,240 characters for all inline policies of a role), so Porte writes the per-grant deny instead."""
+    revocations = _many(300)
+    per_person = policies.revocation_policy((i, c) for i, c, _ in revocations)
+    assert policies.size(per_person) > policies.INLINE_POLICIES_MAX_CHARS
+    document = policies.role_revocations(revocations, revoke_all_before=None, budget=9000)
+    assert document == {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "PorteEndedGrants",
+                "Effect": "Deny",
+                "Action": "*",
+                "Resource": "*",
+                "Condition": {
+                    "StringEquals": {"aws:PrincipalTag/porte:grant": [str(1000 + i) for i in range(300)]}
+                },
+            }
+        ],
+    }
+    assert policies.size(document) <= 9000
+
+
+def test_emergency_revoke_all_is_added_to_either_form():
+    before = T0 + timedelta(hours=1)
+    document = policies.role_revocations([], revoke_all_before=before, budget=9000)
+    assert document == {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "PorteAllSessionsRevoked",
+                "Effect": "Deny",
+                "Action": "*",
+                "Resource": "*",
+                "Condition": {"DateLessThan": {"aws:TokenIssueTime": "2026-03-01T13:00:00Z"}},
+            }
+        ],
+    }
+    compact = policies.role_revocations(_many(300), revoke_all_before=before, budget=9000)
+    assert [s["Sid"] for s in compact["Statement"]] == ["PorteEndedGrants", "PorteAllSessionsRevoked"]
+    assert policies.role_revocations([], revoke_all_before=None, budget=9000) is None
