@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import json
+import re
 from datetime import timedelta
 
 from django import forms
@@ -28,3 +30,44 @@ class AccessRequestForm(forms.Form):
     @property
     def duration(self) -> timedelta:
         return timedelta(minutes=self.cleaned_data["duration_minutes"])
+
+
+class RoleForm(forms.Form):
+    template = forms.ChoiceField(required=False, label="Start from a template", choices=[("", "—")])
+    name = forms.CharField(max_length=120)
+    slug = forms.SlugField(max_length=48, help_text="The IAM role is named porte-<slug>.")
+    description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
+    inline_policy = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 18, "spellcheck": "false"}), label="Inline policy (JSON)"
+    )
+    permissions_boundary_arn = forms.CharField(max_length=2048, label="Permissions boundary ARN")
+    max_duration_minutes = forms.IntegerField(
+        min_value=15, max_value=720, initial=60, label="Maximum duration (minutes)"
+    )
+    eligible_groups = forms.CharField(
+        required=False,
+        help_text="IdP groups whose members may request this role, separated by spaces or commas.",
+    )
+
+    def __init__(self, *args, template_names: list[str], editing: bool = False, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(*args, **kwargs)
+        self.fields["template"].choices = [("", "—")] + [(t, t) for t in template_names]  # type: ignore[attr-defined]
+        if editing:
+            self.fields["slug"].disabled = True
+            del self.fields["template"]
+
+    def clean_inline_policy(self) -> dict[str, object]:
+        try:
+            document = json.loads(self.cleaned_data["inline_policy"])
+        except ValueError as exc:
+            raise forms.ValidationError(f"Not valid JSON: {exc}.") from None
+        if not isinstance(document, dict):
+            raise forms.ValidationError("The policy must be a JSON object.")
+        return document
+
+    def clean_eligible_groups(self) -> list[str]:
+        return sorted({g for g in re.split(r"[\s,]+", self.cleaned_data["eligible_groups"]) if g})
+
+    @property
+    def max_duration(self) -> timedelta:
+        return timedelta(minutes=self.cleaned_data["max_duration_minutes"])

@@ -12,7 +12,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from grants import policies, provisioning
+from grants import authoring, policies, provisioning
 from grants.models import AccessRequest, CredentialIssue, Grant, Role
 from grants.selectors import roles_requestable_by
 from partners import services as partner_services
@@ -499,6 +499,22 @@ def roles_reconcile(*, now: datetime | None = None) -> dict[int, list[str]]:
 # --- roles ----------------------------------------------------------------------------------------------------
 
 
+def _checked_role_fields(
+    *, inline_policy: dict[str, object], permissions_boundary_arn: str, max_duration: timedelta
+) -> None:
+    errors: dict[str, str] = {}
+    try:
+        authoring.policy_check(inline_policy)
+    except authoring.PolicyError as exc:
+        errors["inline_policy"] = str(exc)
+    if not permissions_boundary_arn.startswith("arn:aws:iam::") or ":policy/" not in permissions_boundary_arn:
+        errors["permissions_boundary_arn"] = "A permissions boundary (an IAM policy ARN) is required."
+    if not timedelta(minutes=15) <= max_duration <= timedelta(hours=12):
+        errors["max_duration"] = "The maximum duration must be between 15 minutes and 12 hours."
+    if errors:
+        raise ValidationError(errors)
+
+
 @transaction.atomic
 def role_create(
     *,
@@ -512,9 +528,16 @@ def role_create(
     eligible_groups: list[str] | None = None,
     actor: User | None = None,
 ) -> Role:
-    """Define a scoped role (provisioned in AWS by `provisioning.role_provision`)."""
+    """Define a scoped role; it is provisioned in the partner's account on commit (idempotently)."""
     from grants.models import Eligibility
 
+    _checked_role_fields(
+        inline_policy=inline_policy,
+        permissions_boundary_arn=permissions_boundary_arn,
+        max_duration=max_duration,
+    )
+    if Role.objects.filter(partner=partner, slug=slug).exists():
+        raise ValidationError({"slug": f"{partner.name} has a role {slug!r} already."})
     role = Role.objects.create(
         partner=partner,
         slug=slug,
@@ -535,6 +558,68 @@ def role_create(
             "slug": slug,
             "eligible_groups": eligible_groups or [],
             "max_duration_s": int(max_duration.total_seconds()),
+            "policy": inline_policy,
         },
     )
+    _queue_provisioning(role)
     return role
+
+
+@transaction.atomic
+def role_update(
+    *,
+    role: Role,
+    name: str,
+    description: str,
+    inline_policy: dict[str, object],
+    permissions_boundary_arn: str,
+    max_duration: timedelta,
+    eligible_groups: list[str],
+    actor: User | None = None,
+) -> Role:
+    """Change a role's definition; IAM follows on commit. Sessions already issued keep the old rights until
+    they expire (revoke them if the change is urgent)."""
+    from grants.models import Eligibility
+
+    _checked_role_fields(
+        inline_policy=inline_policy,
+        permissions_boundary_arn=permissions_boundary_arn,
+        max_duration=max_duration,
+    )
+    role = Role.objects.select_for_update().get(pk=role.pk)
+    before = {
+        "policy": role.inline_policy,
+        "boundary": role.permissions_boundary_arn,
+        "max_duration_s": int(role.max_duration.total_seconds()),
+        "eligible_groups": sorted(role.eligibilities.exclude(group="").values_list("group", flat=True)),
+    }
+    role.name, role.description, role.inline_policy = name, description, inline_policy
+    role.permissions_boundary_arn, role.max_duration = permissions_boundary_arn, max_duration
+    role.save()
+    role.eligibilities.exclude(group="").exclude(group__in=eligible_groups).delete()
+    for group in eligible_groups:
+        Eligibility.objects.get_or_create(role=role, group=group)
+    after = {
+        "policy": inline_policy,
+        "boundary": permissions_boundary_arn,
+        "max_duration_s": int(max_duration.total_seconds()),
+        "eligible_groups": sorted(eligible_groups),
+    }
+    audit_record(
+        action="role.updated",
+        obj=role,
+        actor=actor,
+        partner_id=role.partner_id,
+        data={k: {"from": before[k], "to": after[k]} for k in after if before[k] != after[k]},
+    )
+    _queue_provisioning(role)
+    return role
+
+
+def _queue_provisioning(role: Role) -> None:
+    if not role.partner.aws_account_id:
+        return  # provisioned when the partner's account exists (the reconciler picks it up)
+    from grants import tasks
+
+    role_id = role.pk
+    transaction.on_commit(lambda: tasks.role_provision.delay(role_id))

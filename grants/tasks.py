@@ -35,6 +35,20 @@ def role_finish_endings(self, role_id: int) -> int:
         raise self.retry(countdown=min(60, 2 ** (self.request.retries + 1)), exc=exc) from exc
 
 
+@shared_task(bind=True, max_retries=8, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+def role_provision(self, role_id: int) -> None:
+    from grants.models import Role
+    from grants.provisioning import role_provision as provision
+
+    role = Role.objects.select_related("partner").filter(pk=role_id).first()
+    if role is None or not role.partner.aws_account_id:
+        return
+    try:
+        provision(role=role)
+    except aws.AwsUnavailable as exc:
+        raise self.retry(countdown=min(60, 2 ** (self.request.retries + 1)), exc=exc) from exc
+
+
 @shared_task(acks_late=True, ignore_result=True)
 def expiry_sweep() -> int:
     return services.grants_expire_due(lease=_lease())

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from grants import api, views
+from grants import api, role_views, views
 
 urlpatterns = [
     path("", views.dashboard, name="home"),
@@ -10,6 +10,14 @@ urlpatterns = [
     path("grants/<int:grant_id>/cli/", views.grant_cli, name="grant_cli"),
     path("grants/<int:grant_id>/revoke/", views.grant_revoke, name="grant_revoke"),
     path("staff/partners/<slug:slug>/suspend/", views.partner_suspend, name="partner_suspend"),
+    path("staff/partners/<slug:slug>/roles/", role_views.role_list, name="role_list"),
+    path("staff/partners/<slug:slug>/roles/new/", role_views.role_create, name="role_create"),
+    path("staff/roles/<int:role_id>/", role_views.role_edit, name="role_edit"),
+    path(
+        "staff/roles/<int:role_id>/revoke-sessions/",
+        role_views.role_revoke_sessions,
+        name="role_revoke_sessions",
+    ),
     path("staff/partners/<slug:slug>/offboard/", views.partner_offboard, name="partner_offboard"),
 ]
 

@@ -7,7 +7,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from partners import idp_validation
+from partners import aws_account, idp_validation
 from partners.models import IdentityProvider, Membership, Partner, PartnerDomain
 from portal import aws
 from portal.audit import audit_record
@@ -52,57 +52,9 @@ def partner_activate(*, partner: Partner, actor: User | None = None) -> Partner:
 def partner_account_provision(
     *, partner: Partner, email: str, actor: User | None = None, timeout: float = 60.0
 ) -> Partner:
-    """Give the partner its dedicated AWS account (Organizations CreateAccount), once.
-
-    Idempotent: a partner that has an account keeps it; an account that AWS already created under the same
-    email (a crash between CreateAccount and the save) is adopted rather than created twice.
-    """
-    if partner.aws_account_id:
-        return partner
-    orgs = aws.management_client("organizations")
-    with aws.aws_errors():
-        account_id = _existing_account_id(orgs, email)
-        if account_id is None:
-            status_id = orgs.create_account(
-                Email=email,
-                AccountName=f"porte-{partner.slug}",
-                Tags=[{"Key": "porte:partner", "Value": partner.slug}],
-            )["CreateAccountStatus"]["Id"]
-            result: dict[str, Any] = {}
-
-            def _done() -> bool:
-                result.update(
-                    orgs.describe_create_account_status(CreateAccountRequestId=status_id)[
-                        "CreateAccountStatus"
-                    ]
-                )
-                return result["State"] != "IN_PROGRESS"
-
-            if not aws.wait_until(_done, timeout=timeout):
-                raise aws.AwsUnavailable("Account creation is still in progress; it will be resumed.")
-            if result["State"] != "SUCCEEDED":
-                raise aws.AwsRejected("CreateAccountFailed", str(result.get("FailureReason", "unknown")))
-            account_id = result["AccountId"]
-    with transaction.atomic():
-        partner = Partner.objects.select_for_update().get(pk=partner.pk)
-        partner.aws_account_id = account_id
-        partner.save(update_fields=["aws_account_id"])
-        audit_record(
-            action="partner.account_provisioned",
-            obj=partner,
-            actor=actor,
-            partner_id=partner.pk,
-            data={"aws_account_id": account_id},
-        )
-    return partner
-
-
-def _existing_account_id(orgs: Any, email: str) -> str | None:
-    for page in orgs.get_paginator("list_accounts").paginate():
-        for account in page["Accounts"]:
-            if account["Email"].lower() == email.lower():
-                return str(account["Id"])
-    return None
+    """Give the partner its dedicated AWS account (Organizations CreateAccount) in the Partners OU with its
+    guardrails, waiting for AWS. Resumable and idempotent: see `partners.aws_account`."""
+    return aws_account.partner_account_provision(partner=partner, email=email, actor=actor, timeout=timeout)
 
 
 @transaction.atomic
@@ -237,13 +189,17 @@ def boundary_policy_document() -> dict[str, Any]:
     }
 
 
+def boundary_arn(partner: Partner) -> str:
+    return f"arn:aws:iam::{partner.aws_account_id or 'ACCOUNT_ID'}:policy/{BOUNDARY_POLICY_NAME}"
+
+
 def partner_boundary_ensure(*, partner: Partner) -> str:
     """Create the partner account's permissions boundary policy if missing; return its ARN. Idempotent."""
     import json
 
     if not partner.aws_account_id:
         raise aws.AwsRejected("NoAccount", f"Partner {partner.slug} has no dedicated AWS account yet.")
-    arn = f"arn:aws:iam::{partner.aws_account_id}:policy/{BOUNDARY_POLICY_NAME}"
+    arn = boundary_arn(partner)
     iam = aws.partner_client("iam", partner.aws_account_id)
     with aws.aws_errors():
         try:
@@ -259,12 +215,7 @@ def partner_boundary_ensure(*, partner: Partner) -> str:
 
 def organization_ensure() -> str:
     """The AWS Organization partner accounts are vended into; created when the management account has none."""
-    orgs = aws.management_client("organizations")
-    with aws.aws_errors():
-        try:
-            return str(orgs.describe_organization()["Organization"]["Id"])
-        except orgs.exceptions.AWSOrganizationsNotInUseException:
-            return str(orgs.create_organization(FeatureSet="ALL")["Organization"]["Id"])
+    return aws_account.organization_ensure()
 
 
 # --- identity providers: onboarding, verification, rotation -------------------------------------------------------

@@ -5,7 +5,7 @@ from django.contrib.auth.admin import UserAdmin
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest
 
-from portal.models import AuditEvent, User
+from portal.models import ApiToken, AuditEvent, User
 
 # Staff sign in through allauth (one login page, one lockout/MFA policy), never through the admin's own form.
 admin.site.login = login_required(admin.site.login)  # type: ignore[method-assign]
@@ -29,6 +29,15 @@ class AuditEventAdmin(ReadOnlyAdmin):
     list_display = ["at", "action", "object_type", "object_id", "actor", "partner_id"]
     list_filter = ["action"]
     search_fields = ["object_id", "action"]
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(ReadOnlyAdmin):
+    """Oversight only: a token is created and revoked by its owner, on the tokens page."""
+
+    list_display = ["name", "prefix", "user", "created_at", "last_used_at", "expires_at", "revoked_at"]
+    search_fields = ["prefix", "name", "user__username"]
+    exclude = ["key_hash", "password_fingerprint"]
 
 
 admin.site.register(User, UserAdmin)

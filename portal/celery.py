@@ -32,4 +32,11 @@ def _schedule(sender: Celery, **_: object) -> None:
             "schedule": settings.RECONCILE_SECONDS,
             "options": {"expires": settings.RECONCILE_SECONDS},
         },
+        # Resumes account vending and network baselines that went quiet (lost message, worker died while
+        # CreateAccount was still running): partners with a pending step untouched for this long are re-queued.
+        "resume-partner-provisioning": {
+            "task": "partners.tasks.provisioning_resume",
+            "schedule": settings.PROVISION_RESUME_SECONDS,
+            "options": {"expires": settings.PROVISION_RESUME_SECONDS},
+        },
     }

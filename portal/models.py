@@ -1,8 +1,15 @@
+from __future__ import annotations
+
+import hashlib
+import hmac
 import uuid
+from datetime import datetime
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractUser
 from django.db import models
+from django.db.models import F, Q
+from django.utils import timezone
 
 
 class User(AbstractUser):
@@ -49,3 +56,55 @@ class AuditEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.at:%Y-%m-%d %H:%M:%S} {self.action} {self.object_type}:{self.object_id}"
+
+
+def password_fingerprint(user: User) -> str:
+    """A digest of the user's password field. Django ties sessions to that field, and "sign out everywhere"
+    (a new password, or a fresh unusable one when a partner is suspended) changes it: a token bound to it ends
+    with those sessions."""
+    return hashlib.sha256(user.password.encode()).hexdigest()
+
+
+class ApiToken(models.Model):
+    """A personal API token (`porte_<prefix>_<secret>`) for the CLI: it acts as its user on the API only.
+
+    Only the SHA-256 of the secret is stored; the secret is shown once, at creation. The prefix is not secret:
+    it names the token in the list and the audit log.
+    """
+
+    class State(models.TextChoices):
+        ACTIVE = "active", "Active"
+        EXPIRED = "expired", "Expired"
+        REVOKED = "revoked", "Revoked"
+        ENDED = "ended", "Ended (signed out everywhere)"
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=100, help_text="What the token is for, e.g. the laptop it lives on.")
+    prefix = models.CharField(max_length=8, unique=True)
+    key_hash = models.CharField(max_length=64, unique=True)
+    password_fingerprint = models.CharField(max_length=64)
+    created_at = models.DateTimeField(default=timezone.now)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(expires_at__isnull=True) | Q(expires_at__gt=F("created_at")),
+                name="api_token_expires_after_creation",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} (porte_{self.prefix}_…)"
+
+    def state(self, now: datetime) -> ApiToken.State:
+        if self.revoked_at is not None:
+            return self.State.REVOKED
+        if self.expires_at is not None and self.expires_at <= now:
+            return self.State.EXPIRED
+        if not hmac.compare_digest(self.password_fingerprint, password_fingerprint(self.user)):
+            return self.State.ENDED
+        return self.State.ACTIVE

@@ -5,6 +5,8 @@ loopback). Production sets PORTE_PRODUCTION=1, which switches on the hardening b
 development secrets.
 """
 
+import ipaddress
+import re
 import socket
 from pathlib import Path
 from urllib.parse import urlparse
@@ -180,12 +182,26 @@ AWS_BROKER_ROLE_ARN = env.str("PORTE_BROKER_ROLE_ARN", default="") or None
 AWS_BROKER_PRINCIPAL_ARN = env.str("PORTE_BROKER_PRINCIPAL_ARN", default="") or None
 AWS_FEDERATION_URL = env.str("PORTE_AWS_FEDERATION_URL", default="https://signin.aws.amazon.com/federation")
 AWS_CONSOLE_URL = env.str("PORTE_AWS_CONSOLE_URL", default="https://console.aws.amazon.com/")
+# Partner accounts: vended into this organizational unit (created under the root when missing), with this root
+# email ({slug} is the partner's slug) unless staff give another.
+AWS_PARTNERS_OU_NAME = env.str("PORTE_PARTNERS_OU", default="Partners")
+AWS_PARTNER_ACCOUNT_EMAIL = env.str("PORTE_PARTNER_ACCOUNT_EMAIL", default="aws+{slug}@partners.porte.invalid")
+# Network baseline of every partner account: the VPC's CIDR (AWS accepts /16 to /28) and the services that get a
+# VPC endpoint (s3 and dynamodb as gateway endpoints, the others as PrivateLink interface endpoints).
+PARTNER_VPC_CIDR = str(ipaddress.ip_network(env.str("PORTE_PARTNER_VPC_CIDR", default="10.64.0.0/16")))
+PARTNER_VPC_ENDPOINT_SERVICES = env.list("PORTE_PARTNER_VPC_ENDPOINTS", default=["s3", "sts", "ssm", "logs"])
+if not all(re.fullmatch(r"[a-z0-9][a-z0-9.-]*", name) for name in PARTNER_VPC_ENDPOINT_SERVICES):
+    raise ImproperlyConfigured("PORTE_PARTNER_VPC_ENDPOINTS: service names like s3,sts,ssm,logs")
+# How often a vending task asks Organizations whether CreateAccount finished (it takes minutes on AWS).
+ACCOUNT_POLL_SECONDS = env.float("PORTE_ACCOUNT_POLL_SECONDS", default=15.0)
 
 # --- Porte behaviour ----------------------------------------------------------------------------------------
 EXPIRY_SWEEP_SECONDS = env.float("PORTE_EXPIRY_SWEEP_SECONDS", default=2.0)
 RECONCILE_SECONDS = env.float("PORTE_RECONCILE_SECONDS", default=300.0)
 # A grant claimed by a sweeper or activator that died is retried after this long.
 TRANSITION_LEASE_SECONDS = env.int("PORTE_TRANSITION_LEASE_SECONDS", default=60)
+# Account vending / network baselines with a pending step untouched this long are resumed (beat, same period).
+PROVISION_RESUME_SECONDS = env.float("PORTE_PROVISION_RESUME_SECONDS", default=300.0)
 
 # --- authentication (allauth) -------------------------------------------------------------------------------
 AUTHENTICATION_BACKENDS = [
@@ -232,7 +248,11 @@ SESSION_COOKIE_SAMESITE = "Lax"
 
 # --- API ----------------------------------------------------------------------------------------------------
 REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.SessionAuthentication"],
+    # The token class comes first: it alone answers a refused token with 401 and a Bearer challenge.
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "portal.api_auth.PersonalTokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_THROTTLE_RATES": {"mint": "30/min"},

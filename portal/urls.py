@@ -6,7 +6,8 @@ from grants.urls import api_urlpatterns
 from partners.oidc import callback as oidc_callback
 from partners.saml import finish_acs as saml_finish_acs
 from partners.urls import api_urlpatterns as partner_api_urlpatterns
-from portal.views import health
+from portal import api as portal_api
+from portal.views import api_token_revoke, api_tokens, health
 
 admin.site.site_header = "Porte administration"
 
@@ -19,6 +20,9 @@ urlpatterns = [
     path("accounts/", include("allauth.urls")),
     path("admin/", admin.site.urls),
     path("health/", health, name="health"),
+    path("tokens/", api_tokens, name="api_tokens"),
+    path("tokens/<int:token_id>/revoke/", api_token_revoke, name="api_token_revoke"),
+    path("api/v1/me/", portal_api.me, name="api_me"),
     path("api/v1/", include(api_urlpatterns)),
     path("api/v1/", include(partner_api_urlpatterns)),
     path("api/schema/", SpectacularAPIView.as_view(), name="api_schema"),

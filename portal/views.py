@@ -1,9 +1,22 @@
 from __future__ import annotations
 
+from datetime import timedelta
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
 from django.db import connection
-from django.http import HttpRequest, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import redirect, render
+from django.utils import timezone
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from portal import services
+from portal.access import acting_user, api_token_for_user, may_hold_api_tokens
+from portal.forms import ApiTokenForm
+from portal.models import ApiToken, User
 
 
 @never_cache
@@ -16,3 +29,62 @@ def health(request: HttpRequest) -> JsonResponse:
         return JsonResponse({"status": "ok"})
     except Exception:
         return JsonResponse({"status": "database unavailable"}, status=503)
+
+
+# --- personal API tokens: session-only pages (the token authentication class is consulted by the API alone) ----
+
+
+def _token_holder(request: HttpRequest) -> User:
+    user = acting_user(request)
+    if not may_hold_api_tokens(user):
+        # Like staff pages for partner users: the page does not exist for accounts that cannot use the API.
+        raise Http404
+    return user
+
+
+def _token_list(request: HttpRequest, user: User, form: ApiTokenForm, status: int = 200) -> HttpResponse:
+    now = timezone.now()
+    tokens = ApiToken.objects.filter(user=user).select_related("user")
+    context = {"form": form, "rows": [(token, token.state(now)) for token in tokens]}
+    return render(request, "portal/api_tokens.html", context, status=status)
+
+
+@never_cache
+@require_http_methods(["GET", "POST"])
+@login_required
+def api_tokens(request: HttpRequest) -> HttpResponse:
+    user = _token_holder(request)
+    form = ApiTokenForm(request.POST or None)
+    if request.method != "POST" or not form.is_valid():
+        return _token_list(request, user, form, status=400 if form.errors else 200)
+    try:
+        token, secret = services.api_token_create(
+            user=user,
+            name=form.cleaned_data["name"],
+            expires_in=timedelta(days=form.cleaned_data["lifetime_days"]),
+        )
+    except ValidationError as exc:
+        for field, errors in exc.message_dict.items():
+            for error in errors:
+                form.add_error("lifetime_days" if field == "expires_in" else field, error)
+        return _token_list(request, user, form, status=400)
+    # Rendered, not redirected: the secret must not sit in a session or a message to survive a redirect.
+    return render(
+        request,
+        "portal/api_token_created.html",
+        {
+            "token": token,
+            "secret": secret,
+            "porte_url": settings.PUBLIC_URL,
+            "membership": getattr(user, "membership", None),
+        },
+    )
+
+
+@require_POST
+@login_required
+def api_token_revoke(request: HttpRequest, token_id: int) -> HttpResponse:
+    user = _token_holder(request)
+    token = services.api_token_revoke(token=api_token_for_user(user, token_id), actor=user)
+    messages.success(request, f"Token “{token.name}” revoked: it no longer works.")
+    return redirect("api_tokens")
