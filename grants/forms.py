@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 import re
 from datetime import timedelta
+from typing import Any
 
 from django import forms
 
@@ -49,7 +50,7 @@ class RoleForm(forms.Form):
         help_text="IdP groups whose members may request this role, separated by spaces or commas.",
     )
 
-    def __init__(self, *args, template_names: list[str], editing: bool = False, **kwargs) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, *args: Any, template_names: list[str], editing: bool = False, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.fields["template"].choices = [("", "—")] + [(t, t) for t in template_names]  # type: ignore[attr-defined]
         if editing:
@@ -71,3 +72,8 @@ class RoleForm(forms.Form):
     @property
     def max_duration(self) -> timedelta:
         return timedelta(minutes=self.cleaned_data["max_duration_minutes"])
+
+
+class ExtendForm(forms.Form):
+    minutes = forms.IntegerField(min_value=5, max_value=720, initial=30)
+    justification = forms.CharField(max_length=2000)

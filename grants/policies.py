@@ -49,25 +49,38 @@ def trust_policy(*, broker_arn: str, external_id: str) -> dict[str, Any]:
     }
 
 
-def session_policy(*, ends_at: datetime) -> dict[str, Any]:
-    """Passed with every AssumeRole: the session can do nothing after the grant's end, whatever its duration.
+def session_policy(*, ends_at: datetime, source_cidrs: list[str] | None = None) -> dict[str, Any]:
+    """Passed with every AssumeRole: the session can do nothing after the grant's end, whatever its duration,
+    and (when the partner has an allow-list) nothing from outside its networks.
 
-    The Allow is the identity for intersection (effective rights stay those of the role); the Deny carries the
-    grant's end into AWS itself, so credentials die on time even if every Porte worker is down.
+    The Allow is the identity for intersection (effective rights stay those of the role); the Denies carry the
+    grant's end and the partner's networks into AWS itself, so they hold even if every Porte worker is down.
+    Calls AWS services make on the session's behalf (aws:ViaAWSService) come from AWS addresses and are exempt.
     """
-    return {
-        "Version": VERSION,
-        "Statement": [
-            {"Sid": "WithinRolePermissions", "Effect": "Allow", "Action": "*", "Resource": "*"},
+    statements: list[dict[str, Any]] = [
+        {"Sid": "WithinRolePermissions", "Effect": "Allow", "Action": "*", "Resource": "*"},
+        {
+            "Sid": "DenyAfterGrantEnds",
+            "Effect": "Deny",
+            "Action": "*",
+            "Resource": "*",
+            "Condition": {"DateGreaterThan": {"aws:CurrentTime": iso(ends_at)}},
+        },
+    ]
+    if source_cidrs:
+        statements.append(
             {
-                "Sid": "DenyAfterGrantEnds",
+                "Sid": "DenyOutsidePartnerNetworks",
                 "Effect": "Deny",
                 "Action": "*",
                 "Resource": "*",
-                "Condition": {"DateGreaterThan": {"aws:CurrentTime": iso(ends_at)}},
-            },
-        ],
-    }
+                "Condition": {
+                    "NotIpAddress": {"aws:SourceIp": sorted(source_cidrs)},
+                    "Bool": {"aws:ViaAWSService": "false"},
+                },
+            }
+        )
+    return {"Version": VERSION, "Statement": statements}
 
 
 def revocation_policy(revocations: Iterable[tuple[str, datetime]]) -> dict[str, Any] | None:

@@ -16,7 +16,7 @@ from grants import authoring, policies, provisioning
 from grants.models import AccessRequest, CredentialIssue, Grant, Role
 from grants.selectors import roles_requestable_by
 from partners import services as partner_services
-from partners.models import Partner
+from partners.models import Partner, ip_allowed
 from portal import aws
 from portal.audit import audit_record
 from portal.models import User
@@ -81,7 +81,10 @@ def access_request_create(
     )
     if current is not None:
         raise ValidationError(
-            {"role": f"You already have access to {role.name} until {current.ends_at:%Y-%m-%d %H:%M} UTC."}
+            {
+                "role": f"You already have access to {role.name} until {current.ends_at:%Y-%m-%d %H:%M} UTC: "
+                "extend it from its page instead."
+            }
         )
     now = timezone.now()
     request = AccessRequest.objects.create(
@@ -232,6 +235,10 @@ def credential_mint(
         role, partner = grant.role, grant.role.partner
         if partner.status != Partner.Status.ACTIVE:
             raise GrantNotUsable("Your organisation's access is suspended.")
+        if not ip_allowed(partner.source_ip_allowlist, source_ip):
+            raise GrantNotUsable(
+                f"Credentials can only be issued to your organisation's networks; {source_ip} is not one of them."
+            )
         if not role.aws_role_arn:
             raise GrantNotUsable("This role is not provisioned yet; try again in a minute.")
         credentials = aws.assume_role(
@@ -246,7 +253,9 @@ def credential_mint(
                 {"Key": "porte:grant", "Value": str(grant.pk)},
                 {"Key": "porte:user", "Value": str(user.public_id)},
             ],
-            Policy=_compact(policies.session_policy(ends_at=grant.ends_at)),
+            Policy=_compact(
+                policies.session_policy(ends_at=grant.ends_at, source_cidrs=partner.source_ip_allowlist)
+            ),
         )
         issue = CredentialIssue.objects.create(
             grant=grant,
@@ -349,6 +358,53 @@ def _role_end_grants(role_id: int, grant_ids: list[int], now: datetime) -> int:
                 },
             )
         return len(ended)
+
+
+# --- extension ------------------------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def grant_extend(*, grant: Grant, by: timedelta, justification: str, actor: User) -> Grant:
+    """Lengthen an active grant (one person holding a role has one grant; extending never shortens it).
+
+    Auto-approved like requests for now; the grant may not run past now + the role's maximum duration. Sessions
+    already issued still stop at the old end (their session policy says so): mint new ones after extending.
+    """
+    grant = Grant.objects.select_for_update().select_related("role").get(pk=grant.pk)
+    justification = justification.strip()
+    errors: dict[str, str] = {}
+    if grant.user_id != actor.pk:
+        errors["grant"] = "Only the holder can extend their access."
+    if grant.status != Grant.Status.ACTIVE or grant.ends_at <= timezone.now():
+        errors["grant"] = "Only active access can be extended; request access again."
+    if len(justification) < 10:
+        errors["justification"] = "Say why you need more time (at least 10 characters)."
+    if by < timedelta(minutes=5):
+        errors["duration"] = "Extend by at least 5 minutes."
+    latest = timezone.now() + grant.role.max_duration
+    if grant.ends_at + by > latest:
+        errors["duration"] = (
+            f"{grant.role.name} can run at most {grant.role.max_duration_minutes} minutes from now "
+            f"(until {latest:%H:%M} UTC)."
+        )
+    if errors:
+        raise ValidationError(errors)
+    previous = grant.ends_at
+    grant.ends_at = previous + by
+    grant.save(update_fields=["ends_at"])
+    audit_record(
+        action="grant.extended",
+        obj=grant,
+        actor=actor,
+        partner_id=grant.role.partner_id,
+        data={
+            "from": previous.isoformat(),
+            "to": grant.ends_at.isoformat(),
+            "justification": justification,
+            "policy": "auto",
+        },
+    )
+    return grant
 
 
 # --- revocation -----------------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ urlpatterns = [
     path("grants/<int:grant_id>/console/", views.grant_console, name="grant_console"),
     path("grants/<int:grant_id>/cli/", views.grant_cli, name="grant_cli"),
     path("grants/<int:grant_id>/revoke/", views.grant_revoke, name="grant_revoke"),
+    path("grants/<int:grant_id>/extend/", views.grant_extend, name="grant_extend"),
     path("staff/partners/<slug:slug>/suspend/", views.partner_suspend, name="partner_suspend"),
     path("staff/partners/<slug:slug>/roles/", role_views.role_list, name="role_list"),
     path("staff/partners/<slug:slug>/roles/new/", role_views.role_create, name="role_create"),

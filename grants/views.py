@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
 from django.conf import settings
 from django.contrib import messages
@@ -14,7 +15,7 @@ from django.views.decorators.http import require_GET, require_POST
 from grants import services
 from grants.access import can_revoke, grant_for_revoker, grant_for_user
 from grants.federation import ConsoleUnavailable, console_sign_in_url
-from grants.forms import AccessRequestForm
+from grants.forms import AccessRequestForm, ExtendForm
 from grants.models import CredentialIssue, Grant
 from grants.selectors import grants_visible_to, roles_requestable_by
 from partners.forms import ReasonForm
@@ -149,6 +150,30 @@ def grant_cli(request: HttpRequest, grant_id: int) -> HttpResponse:
             "exports": process,
         },
     )
+
+
+@require_POST
+@login_required
+def grant_extend(request: HttpRequest, grant_id: int) -> HttpResponse:
+    grant = grant_for_user(acting_user(request), grant_id)
+    form = ExtendForm(request.POST)
+    if form.is_valid():
+        try:
+            services.grant_extend(
+                grant=grant,
+                by=timedelta(minutes=form.cleaned_data["minutes"]),
+                justification=form.cleaned_data["justification"],
+                actor=acting_user(request),
+            )
+        except ValidationError as exc:
+            messages.error(request, " ".join(e for errors in exc.message_dict.values() for e in errors))
+        else:
+            messages.success(
+                request, "Access extended. Sessions issued before stop at the old end: mint new ones."
+            )
+    else:
+        messages.error(request, "Give the extra minutes and a justification.")
+    return redirect("grant_detail", grant_id=grant.pk)
 
 
 # --- staff and partner-admin actions ----------------------------------------------------------------------------

@@ -24,6 +24,12 @@ class Partner(models.Model):
         max_length=12, blank=True, help_text="The partner's dedicated AWS account."
     )
     aws_region = models.CharField(max_length=32, default="eu-west-1")
+    # Regions the guardrail SCP lets the account use besides `aws_region` (global services are always allowed).
+    aws_extra_regions = models.JSONField(default=list, blank=True)
+    # Account vending: the root email given to CreateAccount, and its request id, saved *before* polling so a
+    # crashed worker resumes the same request instead of creating a second account.
+    aws_account_email = models.EmailField(blank=True)
+    aws_account_request_id = models.CharField(max_length=64, blank=True)
     # Required by every scoped role's trust policy (confused-deputy protection).
     external_id = models.CharField(max_length=64, default=_external_id, editable=False)
     sponsor = models.ForeignKey(
@@ -36,6 +42,8 @@ class Partner(models.Model):
     )
     # Refuse a sign-in whose asserted email is outside the partner's domains (email is never the identity).
     enforce_email_domains = models.BooleanField(default=True)
+    # Networks the partner works from (CIDRs). Empty: any. Enforced by Porte and by every session's policy.
+    source_ip_allowlist = models.JSONField(default=list, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -53,6 +61,10 @@ class Partner(models.Model):
     @property
     def is_active(self) -> bool:
         return self.status == self.Status.ACTIVE
+
+    @property
+    def allowed_regions(self) -> list[str]:
+        return sorted({self.aws_region, *self.aws_extra_regions})
 
 
 class PartnerDomain(models.Model):
@@ -173,3 +185,58 @@ class Membership(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user} @ {self.partner}"
+
+
+class BaselineStep(models.Model):
+    """One step of giving a partner its AWS account and network baseline, as its last run left it.
+
+    Staff read these on the partner page; the resume sweeper re-queues partners whose pending steps went quiet.
+    """
+
+    class Name(models.TextChoices):
+        # In the order they run; `partners.selectors.baseline_steps` relies on it.
+        ACCOUNT = "account", "Dedicated AWS account"
+        ORGANIZATIONAL_UNIT = "organizational_unit", "In the Partners organizational unit"
+        GUARDRAILS = "guardrails", "Guardrail service control policies"
+        VPC = "vpc", "VPC without internet gateway"
+        SUBNETS = "subnets", "Private subnets in two availability zones"
+        DEFAULT_SECURITY_GROUP = "default_security_group", "Default security group without rules"
+        NETWORK_ACL = "network_acl", "Network ACL (intra-VPC only)"
+        FLOW_LOGS = "flow_logs", "VPC flow logs"
+        VPC_ENDPOINTS = "vpc_endpoints", "VPC endpoints"
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    partner = models.ForeignKey(Partner, on_delete=models.CASCADE, related_name="baseline_steps")
+    name = models.CharField(max_length=32, choices=Name.choices)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    # What the step found or made in AWS (ids, ARNs): shown to staff, used by later steps.
+    resource_ids = models.JSONField(default=dict, blank=True)
+    error = models.TextField(blank=True)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["partner", "name"], name="baseline_step_unique_per_partner")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.partner} {self.name}: {self.status}"
+
+
+def ip_allowed(allowlist: list[str], address: str | None) -> bool:
+    """Whether `address` is inside one of the CIDRs (an empty allow-list allows every address)."""
+    import ipaddress
+
+    if not allowlist:
+        return True
+    if not address:
+        return False
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in ipaddress.ip_network(cidr, strict=False) for cidr in allowlist)

@@ -1,0 +1,111 @@
+"""Extending a grant, and the partner's network allow-list (enforced by Porte and in every session policy)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.core.exceptions import ValidationError
+from django.test import Client
+from django.utils import timezone
+
+from grants import policies, services
+from grants.models import CredentialIssue, Grant
+from partners.models import Partner
+from portal.models import AuditEvent
+from tests.fixtures.domain import World, make_member
+
+pytestmark = pytest.mark.django_db
+
+
+def _active_grant(world: World, user, minutes: int = 30) -> Grant:  # type: ignore[no-untyped-def]
+    request = services.access_request_create(
+        requester=user,
+        role=world.role,
+        justification="Inventory check 42",
+        duration=timedelta(minutes=minutes),
+    )
+    return services.grant_activate(grant_id=request.grant.pk)
+
+
+def test_extension_lengthens_the_one_grant_and_is_audited(acme: World, alice) -> None:  # type: ignore[no-untyped-def]
+    grant = _active_grant(acme, alice)
+    before = grant.ends_at
+    extended = services.grant_extend(
+        grant=grant, by=timedelta(minutes=20), justification="Migration overran", actor=alice
+    )
+    assert extended.ends_at == before + timedelta(minutes=20)
+    assert Grant.objects.filter(user=alice, role=acme.role).count() == 1
+    event = AuditEvent.objects.get(action="grant.extended", object_id=str(grant.pk))
+    assert event.data["justification"] == "Migration overran"
+
+
+def test_extension_cannot_exceed_the_role_maximum_from_now(acme: World, alice) -> None:  # type: ignore[no-untyped-def]
+    grant = _active_grant(acme, alice, minutes=110)  # the role allows 2 hours
+    with pytest.raises(ValidationError) as refused:
+        services.grant_extend(
+            grant=grant, by=timedelta(minutes=30), justification="A little more time", actor=alice
+        )
+    assert "at most 120 minutes from now" in str(refused.value)
+    assert Grant.objects.get(pk=grant.pk).ends_at == grant.ends_at
+
+
+def test_only_the_holder_extends_and_only_active_grants(acme: World, alice) -> None:  # type: ignore[no-untyped-def]
+    grant = _active_grant(acme, alice)
+    colleague = make_member(acme.partner, "carol")
+    with pytest.raises(ValidationError, match="Only the holder"):
+        services.grant_extend(
+            grant=grant, by=timedelta(minutes=10), justification="Not mine to extend", actor=colleague
+        )
+    Grant.objects.filter(pk=grant.pk).update(status=Grant.Status.EXPIRED)
+    with pytest.raises(ValidationError, match="Only active access"):
+        services.grant_extend(
+            grant=grant, by=timedelta(minutes=10), justification="Too late for this", actor=alice
+        )
+
+
+def test_a_second_request_never_cuts_the_first_short(acme: World, alice) -> None:  # type: ignore[no-untyped-def]
+    grant = _active_grant(acme, alice)
+    client = Client()
+    client.force_login(alice)
+    response = client.post(
+        "/api/v1/access-requests/",
+        {"role": "readonly", "justification": "Second request now", "duration_minutes": 15},
+        content_type="application/json",
+    )
+    assert response.status_code == 400 and "extend it" in response.json()["role"][0]
+    assert Grant.objects.get(pk=grant.pk).ends_at == grant.ends_at
+
+
+def test_extend_page_round_trip(acme: World, alice) -> None:  # type: ignore[no-untyped-def]
+    grant = _active_grant(acme, alice)
+    client = Client()
+    client.force_login(alice)
+    client.post(f"/grants/{grant.pk}/extend/", {"minutes": 15, "justification": "Need to finish the job"})
+    assert Grant.objects.get(pk=grant.pk).ends_at == grant.ends_at + timedelta(minutes=15)
+
+
+def test_session_policy_carries_the_allow_list_with_the_aws_service_exception() -> None:
+    ends = timezone.now().replace(microsecond=0)
+    document = policies.session_policy(ends_at=ends, source_cidrs=["198.51.100.0/24", "203.0.113.7/32"])
+    assert document["Statement"][-1] == {
+        "Sid": "DenyOutsidePartnerNetworks",
+        "Effect": "Deny",
+        "Action": "*",
+        "Resource": "*",
+        "Condition": {
+            "NotIpAddress": {"aws:SourceIp": ["198.51.100.0/24", "203.0.113.7/32"]},
+            "Bool": {"aws:ViaAWSService": "false"},
+        },
+    }
+    assert len(policies.session_policy(ends_at=ends)["Statement"]) == 2
+
+
+def test_minting_outside_the_partner_networks_is_refused_with_the_reason(acme: World, alice) -> None:  # type: ignore[no-untyped-def]
+    grant = _active_grant(acme, alice)
+    Partner.objects.filter(pk=acme.partner.pk).update(source_ip_allowlist=["198.51.100.0/24"])
+    with pytest.raises(services.GrantNotUsable, match="203.0.113.9 is not one of them"):
+        services.credential_mint(grant_id=grant.pk, user=alice, kind="cli", source_ip="203.0.113.9")
+    assert not CredentialIssue.objects.filter(grant=grant).exists()
+    minted = services.credential_mint(grant_id=grant.pk, user=alice, kind="cli", source_ip="198.51.100.20")
+    assert minted.issue.source_ip == "198.51.100.20"
