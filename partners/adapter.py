@@ -47,6 +47,18 @@ class PartnerSocialAccountAdapter(DefaultSocialAccountAdapter):
     def list_apps(
         self, request: HttpRequest | None, provider: str | None = None, client_id: str | None = None
     ) -> list[SocialApp]:
+        # allauth asks for the same app many times per sign-in (about 14): answer once per request.
+        memo: dict[tuple[str | None, str | None], list[SocialApp]] | None = (
+            request.__dict__.setdefault("_porte_social_apps", {}) if request is not None else None
+        )
+        if memo is not None and (provider, client_id) in memo:
+            return memo[(provider, client_id)]
+        apps = self._load_apps(provider, client_id)
+        if memo is not None:
+            memo[(provider, client_id)] = apps
+        return apps
+
+    def _load_apps(self, provider: str | None, client_id: str | None) -> list[SocialApp]:
         # Whatever the partner's status: a sign-in through a suspended or offboarded partner's IdP must reach
         # pre_social_login, to be refused with a reason and recorded, rather than end in a bare 404.
         idps = IdentityProvider.objects.select_related("partner").filter(is_enabled=True)

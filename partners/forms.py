@@ -131,3 +131,20 @@ class ReasonForm(forms.Form):
     reason = forms.CharField(
         max_length=500, help_text="Recorded in the audit log and shown to the partner's sponsor."
     )
+
+
+class AccountProvisionForm(forms.Form):
+    """Staff ask for the partner's AWS account (new, or an existing member of the organization) and network."""
+
+    email = forms.EmailField(
+        required=False,
+        label="Root email of a new account",
+        help_text="Used once, by CreateAccount. Leave empty for the default.",
+    )
+    account_id = forms.RegexField(
+        regex=r"^[0-9]{12}$",
+        required=False,
+        label="Or adopt an existing account",
+        help_text="12-digit id of an account already in Porte's organization.",
+        error_messages={"invalid": "An AWS account id is 12 digits."},
+    )

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from partners.models import IdentityProvider, Partner, PartnerDomain
+from partners.models import BaselineStep, IdentityProvider, Partner, PartnerDomain
 
 
 def identity_provider_by_provider_id(provider_id: str) -> IdentityProvider | None:
@@ -17,3 +17,9 @@ def identity_provider_for_email(email: str) -> IdentityProvider | None:
     if partner_domain is None or partner_domain.partner.status != Partner.Status.ACTIVE:
         return None
     return partner_domain.partner.identity_providers.filter(is_enabled=True).first()
+
+
+def baseline_steps(partner: Partner) -> list[BaselineStep]:
+    """Every account and network step in the order they run; steps never run yet as unsaved pending rows."""
+    saved = {step.name: step for step in partner.baseline_steps.all()}
+    return [saved.get(name) or BaselineStep(partner=partner, name=name) for name in BaselineStep.Name.values]

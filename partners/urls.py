@@ -8,6 +8,7 @@ urlpatterns = [
     path("staff/partners/new/", views.partner_create, name="partner_create"),
     path("staff/partners/<slug:slug>/", views.partner_detail, name="partner_detail"),
     path("staff/partners/<slug:slug>/activate/", views.partner_activate, name="partner_activate"),
+    path("staff/partners/<slug:slug>/provision/", views.partner_provision, name="partner_provision"),
     path("staff/partners/<slug:slug>/idp/<str:protocol>/", views.partner_idp, name="partner_idp"),
     path("staff/partners/<slug:slug>/idp-test/", views.partner_idp_test, name="partner_idp_test"),
     path(

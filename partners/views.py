@@ -6,11 +6,19 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from partners import federation, services
+from partners import aws_account, federation, idp_validation, services
 from partners.adapter import IDP_TEST_KEY, IDP_TEST_RESULT_KEY
-from partners.forms import OidcIdpForm, PartnerForm, ReasonForm, SamlIdpForm, SecretRotationForm
+from partners.forms import (
+    AccountProvisionForm,
+    OidcIdpForm,
+    PartnerForm,
+    ReasonForm,
+    SamlIdpForm,
+    SecretRotationForm,
+)
 from partners.models import IdentityProvider, Partner
-from partners.selectors import identity_provider_for_email
+from partners.selectors import baseline_steps, identity_provider_for_email
+from portal import aws
 from portal.access import acting_user, staff_required
 
 
@@ -78,10 +86,12 @@ def partner_create(request: HttpRequest) -> HttpResponse:
 def partner_detail(request: HttpRequest, slug: str) -> HttpResponse:
     partner = _partner(slug)
     idp = partner.identity_providers.first()
+    steps = baseline_steps(partner)
     checklist = [
         ("Identity provider configured", idp is not None and idp.is_enabled),
         ("Test sign-in succeeded", bool(idp and idp.verified_at)),
         ("Dedicated AWS account", bool(partner.aws_account_id)),
+        ("Account and network baseline", all(step.status == step.Status.DONE for step in steps)),
         ("Active", partner.is_active),
     ]
     return render(
@@ -94,6 +104,10 @@ def partner_detail(request: HttpRequest, slug: str) -> HttpResponse:
             "registration": federation.registration_details(idp) if idp else {},
             "members": partner.memberships.select_related("user").order_by("-last_sign_in_at")[:200],
             "reason_form": ReasonForm(),
+            "steps": steps,
+            "provision_form": AccountProvisionForm(
+                initial={"email": partner.aws_account_email or aws_account.account_email_default(partner)}
+            ),
         },
     )
 
@@ -169,7 +183,11 @@ def partner_idp(request: HttpRequest, slug: str, protocol: str) -> HttpResponse:
         else SamlIdpForm(request.POST or None, request.FILES or None)
     )
     if request.method == "POST" and form.is_valid():
-        return _save_idp(request, partner, form, existing)
+        try:
+            return _save_idp(request, partner, form, existing)
+        except idp_validation.IdpConfigError as exc:
+            # E.g. metadata for another entity id than this IdP's: said on the form; the service saved nothing.
+            form.add_error(None, str(exc))
     return render(
         request,
         "partners/idp_form.html",
@@ -209,4 +227,34 @@ def partner_activate(request: HttpRequest, slug: str) -> HttpResponse:
     else:
         services.partner_activate(partner=partner, actor=acting_user(request))
         messages.success(request, f"{partner.name} is active: its people can sign in.")
+    return redirect("partner_detail", slug=partner.slug)
+
+
+@staff_required
+@require_POST
+def partner_provision(request: HttpRequest, slug: str) -> HttpResponse:
+    """Queue the partner's account vending (or adopt an existing account) and network baseline; the steps'
+    progress shows on the partner page."""
+    partner = _partner(slug)
+    form = AccountProvisionForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, " ".join(str(e) for errors in form.errors.values() for e in errors))
+        return redirect("partner_detail", slug=partner.slug)
+    actor = acting_user(request)
+    adopt = form.cleaned_data["account_id"]
+    if adopt and partner.aws_account_id and adopt != partner.aws_account_id:
+        messages.error(
+            request, f"Nothing was queued: {partner.name} already has account {partner.aws_account_id}."
+        )
+        return redirect("partner_detail", slug=partner.slug)
+    try:
+        if adopt and not partner.aws_account_id:
+            partner = aws_account.partner_account_adopt(partner=partner, account_id=adopt, actor=actor)
+        aws_account.partner_provisioning_request(
+            partner=partner, email=form.cleaned_data["email"], actor=actor
+        )
+    except (aws.AwsError, ValueError) as exc:
+        messages.error(request, f"Nothing was queued: {exc}")
+    else:
+        messages.success(request, "Provisioning queued: the steps below update as the worker goes.")
     return redirect("partner_detail", slug=partner.slug)

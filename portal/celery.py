@@ -39,4 +39,17 @@ def _schedule(sender: Celery, **_: object) -> None:
             "schedule": settings.PROVISION_RESUME_SECONDS,
             "options": {"expires": settings.PROVISION_RESUME_SECONDS},
         },
+        # Ingests new CloudTrail log files from the organisation trail's bucket (resumes from a cursor per prefix;
+        # idempotent on eventID, so an overlapping or repeated run adds nothing).
+        "ingest-activity": {
+            "task": "grants.tasks.activity_ingest",
+            "schedule": settings.ACTIVITY_INGEST_SECONDS,
+            "options": {"expires": settings.ACTIVITY_INGEST_SECONDS},
+        },
+        # Deletes activity older than PORTE_ACTIVITY_RETENTION_DAYS, in small batches.
+        "purge-activity": {
+            "task": "grants.tasks.activity_purge",
+            "schedule": 3600.0,
+            "options": {"expires": 3600.0},
+        },
     }

@@ -185,9 +185,11 @@ AWS_CONSOLE_URL = env.str("PORTE_AWS_CONSOLE_URL", default="https://console.aws.
 # Partner accounts: vended into this organizational unit (created under the root when missing), with this root
 # email ({slug} is the partner's slug) unless staff give another.
 AWS_PARTNERS_OU_NAME = env.str("PORTE_PARTNERS_OU", default="Partners")
-AWS_PARTNER_ACCOUNT_EMAIL = env.str("PORTE_PARTNER_ACCOUNT_EMAIL", default="aws+{slug}@partners.porte.invalid")
+AWS_PARTNER_ACCOUNT_EMAIL = env.str(
+    "PORTE_PARTNER_ACCOUNT_EMAIL", default="aws+{slug}@partners.porte.invalid"
+)
 # Network baseline of every partner account: the VPC's CIDR (AWS accepts /16 to /28) and the services that get a
-# VPC endpoint (s3 and dynamodb as gateway endpoints, the others as PrivateLink interface endpoints).
+# VPC endpoint (a gateway endpoint where AWS offers one, as for s3, else a PrivateLink interface endpoint).
 PARTNER_VPC_CIDR = str(ipaddress.ip_network(env.str("PORTE_PARTNER_VPC_CIDR", default="10.64.0.0/16")))
 PARTNER_VPC_ENDPOINT_SERVICES = env.list("PORTE_PARTNER_VPC_ENDPOINTS", default=["s3", "sts", "ssm", "logs"])
 if not all(re.fullmatch(r"[a-z0-9][a-z0-9.-]*", name) for name in PARTNER_VPC_ENDPOINT_SERVICES):
@@ -202,6 +204,23 @@ RECONCILE_SECONDS = env.float("PORTE_RECONCILE_SECONDS", default=300.0)
 TRANSITION_LEASE_SECONDS = env.int("PORTE_TRANSITION_LEASE_SECONDS", default=60)
 # Account vending / network baselines with a pending step untouched this long are resumed (beat, same period).
 PROVISION_RESUME_SECONDS = env.float("PORTE_PROVISION_RESUME_SECONDS", default=300.0)
+
+# --- activity (the organisation's CloudTrail trail) ---------------------------------------------------------
+# The bucket the organisation trail delivers to, and the trail's own S3 key prefix if it has one.
+ACTIVITY_TRAIL_BUCKET = env.str("PORTE_TRAIL_BUCKET", default="porte-org-trail")
+ACTIVITY_TRAIL_PREFIX = env.str("PORTE_TRAIL_PREFIX", default="").strip("/")
+ACTIVITY_INGEST_SECONDS = env.float("PORTE_ACTIVITY_INGEST_SECONDS", default=60.0)
+# At most this many log files per run (the next run goes on from the cursor).
+ACTIVITY_INGEST_MAX_OBJECTS = env.int("PORTE_ACTIVITY_INGEST_MAX_OBJECTS", default=2000)
+# CloudTrail may deliver a file whose name sorts before one already ingested; files named up to this long before
+# the newest ingested one are still picked up.
+ACTIVITY_LOOKBACK_SECONDS = env.int("PORTE_ACTIVITY_LOOKBACK_SECONDS", default=1800)
+ACTIVITY_RETENTION_DAYS = env.int("PORTE_ACTIVITY_RETENTION_DAYS", default=400)
+if ACTIVITY_RETENTION_DAYS < 1 or ACTIVITY_INGEST_MAX_OBJECTS < 1 or ACTIVITY_LOOKBACK_SECONDS < 0:
+    raise ImproperlyConfigured(
+        "PORTE_ACTIVITY_RETENTION_DAYS and PORTE_ACTIVITY_INGEST_MAX_OBJECTS must be at least 1, "
+        "PORTE_ACTIVITY_LOOKBACK_SECONDS at least 0."
+    )
 
 # --- authentication (allauth) -------------------------------------------------------------------------------
 AUTHENTICATION_BACKENDS = [

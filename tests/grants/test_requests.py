@@ -198,13 +198,18 @@ def test_second_overlapping_request_is_refused_and_the_first_grant_is_untouched(
         alice, {"role": "readonly", "duration_minutes": 60, "justification": "Another reason entirely"}
     )
     assert api.status_code == 400
-    assert api.json() == {"role": [f"You already have access to Read-only until {until}."]}
+    assert api.json() == {
+        "role": [f"You already have access to Read-only until {until}: extend it from its page instead."]
+    }
 
     form = _client(alice).post(
         FORM, {"role": acme.role.pk, "duration_minutes": 60, "justification": "Another reason entirely"}
     )
     assert form.status_code == 400
-    assert f"You already have access to Read-only until {until}." in form.content.decode()
+    assert (
+        f"You already have access to Read-only until {until}: extend it from its page instead."
+        in form.content.decode()
+    )
 
     assert _counts() == before
     assert _snapshot(grant) == snapshot
