@@ -18,7 +18,7 @@ from grants.selectors import roles_requestable_by
 from partners import services as partner_services
 from partners.models import Partner, ip_allowed
 from portal import aws
-from portal.audit import audit_record
+from portal.audit import Entry, audit_record, audit_record_many
 from portal.models import User
 
 log = logging.getLogger(__name__)
@@ -336,28 +336,36 @@ def _role_end_grants(role_id: int, grant_ids: list[int], now: datetime) -> int:
         # The role lock serialises deny writes per role: two sweepers cannot overwrite each other's document.
         role = Role.objects.select_for_update().select_related("partner").get(pk=role_id)
         provisioning.role_put_revocations(role, now)
-        ended: list[Grant] = []
-        for grant in Grant.objects.filter(
-            id__in=grant_ids, status__in=[Grant.Status.EXPIRING, Grant.Status.REVOKING]
-        ).select_related("user"):
-            final = Grant.Status.EXPIRED if grant.status == Grant.Status.EXPIRING else Grant.Status.REVOKED
-            if Grant.objects.filter(pk=grant.pk, status=grant.status).update(
-                status=final, ended_at=timezone.now(), failure_reason=""
-            ):
-                grant.status = final
-                ended.append(grant)
-        # Audits last: the chain lock is taken after every row lock, never before one.
-        for grant in ended:
-            audit_record(
-                action=f"grant.{grant.status}",
-                obj=grant,
-                partner_id=role.partner_id,
-                data={
-                    "deny_cutoff": grant.deny_cutoff.isoformat() if grant.deny_cutoff else None,
-                    "source_identity": grant.user.source_identity,
-                },
-            )
-        return len(ended)
+        # Only after AWS accepted the deny: end the claimed grants, in one statement per final state.
+        claimed = list(
+            Grant.objects.select_for_update()
+            .filter(id__in=grant_ids, status__in=[Grant.Status.EXPIRING, Grant.Status.REVOKING])
+            .select_related("user")
+        )
+        ended_at = timezone.now()
+        for claim, final in (
+            (Grant.Status.EXPIRING, Grant.Status.EXPIRED),
+            (Grant.Status.REVOKING, Grant.Status.REVOKED),
+        ):
+            ids = [g.pk for g in claimed if g.status == claim]
+            if ids:
+                Grant.objects.filter(id__in=ids).update(status=final, ended_at=ended_at, failure_reason="")
+        # Audits last, in one append: the chain lock is taken after every row lock, never before one.
+        audit_record_many(
+            [
+                Entry(
+                    action="grant.expired" if g.status == Grant.Status.EXPIRING else "grant.revoked",
+                    obj=g,
+                    partner_id=role.partner_id,
+                    data={
+                        "deny_cutoff": g.deny_cutoff.isoformat() if g.deny_cutoff else None,
+                        "source_identity": g.user.source_identity,
+                    },
+                )
+                for g in claimed
+            ]
+        )
+        return len(claimed)
 
 
 # --- extension ------------------------------------------------------------------------------------------------

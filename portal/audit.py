@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+from dataclasses import dataclass
 from typing import Any
 
 from django.db import connection, models
@@ -34,6 +35,17 @@ def _digest(
     return hashlib.sha256(body.encode()).hexdigest()
 
 
+@dataclass(frozen=True)
+class Entry:
+    """One event to append (see audit_record_many)."""
+
+    action: str
+    obj: models.Model | None
+    actor: User | None = None
+    partner_id: int | None = None
+    data: dict[str, Any] | None = None
+
+
 def audit_record(
     *,
     action: str,
@@ -43,27 +55,41 @@ def audit_record(
     data: dict[str, Any] | None = None,
 ) -> AuditEvent:
     """Append an event. Must run inside the transaction that makes the change it records."""
+    return audit_record_many([Entry(action, obj, actor, partner_id, data)])[0]
+
+
+def audit_record_many(entries: list[Entry]) -> list[AuditEvent]:
+    """Append events in order, with one chain lock, one read of the chain's head and one insert."""
     if not connection.in_atomic_block:
         raise RuntimeError("audit_record must be called inside the transaction of the change it records")
+    if not entries:
+        return []
     if connection.vendor == "postgresql":
         # Appends must not interleave, or two events would claim the same predecessor. SQLite needs no lock:
         # its IMMEDIATE transactions already serialise writers.
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_CHAIN_LOCK])
-    last = AuditEvent.objects.order_by("-id").values_list("hash", flat=True).first()
-    prev_hash = last or GENESIS
+    prev_hash = AuditEvent.objects.order_by("-id").values_list("hash", flat=True).first() or GENESIS
     at = timezone.now()
-    fields: dict[str, Any] = {
-        "at": at,
-        "actor_id": actor.pk if actor else None,
-        "action": action,
-        "object_type": obj._meta.label_lower if obj is not None else "",
-        "object_id": str(obj.pk) if obj is not None else "",
-        "partner_id": partner_id,
-        "data": json.loads(json.dumps(data or {}, default=str)),
-    }
-    digest = _digest(prev_hash=prev_hash, **{**fields, "at": at.isoformat()})
-    return AuditEvent.objects.create(prev_hash=prev_hash, hash=digest, **fields)
+    events = []
+    for entry in entries:
+        fields: dict[str, Any] = {
+            "at": at,
+            "actor_id": entry.actor.pk if entry.actor else None,
+            "action": entry.action,
+            "object_type": entry.obj._meta.label_lower if entry.obj is not None else "",
+            "object_id": str(entry.obj.pk) if entry.obj is not None else "",
+            "partner_id": entry.partner_id,
+            "data": json.loads(json.dumps(entry.data or {}, default=str)),
+        }
+        digest = _digest(prev_hash=prev_hash, **{**fields, "at": at.isoformat()})
+        events.append(AuditEvent(prev_hash=prev_hash, hash=digest, **fields))
+        prev_hash = digest
+    if len(events) == 1:
+        events[0].save(force_insert=True)
+        return events
+    # Ids follow insertion order, which is the chain's order.
+    return AuditEvent.objects.bulk_create(events, batch_size=1000)
 
 
 def verify_chain() -> int | None:
