@@ -82,7 +82,10 @@ def load_token(url: str) -> str:
                 f"{path} can be read or changed by other users (mode {mode & 0o777:o}): "
                 f"run `chmod 600 {path}`, and create a new token if others may have read it"
             )
-        token, source = path.read_text().strip(), str(path)
+        try:
+            token, source = path.read_text().strip(), str(path)
+        except (OSError, UnicodeDecodeError) as exc:
+            raise CliError(f"Cannot read {path}: {exc}") from None
     if not token.startswith("porte_") or len(token.split()) != 1:
         raise CliError(
             f"{source} does not hold a Porte token (they start with porte_): create one at {url}/tokens/"
@@ -255,6 +258,10 @@ def main(argv: list[str] | None = None) -> int:
             output = grants_table(porte)
     except (CliError, HttpStatus) as exc:
         print(f"porte: {exc}", file=sys.stderr)
+        return 1
+    except (KeyError, TypeError):
+        # JSON, but not shaped like Porte's answers: most likely another service at that address.
+        print(f"porte: {url} did not answer like Porte's API: check the address", file=sys.stderr)
         return 1
     print(output)
     return 0
