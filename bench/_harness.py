@@ -476,8 +476,10 @@ class BenchEnv:
             + (f" (database {PG_DATABASE}, created for this run)" if self._pg_created else "")
         )
         print(f"  broker    : {self.broker}")
-        print(f"  cache     : {settings.CACHES['default']['BACKEND'].rsplit('.', 1)[-1]} "
-              f"{settings.CACHES['default']['LOCATION']}")
+        print(
+            f"  cache     : {settings.CACHES['default']['BACKEND'].rsplit('.', 1)[-1]} "
+            f"{settings.CACHES['default']['LOCATION']}"
+        )
         print(f"  AWS       : {f'moto server process at {self.moto_url}' if self.aws else 'not used'}")
         print(f"  worker    : {self.worker_desc or '(not started)'}")
         if self.web_desc:

@@ -17,5 +17,7 @@ pytest_plugins = ["tests.fixtures.aws", "tests.fixtures.peers", "tests.fixtures.
 
 @pytest.fixture(autouse=True)
 def _plain_static(settings) -> None:  # type: ignore[no-untyped-def]
-    settings.STORAGES = {**settings.STORAGES,
-                         "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }

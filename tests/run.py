@@ -29,8 +29,11 @@ def main() -> int:
     if _answers(6379):
         os.environ.setdefault("CELERY_BROKER_URL", REDIS_URL)
         os.environ.setdefault("CACHE_URL", CACHE_URL)
-    print(f"tests: database {os.environ.get('DATABASE_URL', 'SQLite (var/test-porte.sqlite3)')}, "
-          f"broker {os.environ.get('CELERY_BROKER_URL', 'filesystem (var/broker)')}", flush=True)
+    print(
+        f"tests: database {os.environ.get('DATABASE_URL', 'SQLite (var/test-porte.sqlite3)')}, "
+        f"broker {os.environ.get('CELERY_BROKER_URL', 'filesystem (var/broker)')}",
+        flush=True,
+    )
     import pytest
 
     return pytest.main(sys.argv[1:])

@@ -32,12 +32,18 @@ def test_sign_in_request_activate_mint_expire(live_server, acme_idp, celery_work
     assert alice.membership.partner == world.partner and alice.membership.groups == ["engineers"]
     assert not alice.has_usable_password()
 
-    created = http.post(f"{live_server.url}/api/v1/access-requests/", headers=csrf_headers(http), json={
-        "role": "readonly", "justification": "Inventory check for TICKET-42", "duration_minutes": 30})
+    created = http.post(
+        f"{live_server.url}/api/v1/access-requests/",
+        headers=csrf_headers(http),
+        json={"role": "readonly", "justification": "Inventory check for TICKET-42", "duration_minutes": 30},
+    )
     assert created.status_code == 201, created.text
     grant_id = created.json()["id"]
-    wait_for(lambda: Grant.objects.get(pk=grant_id).status == Grant.Status.ACTIVE, timeout=30,
-             what=f"the worker to activate the grant\n{celery_worker_process.output()}")
+    wait_for(
+        lambda: Grant.objects.get(pk=grant_id).status == Grant.Status.ACTIVE,
+        timeout=30,
+        what=f"the worker to activate the grant\n{celery_worker_process.output()}",
+    )
 
     minted = http.post(f"{live_server.url}/api/v1/grants/{grant_id}/credentials/", headers=csrf_headers(http))
     assert minted.status_code == 200, minted.text
@@ -45,8 +51,12 @@ def test_sign_in_request_activate_mint_expire(live_server, acme_idp, celery_work
     creds = minted.json()
     assert creds["Version"] == 1
     caller = boto3.client(
-        "sts", endpoint_url=local_aws, region_name="eu-west-1", aws_access_key_id=creds["AccessKeyId"],
-        aws_secret_access_key=creds["SecretAccessKey"], aws_session_token=creds["SessionToken"],
+        "sts",
+        endpoint_url=local_aws,
+        region_name="eu-west-1",
+        aws_access_key_id=creds["AccessKeyId"],
+        aws_secret_access_key=creds["SecretAccessKey"],
+        aws_session_token=creds["SessionToken"],
     ).get_caller_identity()
     account = world.partner.aws_account_id
     session_name = f"porte-g{grant_id}-{alice.public_id.hex[:8]}"
@@ -57,21 +67,35 @@ def test_sign_in_request_activate_mint_expire(live_server, acme_idp, celery_work
 
     # Simulate the passage of time for the worker process (it has its own clock): the grant ends in a second.
     Grant.objects.filter(pk=grant_id).update(ends_at=timezone.now() + timedelta(seconds=1))
-    wait_for(lambda: Grant.objects.get(pk=grant_id).status == Grant.Status.EXPIRED, timeout=30,
-             what=f"the beat sweeper to expire the grant\n{celery_worker_process.output()}")
+    wait_for(
+        lambda: Grant.objects.get(pk=grant_id).status == Grant.Status.EXPIRED,
+        timeout=30,
+        what=f"the beat sweeper to expire the grant\n{celery_worker_process.output()}",
+    )
 
     grant = Grant.objects.get(pk=grant_id)
     iam = aws.partner_client("iam", account)
     deny = iam.get_role_policy(RoleName="porte-readonly", PolicyName="porte-revocations")["PolicyDocument"]
     deny = json.loads(deny) if isinstance(deny, str) else deny
-    assert deny["Statement"] == [{
-        "Sid": "PorteRevoked" + grant.deny_cutoff.strftime("%Y%m%dT%H%M%SZ"),
-        "Effect": "Deny", "Action": "*", "Resource": "*",
-        "Condition": {"StringEquals": {"aws:SourceIdentity": alice.source_identity},
-                      "DateLessThan": {"aws:TokenIssueTime": grant.deny_cutoff.strftime("%Y-%m-%dT%H:%M:%SZ")}},
-    }]
+    assert deny["Statement"] == [
+        {
+            "Sid": "PorteRevoked" + grant.deny_cutoff.strftime("%Y%m%dT%H%M%SZ"),
+            "Effect": "Deny",
+            "Action": "*",
+            "Resource": "*",
+            "Condition": {
+                "StringEquals": {"aws:SourceIdentity": alice.source_identity},
+                "DateLessThan": {"aws:TokenIssueTime": grant.deny_cutoff.strftime("%Y-%m-%dT%H:%M:%SZ")},
+            },
+        }
+    ]
     assert grant.deny_cutoff >= issue.issued_at
-    refused = http.post(f"{live_server.url}/api/v1/grants/{grant_id}/credentials/", headers=csrf_headers(http))
+    refused = http.post(
+        f"{live_server.url}/api/v1/grants/{grant_id}/credentials/", headers=csrf_headers(http)
+    )
     assert refused.status_code == 409 and "expired" in refused.json()["detail"]
-    assert list(AuditEvent.objects.filter(object_type="grants.grant", object_id=str(grant_id))
-                .values_list("action", flat=True)) == ["grant.created", "grant.activated", "grant.expired"]
+    assert list(
+        AuditEvent.objects.filter(object_type="grants.grant", object_id=str(grant_id)).values_list(
+            "action", flat=True
+        )
+    ) == ["grant.created", "grant.activated", "grant.expired"]

@@ -53,11 +53,15 @@ def test_saml_sign_in_in_a_browser_lands_on_the_dashboard(live_server, settings)
                 page.get_by_role("button", name="Continue to Acme SAML sign-in").click()
 
                 # SimpleSAMLphp's own login page, on the IdP's origin.
-                expect(page).to_have_url(re.compile(rf"^{re.escape(idp.base_url)}module\.php/core/loginuserpass"))
+                expect(page).to_have_url(
+                    re.compile(rf"^{re.escape(idp.base_url)}module\.php/core/loginuserpass")
+                )
                 page.locator("input[name=username]").fill(ALICE.username)
                 page.locator("input[name=password]").fill(ALICE.password)
-                page.locator("form:has(input[name=password]) button[type=submit], "
-                             "form:has(input[name=password]) input[type=submit]").first.click()
+                page.locator(
+                    "form:has(input[name=password]) button[type=submit], "
+                    "form:has(input[name=password]) input[type=submit]"
+                ).first.click()
 
                 # The IdP's page posts the SAMLResponse to Porte's ACS by itself; Porte lands her home.
                 expect(page).to_have_url(f"{live_server.url}/", timeout=20_000)

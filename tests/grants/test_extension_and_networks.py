@@ -104,7 +104,7 @@ def test_session_policy_carries_the_allow_list_with_the_aws_service_exception() 
 def test_minting_outside_the_partner_networks_is_refused_with_the_reason(acme: World, alice) -> None:  # type: ignore[no-untyped-def]
     grant = _active_grant(acme, alice)
     Partner.objects.filter(pk=acme.partner.pk).update(source_ip_allowlist=["198.51.100.0/24"])
-    with pytest.raises(services.GrantNotUsable, match="203.0.113.9 is not one of them"):
+    with pytest.raises(services.GrantNotUsable, match=r"203\.0\.113\.9 is not one of them"):
         services.credential_mint(grant_id=grant.pk, user=alice, kind="cli", source_ip="203.0.113.9")
     assert not CredentialIssue.objects.filter(grant=grant).exists()
     minted = services.credential_mint(grant_id=grant.pk, user=alice, kind="cli", source_ip="198.51.100.20")

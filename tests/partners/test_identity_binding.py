@@ -82,7 +82,9 @@ def idp_for(live_server, settings) -> Iterator:  # type: ignore[no-untyped-def]
 
 def _sign_in(live_server, user: OidcUser) -> tuple[requests.Session, requests.Response]:  # type: ignore[no-untyped-def]
     http = requests.Session()
-    return http, sign_in(http, begin_oidc_sign_in(http, live_server.url, "acme"), user.username, user.password)
+    return http, sign_in(
+        http, begin_oidc_sign_in(http, live_server.url, "acme"), user.username, user.password
+    )
 
 
 def _roles(live_server, http: requests.Session) -> list[str]:  # type: ignore[no-untyped-def]
@@ -112,7 +114,9 @@ def test_an_email_outside_the_partners_domains_is_refused_with_a_clear_page(live
             "subject": "acme-0042",
         }
     ]
-    assert not User.objects.exists() and not SocialAccount.objects.exists() and not Membership.objects.exists()
+    assert (
+        not User.objects.exists() and not SocialAccount.objects.exists() and not Membership.objects.exists()
+    )
     assert session_user_id(http) is None and signed_in_sessions() == 0
     home = http.get(f"{live_server.url}/", allow_redirects=False)
     assert home.status_code == 302 and home.headers["Location"] == "/sign-in/?next=/"
@@ -178,14 +182,18 @@ def test_a_changed_email_name_and_groups_at_the_idp_keep_the_same_person(live_se
     assert User.objects.count() == 1 and SocialAccount.objects.count() == 1
     alice.refresh_from_db()
     assert session_user_id(http) == str(alice.pk)
-    assert (alice.email, alice.first_name, alice.last_name) == ("alice.dupont@acme.example", "Alice", "Dupont")
+    assert (alice.email, alice.first_name, alice.last_name) == (
+        "alice.dupont@acme.example",
+        "Alice",
+        "Dupont",
+    )
     assert alice.username == "acme.acme-0001"
     assert alice.membership.groups == ["auditors", "finance"]
     assert alice.membership.partner == world.partner
     assert list(
-        AuditEvent.objects.filter(action="membership.signed_in", object_id=str(alice.membership.pk)).values_list(
-            "data", flat=True
-        )
+        AuditEvent.objects.filter(
+            action="membership.signed_in", object_id=str(alice.membership.pk)
+        ).values_list("data", flat=True)
     ) == [{"groups": ["auditors", "finance"], "email": "alice.dupont@acme.example"}]
     # No longer an engineer: the read-only role is not hers to request any more.
     assert _roles(live_server, http) == []

@@ -47,7 +47,9 @@ def globex_idp(live_server) -> Iterator[OidcIdp]:  # type: ignore[no-untyped-def
 def partners(live_server, settings, acme_idp, globex_idp):  # type: ignore[no-untyped-def]
     settings.PUBLIC_URL = live_server.url
     acme = build_partner("acme", issuer=acme_idp.issuer, client_secret="acme-client-secret", provision=False)
-    globex = build_partner("globex", issuer=globex_idp.issuer, client_secret="globex-client-secret", provision=False)
+    globex = build_partner(
+        "globex", issuer=globex_idp.issuer, client_secret="globex-client-secret", provision=False
+    )
     return acme.partner, globex.partner
 
 
@@ -65,7 +67,9 @@ def _authorization_response(live_server, provider_id: str, http: requests.Sessio
     return {k: v[0] for k, v in parse_qs(urlsplit(location).query).items()}
 
 
-def _callback(live_server, http: requests.Session, provider_id: str, params: dict[str, str]) -> requests.Response:  # type: ignore[no-untyped-def]
+def _callback(
+    live_server, http: requests.Session, provider_id: str, params: dict[str, str]
+) -> requests.Response:  # type: ignore[no-untyped-def]
     return http.get(f"{live_server.url}/accounts/oidc/{provider_id}/login/callback/?{urlencode(params)}")
 
 
@@ -129,7 +133,9 @@ def test_idp_as_code_with_a_state_issued_for_idp_b_is_refused(live_server, partn
     and PKCE verifier, where it is not valid."""
     _, globex = partners
     http = requests.Session()
-    globex_state = parse_qs(urlsplit(begin_oidc_sign_in(http, live_server.url, "globex").headers["Location"]).query)
+    globex_state = parse_qs(
+        urlsplit(begin_oidc_sign_in(http, live_server.url, "globex").headers["Location"]).query
+    )
     acme_params = _authorization_response(live_server, "acme", http)
 
     refused = _callback(
@@ -138,12 +144,19 @@ def test_idp_as_code_with_a_state_issued_for_idp_b_is_refused(live_server, partn
 
     _assert_refused(
         refused,
-        {"partner_id": globex.pk, "provider_id": "globex", "reason": "protocol_error:OAuth2Error", "subject": ""},
+        {
+            "partner_id": globex.pk,
+            "provider_id": "globex",
+            "reason": "protocol_error:OAuth2Error",
+            "subject": "",
+        },
     )
     _assert_nobody_signed_in(live_server, http)
 
 
-def test_an_authorisation_response_naming_another_issuer_is_refused(live_server, partners, acme_idp, globex_idp):
+def test_an_authorisation_response_naming_another_issuer_is_refused(
+    live_server, partners, acme_idp, globex_idp
+):
     """RFC 9207: oidc-provider names itself in the `iss` parameter of its authorisation response; a response
     whose `iss` is another IdP is a mix-up and is refused (the state is left for the genuine response)."""
     acme, _ = partners
@@ -180,7 +193,12 @@ def test_a_used_state_cannot_be_replayed(live_server, partners):
     attacker = requests.Session()
     stolen = _callback(live_server, attacker, "acme", params)
 
-    refusal = {"partner_id": acme.pk, "provider_id": "acme", "reason": "protocol_error:unknown", "subject": ""}
+    refusal = {
+        "partner_id": acme.pk,
+        "provider_id": "acme",
+        "reason": "protocol_error:unknown",
+        "subject": "",
+    }
     for refused in (again, stolen):
         assert refused.status_code == 401 and FAILED in refused.text
     assert refusals() == [refusal, refusal]

@@ -116,7 +116,9 @@ def test_sp_initiated_sign_in_provisions_the_person_from_the_signed_assertion(li
     http = requests.Session()
 
     to_idp = begin_saml_sign_in(http, live_server.url, "acme")
-    assert to_idp.status_code == 302 and to_idp.headers["Location"].startswith(acme_saml.sso_url + "?SAMLRequest=")
+    assert to_idp.status_code == 302 and to_idp.headers["Location"].startswith(
+        acme_saml.sso_url + "?SAMLRequest="
+    )
     landed = sign_in(http, to_idp, ALICE.username, ALICE.password)
 
     assert landed.status_code == 200 and landed.url == f"{live_server.url}/"
@@ -140,7 +142,9 @@ def test_sp_initiated_sign_in_provisions_the_person_from_the_signed_assertion(li
 
     # Signing in again (a fresh browser) finds the same person: one user, one identity.
     again = requests.Session()
-    landed = sign_in(again, begin_saml_sign_in(again, live_server.url, "acme"), ALICE.username, ALICE.password)
+    landed = sign_in(
+        again, begin_saml_sign_in(again, live_server.url, "acme"), ALICE.username, ALICE.password
+    )
     assert landed.status_code == 200 and session_user_id(again) == str(alice.pk)
     assert User.objects.count() == 1 and SocialAccount.objects.count() == 1
 
@@ -150,14 +154,20 @@ def test_the_idp_answers_with_a_signed_persistent_nameid_for_porte(live_server, 
     build_saml_partner("acme", acme_saml)
     http = requests.Session()
     acs_url, fields = sign_in(
-        http, begin_saml_sign_in(http, live_server.url, "acme"), ALICE.username, ALICE.password, follow_acs=False
+        http,
+        begin_saml_sign_in(http, live_server.url, "acme"),
+        ALICE.username,
+        ALICE.password,
+        follow_acs=False,
     )
     assert acs_url == f"{live_server.url}/accounts/saml/acme/acs/"
     root = _response_xml(fields)
     assert root.get("InResponseTo") and root.get("Destination") == acs_url
     assert root.xpath("saml:Assertion/saml:Subject/saml:NameID/@Format", namespaces=NS) == [PERSISTENT]
     assert root.xpath("saml:Assertion/saml:Subject/saml:NameID/text()", namespaces=NS) == [ALICE.uid]
-    audience = root.xpath("saml:Assertion/saml:Conditions/saml:AudienceRestriction/saml:Audience/text()", namespaces=NS)
+    audience = root.xpath(
+        "saml:Assertion/saml:Conditions/saml:AudienceRestriction/saml:Audience/text()", namespaces=NS
+    )
     assert audience == [f"{live_server.url}/accounts/saml/acme/metadata/"]
 
 
@@ -170,7 +180,11 @@ def test_a_replayed_response_is_refused(live_server, acme_saml):
     world = build_saml_partner("acme", acme_saml)
     http = requests.Session()
     acs_url, fields = sign_in(
-        http, begin_saml_sign_in(http, live_server.url, "acme"), ALICE.username, ALICE.password, follow_acs=False
+        http,
+        begin_saml_sign_in(http, live_server.url, "acme"),
+        ALICE.username,
+        ALICE.password,
+        follow_acs=False,
     )
     first = http.post(acs_url, data=fields)
     assert first.status_code == 200 and first.url == f"{live_server.url}/"
@@ -228,7 +242,11 @@ def test_idp_initiated_sso_is_refused(live_server, acme_saml, caplog):
     world = build_saml_partner("acme", acme_saml)
     http = requests.Session()
     acs_url, fields = acme_saml.idp_initiated_response(
-        http, f"{live_server.url}/accounts/saml/acme/metadata/", ALICE.username, ALICE.password, relay_state="/"
+        http,
+        f"{live_server.url}/accounts/saml/acme/metadata/",
+        ALICE.username,
+        ALICE.password,
+        relay_state="/",
     )
     root = _response_xml(fields)
     assert root.get("InResponseTo") is None  # genuinely unsolicited, and validly signed
@@ -240,13 +258,19 @@ def test_idp_initiated_sso_is_refused(live_server, acme_saml, caplog):
     _assert_nobody_signed_in(live_server, http)
 
 
-def test_an_assertion_from_partner_as_idp_is_refused_at_partner_bs_acs(live_server, acme_saml, globex_saml, caplog):
+def test_an_assertion_from_partner_as_idp_is_refused_at_partner_bs_acs(
+    live_server, acme_saml, globex_saml, caplog
+):
     """Alice's genuine Acme response, delivered to Globex's ACS: Globex's SP trusts only Globex's IdP."""
     build_saml_partner("acme", acme_saml)
     globex = build_saml_partner("globex", globex_saml)
     http = requests.Session()
     acs_url, fields = sign_in(
-        http, begin_saml_sign_in(http, live_server.url, "acme"), ALICE.username, ALICE.password, follow_acs=False
+        http,
+        begin_saml_sign_in(http, live_server.url, "acme"),
+        ALICE.username,
+        ALICE.password,
+        follow_acs=False,
     )
     assert acs_url.endswith("/accounts/saml/acme/acs/")
 
@@ -287,7 +311,9 @@ def test_partner_bs_idp_answering_partner_as_sign_in_is_refused(live_server, acm
     ("original", "forged"),
     [
         pytest.param(b">acme-0001</saml:NameID>", b">acme-0002</saml:NameID>", id="nameid"),
-        pytest.param(b">engineers</saml:AttributeValue>", b">admins</saml:AttributeValue>", id="groups-attribute"),
+        pytest.param(
+            b">engineers</saml:AttributeValue>", b">admins</saml:AttributeValue>", id="groups-attribute"
+        ),
         pytest.param(b">alice@acme.example<", b">mallory@acme.example<", id="email-attribute"),
     ],
 )
@@ -295,7 +321,11 @@ def test_a_tampered_response_is_refused(live_server, acme_saml, caplog, original
     world = build_saml_partner("acme", acme_saml)
     http = requests.Session()
     acs_url, fields = sign_in(
-        http, begin_saml_sign_in(http, live_server.url, "acme"), ALICE.username, ALICE.password, follow_acs=False
+        http,
+        begin_saml_sign_in(http, live_server.url, "acme"),
+        ALICE.username,
+        ALICE.password,
+        follow_acs=False,
     )
     xml = base64.b64decode(fields["SAMLResponse"])
     assert xml.count(original) == 1
@@ -321,13 +351,20 @@ def test_an_unsigned_response_or_assertion_is_refused(live_server, acme_saml, ca
     world = build_saml_partner(slug, acme_saml, enforce_email_domains=False)
     http = requests.Session()
     acs_url, fields = sign_in(
-        http, begin_saml_sign_in(http, live_server.url, slug), ALICE.username, ALICE.password, follow_acs=False
+        http,
+        begin_saml_sign_in(http, live_server.url, slug),
+        ALICE.username,
+        ALICE.password,
+        follow_acs=False,
     )
     root = _response_xml(fields)
     signed_response = bool(root.xpath("./*[local-name()='Signature']"))
     signed_assertion = bool(root.xpath("saml:Assertion/*[local-name()='Signature']", namespaces=NS))
     extra = UNSIGNED[slug]
-    assert (signed_response, signed_assertion) == (extra["saml20.sign.response"], extra["saml20.sign.assertion"])
+    assert (signed_response, signed_assertion) == (
+        extra["saml20.sign.response"],
+        extra["saml20.sign.assertion"],
+    )
 
     refused = http.post(acs_url, data=fields)
 
@@ -393,7 +430,11 @@ def test_a_billion_laughs_response_is_refused_at_once(live_server, acme_saml):
     world = build_saml_partner("acme", acme_saml)
     http = requests.Session()
     acs_url, fields = sign_in(
-        http, begin_saml_sign_in(http, live_server.url, "acme"), ALICE.username, ALICE.password, follow_acs=False
+        http,
+        begin_saml_sign_in(http, live_server.url, "acme"),
+        ALICE.username,
+        ALICE.password,
+        follow_acs=False,
     )
     xml = base64.b64decode(fields["SAMLResponse"]).replace(b">acme-0001<", b">&lol9;<")
     if xml.startswith(b"<?xml"):
@@ -432,10 +473,14 @@ def test_a_billion_laughs_response_is_refused_at_once(live_server, acme_saml):
             "protocol_error:DTDForbidden",
             id="small-entity-expansion",
         ),
-        pytest.param(b"<samlp:Response><unclosed></samlp:Response>", "protocol_error:XMLSyntaxError", id="malformed"),
+        pytest.param(
+            b"<samlp:Response><unclosed></samlp:Response>", "protocol_error:XMLSyntaxError", id="malformed"
+        ),
     ],
 )
-def test_hostile_or_malformed_xml_is_a_recorded_refusal_not_a_server_error(live_server, acme_saml, xml, reason):
+def test_hostile_or_malformed_xml_is_a_recorded_refusal_not_a_server_error(
+    live_server, acme_saml, xml, reason
+):
     world = build_saml_partner("acme", acme_saml)
     http = requests.Session()
 
@@ -446,5 +491,7 @@ def test_hostile_or_malformed_xml_is_a_recorded_refusal_not_a_server_error(live_
     )
 
     assert refused.status_code == 401 and FAILED in refused.text
-    assert refusals() == [{"partner_id": world.partner.pk, "provider_id": "acme", "reason": reason, "subject": ""}]
+    assert refusals() == [
+        {"partner_id": world.partner.pk, "provider_id": "acme", "reason": reason, "subject": ""}
+    ]
     _assert_nobody_signed_in(live_server, http)
