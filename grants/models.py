@@ -203,3 +203,20 @@ class CredentialIssue(models.Model):
 
     def __str__(self) -> str:
         return f"{self.access_key_id} ({self.kind}) for grant #{self.grant_id}"
+
+
+# Activity (CloudTrail) tables live in their own module; imported here so Django registers them with this app.
+from grants.activity.models import ActivityEvent, QuarantinedObject, TrailCursor, TrailFile  # noqa: E402
+
+__all__ = [
+    "AccessRequest",
+    "ActivityEvent",
+    "CredentialIssue",
+    "Eligibility",
+    "Grant",
+    "GrantQuerySet",
+    "QuarantinedObject",
+    "Role",
+    "TrailCursor",
+    "TrailFile",
+]

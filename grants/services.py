@@ -13,6 +13,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from grants import authoring, policies, provisioning
+from grants.activity.attribution import role_session_name
 from grants.models import AccessRequest, CredentialIssue, Grant, Role
 from grants.selectors import roles_requestable_by
 from partners import services as partner_services
@@ -243,7 +244,7 @@ def credential_mint(
             raise GrantNotUsable("This role is not provisioned yet; try again in a minute.")
         credentials = aws.assume_role(
             role.aws_role_arn,
-            session_name=f"porte-g{grant.pk}-{user.public_id.hex[:8]}",
+            session_name=role_session_name(grant_id=grant.pk, public_id=user.public_id),
             using=aws.broker_credentials(),
             duration_seconds=_duration_seconds(grant, now),
             SourceIdentity=user.source_identity,

@@ -67,3 +67,17 @@ def reconcile() -> int:
 
 def _lease() -> timedelta:
     return timedelta(seconds=settings.TRANSITION_LEASE_SECONDS)
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def activity_ingest() -> dict[str, int | bool]:
+    from grants.activity import services as activity
+
+    return activity.activity_ingest().as_dict()
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def activity_purge() -> int:
+    from grants.activity import services as activity
+
+    return activity.activity_purge()

@@ -1,0 +1,321 @@
+"""Activity ingestion throughput: events/s for ≥ 1,000,000 CloudTrail events in realistic gzipped log files, and
+its ratio to a bare gunzip + JSON parse of the same files in the same run (the practical limit).
+
+    .venv/bin/python bench/ingest_throughput.py [--files 1000] [--events 1000] [--templates 12] [--no-s3]
+
+Set-up (every component real, see _harness.py): PostgreSQL database `porte_bench`, a moto server process, two
+partners built like the tests' `build_partner` (dedicated moto accounts, provisioned role), 8 users per partner
+each holding an active grant with a CLI and a console session minted through Porte's credential_mint (moto STS).
+
+Log files: the CloudTrailSimulator builds `--templates` files of `--events` records each (Porte sessions — mint,
+console sign-in, reads, writes, AccessDenied — IAM users in partner accounts, an outside account), one account
+per file. Every file written is a template whose eventIDs get the file's number as their first 8 hex digits, so
+all events are unique; then gzip (level 6). The files are written to a local directory in the trail's S3 layout
+AND uploaded to the moto trail bucket (plus a digest per account, which ingestion must skip).
+
+Measured, in this order:
+1. bare: read each local file, gunzip, parse with orjson (Porte's parser) — and, for reference, stdlib json;
+2. Porte from local files: `grants.activity.ingest.ingest` over a directory source (the same parse / attribute /
+   store / cursor code as production; only the listing and the GET differ);
+3. S3 GET only: every object fetched from moto (no parsing), with the same prefetch threads;
+4. Porte from moto S3: `activity_ingest()` — the beat task's service, unchanged — into an emptied table;
+5. replay: cursors forgotten, the same files from local again: nothing may be added.
+The row count after 2 and after 4 must equal files x events.
+
+Target: Porte (local files) / bare gunzip+orjson ≥ 0.25.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from _harness import BenchEnv, BenchError, base_parser, run
+
+TARGET_RATIO = 0.25
+OUTSIDE_ACCOUNT = "999988887777"
+
+
+class LocalTrailSource:
+    """A directory laid out like the trail bucket; implements grants.activity.trail.TrailSource."""
+
+    def __init__(self, root: Path, logs_root: str) -> None:
+        self.root, self.logs_root = root, logs_root
+        self.bucket = f"file:{root}"
+
+    def prefixes(self) -> list[str]:
+        base = self.root / self.logs_root
+        return sorted(
+            f"{p.relative_to(self.root).as_posix()}/" for p in base.glob("*/CloudTrail/*") if p.is_dir()
+        )
+
+    def objects_after(self, prefix: str, start_after: str) -> Iterator[Any]:
+        from grants.activity.trail import TrailObject
+
+        keys = sorted(
+            p.relative_to(self.root).as_posix() for p in (self.root / prefix).rglob("*") if p.is_file()
+        )
+        for key in keys:
+            if key > start_after:
+                yield TrailObject(key, (self.root / key).stat().st_size)
+
+    def read(self, key: str) -> Iterator[bytes]:
+        yield (self.root / key).read_bytes()
+
+
+def main() -> int:
+    parser = base_parser(__doc__.splitlines()[0], default_n=1000, default_pool="solo")
+    parser.add_argument("--files", type=int, default=1000, help="log files (default 1000)")
+    parser.add_argument("--events", type=int, default=1000, help="events per file (default 1000)")
+    parser.add_argument("--templates", type=int, default=12, help="distinct template files (default 12)")
+    parser.add_argument("--no-s3", action="store_true", help="skip the moto S3 measurements")
+    args = parser.parse_args()
+    if args.files < args.templates or args.templates < 3:
+        parser.error("need 3 <= --templates <= --files")
+    with BenchEnv("ingest_throughput", debug=False) as env:
+        return measure(env, args)
+
+
+def _world() -> list[Any]:
+    """Two partners, 8 users each with an active grant and two minted sessions (CLI, console)."""
+    from _harness import build_roles, make_members
+
+    from grants import services
+    from grants.models import CredentialIssue
+
+    issues = []
+    for role in build_roles(["acme", "globex"]):
+        for user in make_members(role.partner, 8, f"{role.partner.slug}-eng"):
+            request = services.access_request_create(
+                requester=user, role=role, duration=timedelta(hours=2), justification="Benchmark: activity"
+            )
+            grant = services.grant_activate(grant_id=request.grant.pk)
+            for kind in (CredentialIssue.Kind.CLI, CredentialIssue.Kind.CONSOLE):
+                issues.append(
+                    services.credential_mint(
+                        grant_id=grant.pk, user=user, kind=kind, source_ip="203.0.113.9"
+                    ).issue
+                )
+    return issues
+
+
+def _templates(sim: Any, issues: list[Any], count: int, per_file: int) -> list[tuple[str, bytes]]:
+    """(account, JSON bytes) templates whose eventIDs all start with 00000000-, one account per file."""
+    import orjson
+    from django.utils import timezone
+
+    by_account: dict[str, list[Any]] = {}
+    for issue in issues:
+        by_account.setdefault(issue.grant.role.partner.aws_account_id, []).append(issue)
+    accounts = [*sorted(by_account), OUTSIDE_ACCOUNT]
+    start = timezone.now() - timedelta(days=2)
+    templates = []
+    for t in range(count):
+        account = accounts[t % len(accounts)]
+        at = start + timedelta(minutes=t)
+        records: list[dict[str, Any]] = []
+        n = 0
+        while len(records) < per_file:
+            n += 1
+            if account == OUTSIDE_ACCOUNT or n % 10 == 0:
+                # About one in ten batches in a partner account is a non-Porte principal (flagged).
+                identity = sim.iam_user_identity(
+                    account, "ops" if account == OUTSIDE_ACCOUNT else "legacy-deployer"
+                )
+                records += sim.principal_records(
+                    account, identity, at=at + timedelta(seconds=n), reads=5, denied=1
+                )
+            else:
+                issue = by_account[account][n % len(by_account[account])]
+                records += sim.session_records(
+                    issue, at=at + timedelta(seconds=n), reads=6, writes=2, denied=1, mint=n % 3 == 0
+                )
+        records = records[:per_file]
+        for record in records:
+            record["eventID"] = "00000000" + record["eventID"][8:]
+        templates.append((account, orjson.dumps({"Records": records})))
+    return templates
+
+
+def _write_files(
+    sim: Any, templates: list[tuple[str, bytes]], files: int, root: Path, s3: bool
+) -> tuple[int, int]:
+    """Write `files` gz files (locally, and to moto S3 when `s3`): returns (bytes gz, bytes JSON)."""
+    from django.utils import timezone
+
+    from portal import aws
+
+    client = aws.management_client("s3")
+    start = timezone.now() - timedelta(days=1)
+    marker = b'"eventID":"00000000-'
+
+    def one(i: int) -> tuple[int, int]:
+        account, template = templates[i % len(templates)]
+        body = template.replace(marker, b'"eventID":"%08x-' % i)
+        data = gzip.compress(body, compresslevel=6)
+        key = sim.log_key(account, start + timedelta(minutes=i // len(templates)))
+        path = root / key
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        if s3:
+            client.put_object(Bucket=sim.bucket, Key=key, Body=data)
+        return len(data), len(body)
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        sizes = list(pool.map(one, range(files)))
+    if s3:
+        for account in {a for a, _ in templates}:
+            sim.write_digest(account, [], at=start + timedelta(hours=1))
+    return sum(s[0] for s in sizes), sum(s[1] for s in sizes)
+
+
+def _bare(paths: list[Path], loads: Any) -> tuple[int, float]:
+    started = time.perf_counter()
+    events = 0
+    for path in paths:
+        events += len(loads(gzip.decompress(path.read_bytes()))["Records"])
+    return events, time.perf_counter() - started
+
+
+def _reset_activity() -> None:
+    from django.db import connection
+
+    from grants.models import ActivityEvent, TrailCursor, TrailFile
+
+    with connection.cursor() as cursor:
+        cursor.execute(f"TRUNCATE {ActivityEvent._meta.db_table}, {TrailFile._meta.db_table}")
+    TrailCursor.objects.all().delete()
+
+
+def measure(env: BenchEnv, args: Any) -> int:
+    import orjson
+    from django.db import connection
+
+    from grants.activity import trail
+    from grants.activity.ingest import BATCH_FILES, PREFETCH, ingest
+    from grants.activity.services import activity_ingest
+    from grants.activity.simulator import CloudTrailSimulator
+    from grants.models import ActivityEvent
+
+    total = args.files * args.events
+    t0 = time.perf_counter()
+    issues = _world()
+    org_id = trail.organization_id()
+    if org_id is None:
+        raise BenchError("no organisation in moto after building partners")
+    sim = CloudTrailSimulator(org_id=org_id)
+    sim.ensure_bucket()
+    templates = _templates(sim, issues, args.templates, args.events)
+    root = env.tmp / "trail"
+    gz_bytes, json_bytes = _write_files(sim, templates, args.files, root, s3=not args.no_s3)
+    setup_s = time.perf_counter() - t0
+    paths = sorted(p for p in root.rglob("*.json.gz") if "/CloudTrail/" in p.as_posix())
+
+    env.print_header(
+        "activity ingestion throughput",
+        [
+            f"workload  : {args.files} files x {args.events} events = {total:,} events "
+            f"({args.templates} templates, {len(issues)} minted sessions, 2 partners + 1 outside account)",
+            f"files     : {gz_bytes / 1e6:.1f} MB gzipped, {json_bytes / 1e6:.1f} MB JSON "
+            f"({json_bytes / max(gz_bytes, 1):.1f}x), {json_bytes / total:.0f} B/event; set-up took {setup_s:.1f} s",
+            f"ingest    : {PREFETCH} reader threads; up to {BATCH_FILES} files per transaction "
+            "(each file kept gzipped, its events by COPY, the cursor moved)",
+        ],
+    )
+
+    bare_events, bare_s = _bare(paths, orjson.loads)
+    if bare_events != total:
+        raise BenchError(f"bare parse saw {bare_events} events, expected {total}")
+    _, stdlib_s = _bare(paths, json.loads)
+    bare_rate = total / bare_s
+    print(f"  bare gunzip + orjson.loads (1 thread)      {bare_rate:>10,.0f} events/s   ({bare_s:6.1f} s)")
+    print(
+        f"  bare gunzip + json.loads  (reference)      {total / stdlib_s:>10,.0f} events/s   ({stdlib_s:6.1f} s)"
+    )
+
+    local = LocalTrailSource(root, trail.logs_root(org_id))
+    started = time.perf_counter()
+    report = ingest(local, max_objects=args.files + 10, lookback=timedelta(minutes=30))
+    local_s = time.perf_counter() - started
+    rows = ActivityEvent.objects.count()
+    local_rate = total / local_s
+    print(
+        f"  Porte ingest, local files                  {local_rate:>10,.0f} events/s   ({local_s:6.1f} s)"
+        f"   ratio {local_rate / bare_rate:.2f}   rows {rows:,}"
+    )
+    ok = rows == total == report.events_inserted and report.quarantined == 0
+    flagged = ActivityEvent.objects.filter(flagged=True).count()
+    porte = ActivityEvent.objects.filter(is_porte_session=True).count()
+    print(
+        f"    attributed: {porte:,} Porte sessions, {flagged:,} flagged, {rows - porte - flagged:,} outside"
+    )
+
+    if not args.no_s3:
+        from portal import aws
+
+        s3 = aws.management_client("s3")
+        keys = [p.relative_to(root).as_posix() for p in paths]
+        started = time.perf_counter()
+        with ThreadPoolExecutor(max_workers=PREFETCH) as pool:
+            fetched = sum(
+                pool.map(lambda k: len(s3.get_object(Bucket=sim.bucket, Key=k)["Body"].read()), keys)
+            )
+        get_s = time.perf_counter() - started
+        print(
+            f"  moto S3 GET only ({PREFETCH} threads)              {total / get_s:>10,.0f} events/s   "
+            f"({get_s:6.1f} s, {fetched / 1e6:.0f} MB)"
+        )
+
+        _reset_activity()
+        started = time.perf_counter()
+        s3_report = activity_ingest(max_objects=args.files + 10)
+        s3_s = time.perf_counter() - started
+        s3_rows = ActivityEvent.objects.count()
+        s3_rate = total / s3_s
+        print(
+            f"  Porte ingest, moto S3 (activity_ingest)    {s3_rate:>10,.0f} events/s   ({s3_s:6.1f} s)"
+            f"   ratio {s3_rate / bare_rate:.2f}   rows {s3_rows:,}"
+        )
+        ok = ok and s3_rows == total and s3_report.skipped == 0 and s3_report.objects == args.files
+
+    from grants.models import TrailCursor
+
+    TrailCursor.objects.all().delete()
+    started = time.perf_counter()
+    replay = ingest(local, max_objects=args.files + 10, lookback=timedelta(minutes=30))
+    replay_s = time.perf_counter() - started
+    final = ActivityEvent.objects.count()
+    print(
+        f"  replay (cursors forgotten, local files)    {total / replay_s:>10,.0f} events/s   ({replay_s:6.1f} s)"
+        f"   added {replay.events_inserted}"
+    )
+    size = "n/a"
+    if connection.vendor == "postgresql":
+        from grants.models import TrailFile
+
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_size_pretty(pg_total_relation_size(%s)), pg_size_pretty(pg_total_relation_size(%s))",
+                [ActivityEvent._meta.db_table, TrailFile._meta.db_table],
+            )
+            events_size, files_size = cursor.fetchone()
+            size = f"events {events_size} (rows and indexes), files {files_size} (gzipped, as delivered)"
+    ok = ok and replay.events_inserted == 0 and final == total
+    ratio = local_rate / bare_rate
+    print()
+    print(f"  final rows {final:,} (unique events {total:,}); stored: {size}")
+    print(
+        f"  RESULT: {local_rate:,.0f} events/s from local files, ratio {ratio:.2f} to bare gunzip+orjson "
+        f"(target >= {TARGET_RATIO}) -> {'PASS' if ratio >= TARGET_RATIO and ok else 'FAIL'}"
+    )
+    return 0 if ratio >= TARGET_RATIO and ok else 1
+
+
+if __name__ == "__main__":
+    run(main)

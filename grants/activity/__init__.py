@@ -1,0 +1,12 @@
+"""Partner activity from the organisation's CloudTrail trail: ingestion, attribution, storage, retention.
+
+- `models`: ActivityEvent (one row per event, attributed), TrailFile (each log file as delivered: the records),
+  TrailCursor (where ingestion is, per prefix), QuarantinedObject (files that could not be read);
+- `records`: log file bytes → parsed records (gunzip with a size limit, the documented record format);
+- `attribution`: who did it — account → partner, sourceIdentity → Porte user, access key / session name → grant;
+- `store`: bulk loading (PostgreSQL COPY; a staging table and INSERT ... ON CONFLICT DO NOTHING for files seen before);
+- `trail`: where the log files are (S3 layout of an organisation trail) and the per-prefix cursor arithmetic;
+- `ingest`: the incremental, idempotent loop over new objects, with quarantine;
+- `services`: the actions (ingest, purge, retry or resolve a quarantined object); `selectors`: keyset pages;
+- `simulator`: writes realistic log files into the local emulator's trail bucket (moto emits no CloudTrail).
+"""
