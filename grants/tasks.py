@@ -73,7 +73,13 @@ def _lease() -> timedelta:
 def activity_ingest() -> dict[str, int | bool]:
     from grants.activity import services as activity
 
-    return activity.activity_ingest().as_dict()
+    try:
+        return activity.activity_ingest().as_dict()
+    except aws.AwsRejected as exc:
+        # A missing or unreadable trail bucket is a configuration problem: say so once per run, then retry
+        # at the next tick (nothing is lost: the cursor did not move).
+        log.warning("activity ingestion skipped: the trail bucket cannot be read (%s)", exc)
+        return {"skipped": True}
 
 
 @shared_task(acks_late=True, ignore_result=True)

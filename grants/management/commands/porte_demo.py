@@ -94,8 +94,25 @@ class Command(BaseCommand):
             actor=admin,
         )
         provisioning.role_provision(role=role, actor=admin)
+        _ensure_trail_bucket()
         self.stdout.write(
             self.style.SUCCESS(
                 f"Demo ready: partner {partner.slug} (AWS account {partner.aws_account_id}), role {role.aws_role_arn}"
             )
         )
+
+
+def _ensure_trail_bucket() -> None:
+    """The organisation trail's bucket (moto emits no CloudTrail records; the bucket lets ingestion run)."""
+    from django.conf import settings
+
+    from portal import aws
+
+    s3 = aws.management_client("s3")
+    with aws.aws_errors():
+        existing = {b["Name"] for b in s3.list_buckets().get("Buckets", [])}
+        if settings.ACTIVITY_TRAIL_BUCKET not in existing:
+            s3.create_bucket(
+                Bucket=settings.ACTIVITY_TRAIL_BUCKET,
+                CreateBucketConfiguration={"LocationConstraint": settings.AWS_REGION},
+            )
