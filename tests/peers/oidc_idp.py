@@ -16,18 +16,19 @@ from __future__ import annotations
 import json
 import select
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
 from dataclasses import asdict, dataclass
-from html.parser import HTMLParser
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 from urllib.parse import urljoin, urlsplit
 
 import requests
+
+from tests.peers.common import FormParser as _FormParser
+from tests.peers.common import free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SERVER_DIR = REPO_ROOT / "demo" / "oidc-idp"
@@ -52,13 +53,6 @@ class OidcUser:
     amr: list[str]
     acr: str
     email_verified: bool = True
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that was free on ``host`` a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
 
 
 class OidcIdp:
@@ -186,35 +180,6 @@ class OidcIdp:
 
 # ---------------------------------------------------------------------------------------------
 # Signing in with requests
-
-
-@dataclass
-class _Form:
-    action: str
-    method: str
-    fields: dict[str, str]
-    has_password: bool = False
-
-
-class _FormParser(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__()
-        self.forms: list[_Form] = []
-        self._current: _Form | None = None
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        attr = {name: value or "" for name, value in attrs}
-        if tag == "form":
-            self._current = _Form(attr.get("action", ""), attr.get("method", "get").lower(), {})
-            self.forms.append(self._current)
-        elif tag == "input" and self._current is not None and attr.get("name"):
-            self._current.fields[attr["name"]] = attr.get("value", "")
-            if attr.get("type", "").lower() == "password":
-                self._current.has_password = True
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag == "form":
-            self._current = None
 
 
 def _origin(url: str) -> tuple[str, str | None, int | None]:

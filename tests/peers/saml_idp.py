@@ -37,18 +37,20 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
 from dataclasses import dataclass, field
-from html.parser import HTMLParser
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, Self, overload
 from urllib.parse import urlencode, urljoin
 
 import requests
+
+from tests.peers.common import Form as _Form
+from tests.peers.common import FormParser as _FormParser
+from tests.peers.common import free_port
 
 SIMPLESAMLPHP_WWW = Path("/usr/share/simplesamlphp/www")
 SIMPLESAMLPHP_BASE_CONFIG = Path("/etc/simplesamlphp/config.php")
@@ -89,13 +91,6 @@ class SamlUser:
     email: str
     name: str
     groups: list[str] = field(default_factory=list)
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that was free on ``host`` a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
 
 
 # The PHP files only read JSON written next to them: no value is ever spliced into PHP source.
@@ -467,35 +462,6 @@ def _group_alive(pgid: int) -> bool:
 
 # ---------------------------------------------------------------------------------------------
 # Signing in with requests
-
-
-@dataclass
-class _Form:
-    action: str
-    method: str
-    fields: dict[str, str]
-    has_password: bool = False
-
-
-class _FormParser(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__()
-        self.forms: list[_Form] = []
-        self._current: _Form | None = None
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        attr = {name: value or "" for name, value in attrs}
-        if tag == "form":
-            self._current = _Form(attr.get("action", ""), attr.get("method", "get").lower(), {})
-            self.forms.append(self._current)
-        elif tag == "input" and self._current is not None and attr.get("name"):
-            self._current.fields[attr["name"]] = attr.get("value", "")
-            if attr.get("type", "").lower() == "password":
-                self._current.has_password = True
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag == "form":
-            self._current = None
 
 
 def _forms(response: requests.Response) -> list[_Form]:
