@@ -10,6 +10,10 @@ def _external_id() -> str:
     return secrets.token_urlsafe(24)
 
 
+def _all_days() -> list[int]:
+    return [0, 1, 2, 3, 4, 5, 6]
+
+
 class Partner(models.Model):
     class Status(models.TextChoices):
         ONBOARDING = "onboarding", "Onboarding"
@@ -44,6 +48,14 @@ class Partner(models.Model):
     enforce_email_domains = models.BooleanField(default=True)
     # Networks the partner works from (CIDRs). Empty: any. Enforced by Porte and by every session's policy.
     source_ip_allowlist = models.JSONField(default=list, blank=True)
+    # When the partner may work (partners/windows.py): on these weekdays (0 = Monday), from start to end in the
+    # partner's time zone (an end before the start runs past midnight). No start/end: any time.
+    access_timezone = models.CharField(max_length=64, default="UTC")
+    access_days = models.JSONField(default=_all_days, blank=True)
+    access_start = models.TimeField(null=True, blank=True)
+    access_end = models.TimeField(null=True, blank=True)
+    # A Slack-compatible incoming webhook for the partner's notices (a secret: never shown back in full).
+    webhook_url = models.CharField(max_length=2048, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -52,7 +64,12 @@ class Partner(models.Model):
             models.CheckConstraint(
                 condition=models.Q(aws_account_id="") | models.Q(aws_account_id__regex=r"^[0-9]{12}$"),
                 name="partner_aws_account_id_12_digits",
-            )
+            ),
+            models.CheckConstraint(
+                condition=(models.Q(access_start__isnull=True) & models.Q(access_end__isnull=True))
+                | (models.Q(access_start__isnull=False) & models.Q(access_end__isnull=False)),
+                name="partner_access_window_start_and_end",
+            ),
         ]
 
     def __str__(self) -> str:

@@ -46,6 +46,12 @@ def _schedule(sender: Celery, **_: object) -> None:
             "schedule": settings.ACTIVITY_INGEST_SECONDS,
             "options": {"expires": settings.ACTIVITY_INGEST_SECONDS},
         },
+        # Delivers notices still pending (lost task, mail server or webhook down earlier); each is sent once.
+        "redrive-notifications": {
+            "task": "portal.tasks.notifications_redrive",
+            "schedule": 120.0,
+            "options": {"expires": 120.0},
+        },
         # Deletes activity older than PORTE_ACTIVITY_RETENTION_DAYS, in small batches.
         "purge-activity": {
             "task": "grants.tasks.activity_purge",

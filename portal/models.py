@@ -108,3 +108,41 @@ class ApiToken(models.Model):
         if not hmac.compare_digest(self.password_fingerprint, password_fingerprint(self.user)):
             return self.State.ENDED
         return self.State.ACTIVE
+
+
+class Notification(models.Model):
+    """An email and/or webhook message, stored in the transaction of the change it tells about (an outbox): a
+    worker delivers it after commit, and beat re-drives any left undelivered, so a lost task or a mail server
+    that is down delays a notice but never loses it, and a rolled-back change sends nothing."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        SENT = "sent", "Sent"
+        FAILED = "failed", "Failed"
+
+    event = models.CharField(max_length=64)
+    subject = models.CharField(max_length=200)
+    body = models.TextField()
+    # Addresses are copied (not referenced): the notice says who was told at the time.
+    recipients = models.JSONField(default=list, blank=True)
+    # A Slack-compatible incoming webhook (its URL is a secret: never logged, never shown back).
+    webhook_url = models.CharField(max_length=2048, blank=True)
+    partner_id = models.IntegerField(null=True, blank=True, db_index=True)
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.PENDING)
+    created_at = models.DateTimeField(default=timezone.now)
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+    email_sent_at = models.DateTimeField(null=True, blank=True)
+    webhook_sent_at = models.DateTimeField(null=True, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(
+                fields=["created_at"], name="notification_pending_idx", condition=Q(status="pending")
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event}: {self.subject}"

@@ -303,7 +303,16 @@ USE_I18N = True
 USE_TZ = True
 
 
+# Notifications (portal/notifications.py): printed to the console locally; SMTP etc. by EMAIL_BACKEND/EMAIL_* in
+# production. Webhooks only to https URLs in production.
 EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
+EMAIL_HOST = env.str("EMAIL_HOST", default="localhost")
+EMAIL_PORT = env.int("EMAIL_PORT", default=25)
+EMAIL_HOST_USER = env.str("EMAIL_HOST_USER", default="")
+EMAIL_HOST_PASSWORD = env.str("EMAIL_HOST_PASSWORD", default="")
+EMAIL_USE_TLS = env.bool("EMAIL_USE_TLS", default=False)
+EMAIL_TIMEOUT = 10
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Porte <porte@porte.invalid>")
 
 # --- logging: never log secrets; our own loggers at INFO -----------------------------------------------------
 LOGGING = {
