@@ -88,6 +88,9 @@ class AccessRequest(models.Model):
         PENDING = "pending", "Pending approval"
         APPROVED = "approved", "Approved"
         DENIED = "denied", "Denied"
+        # Approvals: nobody decided in time, or a context condition (window, IP, MFA, posture) failed.
+        EXPIRED = "expired", "Expired without a decision"
+        REFUSED = "refused", "Refused (conditions not met)"
 
     requester = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
     role = models.ForeignKey(Role, on_delete=models.PROTECT, related_name="requests")
@@ -98,6 +101,14 @@ class AccessRequest(models.Model):
     decided_at = models.DateTimeField(null=True, blank=True)
     # Context evaluated at request time (source IP, IdP MFA evidence, ...), kept as evidence.
     context = models.JSONField(default=dict, blank=True)
+    # Approvals (grants.approvals): when a pending request lapses, who decided, why it was denied or refused,
+    # and whether it was a break-glass request (immediate, loud, reviewed afterwards).
+    expires_at = models.DateTimeField(null=True, blank=True)
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    decision_reason = models.TextField(blank=True)
+    is_break_glass = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["-created_at"]
@@ -152,6 +163,8 @@ class Grant(models.Model):
     claimed_at = models.DateTimeField(null=True, blank=True)
     attempts = models.PositiveIntegerField(default=0)
     failure_reason = models.TextField(blank=True)
+    # Approvals: when the holder was told the grant ends soon (once per grant).
+    expiry_notified_at = models.DateTimeField(null=True, blank=True)
 
     objects = GrantQuerySet.as_manager()
 
@@ -208,15 +221,22 @@ class CredentialIssue(models.Model):
 # Activity (CloudTrail) tables live in their own module; imported here so Django registers them with this app.
 from grants.activity.models import ActivityEvent, QuarantinedObject, TrailCursor, TrailFile  # noqa: E402
 
+# Approval tables (policies, approvals, break-glass reviews, four-eyes role changes), likewise.
+from grants.approvals.models import Approval, ApprovalPolicy, BreakGlassReview, RoleChange  # noqa: E402
+
 __all__ = [
     "AccessRequest",
     "ActivityEvent",
+    "Approval",
+    "ApprovalPolicy",
+    "BreakGlassReview",
     "CredentialIssue",
     "Eligibility",
     "Grant",
     "GrantQuerySet",
     "QuarantinedObject",
     "Role",
+    "RoleChange",
     "TrailCursor",
     "TrailFile",
 ]

@@ -8,14 +8,15 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
 from grants import authoring, policies, provisioning
 from grants.activity.attribution import role_session_name
+from grants.approvals import services as approvals
+from grants.approvals.context import Evidence, window_close, window_refusal
 from grants.models import AccessRequest, CredentialIssue, Grant, Role
-from grants.selectors import roles_requestable_by
 from partners import services as partner_services
 from partners.models import Partner, ip_allowed
 from portal import aws
@@ -24,7 +25,6 @@ from portal.models import User
 
 log = logging.getLogger(__name__)
 
-MIN_DURATION = timedelta(minutes=15)
 # AWS refuses DurationSeconds below 900; a shorter remainder is cut off by the session policy's time guard.
 STS_MIN_SECONDS = 900
 STS_CHAINED_MAX_SECONDS = 3600
@@ -55,77 +55,26 @@ class MintedCredentials:
 # --- requests -------------------------------------------------------------------------------------------------
 
 
-@transaction.atomic
 def access_request_create(
-    *, requester: User, role: Role, justification: str, duration: timedelta, source_ip: str | None = None
+    *,
+    requester: User,
+    role: Role,
+    justification: str,
+    duration: timedelta,
+    source_ip: str | None = None,
+    evidence: Evidence | None = None,
+    break_glass: bool = False,
 ) -> AccessRequest:
-    """Request a role. Approval policy is auto-approve for now: the grant is created and activated on commit."""
-    justification = justification.strip()
-    errors: dict[str, str] = {}
-    if not roles_requestable_by(requester).filter(pk=role.pk).exists():
-        errors["role"] = "You are not eligible for this role."
-    if len(justification) < 10:
-        errors["justification"] = "Say why you need this access (at least 10 characters)."
-    if duration < MIN_DURATION:
-        errors["duration"] = f"The shortest access is {int(MIN_DURATION.total_seconds() // 60)} minutes."
-    elif duration > role.max_duration:
-        errors["duration"] = (
-            f"{role.name} can be granted for at most {int(role.max_duration.total_seconds() // 60)} minutes."
-        )
-    if errors:
-        raise ValidationError(errors)
-    # One person holding a role has one grant: a second request must not overlap the first.
-    current = (
-        Grant.objects.select_for_update()
-        .filter(user=requester, role=role, status__in=[Grant.Status.PENDING, Grant.Status.ACTIVE])
-        .first()
-    )
-    if current is not None:
-        raise ValidationError(
-            {
-                "role": f"You already have access to {role.name} until {current.ends_at:%Y-%m-%d %H:%M} UTC: "
-                "extend it from its page instead."
-            }
-        )
-    now = timezone.now()
-    request = AccessRequest.objects.create(
+    """Request a role: checked against the context conditions, then decided by the role's approval policy
+    (auto-approve when the role has none; see grants.approvals)."""
+    return approvals.request_create(
         requester=requester,
         role=role,
         justification=justification,
-        requested_duration=duration,
-        status=AccessRequest.Status.APPROVED,
-        created_at=now,
-        decided_at=now,
-        context={"source_ip": source_ip},
+        duration=duration,
+        evidence=evidence or Evidence(source_ip=source_ip),
+        break_glass=break_glass,
     )
-    try:
-        with transaction.atomic():
-            grant = Grant.objects.create(
-                request=request, user=requester, role=role, starts_at=now, ends_at=now + duration
-            )
-    except IntegrityError:
-        # A concurrent request for the same role won the race (one open grant per person and role).
-        raise ValidationError({"role": f"You already have a request for {role.name} in progress."}) from None
-    partner_id = role.partner_id
-    audit_record(
-        action="request.created",
-        obj=request,
-        actor=requester,
-        partner_id=partner_id,
-        data={"role": role.slug, "duration_s": int(duration.total_seconds())},
-    )
-    audit_record(
-        action="request.approved", obj=request, actor=None, partner_id=partner_id, data={"policy": "auto"}
-    )
-    audit_record(
-        action="grant.created",
-        obj=grant,
-        actor=None,
-        partner_id=partner_id,
-        data={"ends_at": grant.ends_at.isoformat()},
-    )
-    _queue_activation(grant.pk)
-    return request
 
 
 def _queue_activation(grant_id: int) -> None:
@@ -205,8 +154,8 @@ def _grant_end_unused(grant: Grant) -> Grant:
 # --- credentials ----------------------------------------------------------------------------------------------
 
 
-def _duration_seconds(grant: Grant, now: datetime) -> int:
-    remaining = int((grant.ends_at - now).total_seconds())
+def _duration_seconds(grant: Grant, now: datetime, ends_at: datetime) -> int:
+    remaining = int((ends_at - now).total_seconds())
     ceiling = int(grant.role.max_duration.total_seconds())
     if aws.broker_is_chained():
         ceiling = min(ceiling, STS_CHAINED_MAX_SECONDS)
@@ -224,7 +173,7 @@ def credential_mint(
     with transaction.atomic():
         grant = (
             Grant.objects.select_for_update()
-            .select_related("role__partner")
+            .select_related("role__partner", "request")
             .filter(pk=grant_id, user=user)
             .first()
         )
@@ -236,49 +185,88 @@ def credential_mint(
         role, partner = grant.role, grant.role.partner
         if partner.status != Partner.Status.ACTIVE:
             raise GrantNotUsable("Your organisation's access is suspended.")
-        if not ip_allowed(partner.source_ip_allowlist, source_ip):
-            raise GrantNotUsable(
-                f"Credentials can only be issued to your organisation's networks; {source_ip} is not one of them."
-            )
         if not role.aws_role_arn:
             raise GrantNotUsable("This role is not provisioned yet; try again in a minute.")
-        credentials = aws.assume_role(
-            role.aws_role_arn,
-            session_name=role_session_name(grant_id=grant.pk, public_id=user.public_id),
-            using=aws.broker_credentials(),
-            duration_seconds=_duration_seconds(grant, now),
-            SourceIdentity=user.source_identity,
-            ExternalId=partner.external_id,
-            Tags=[
-                {"Key": "porte:partner", "Value": partner.slug},
-                {"Key": "porte:grant", "Value": str(grant.pk)},
-                {"Key": "porte:user", "Value": str(user.public_id)},
-            ],
-            Policy=_compact(
-                policies.session_policy(ends_at=grant.ends_at, source_cidrs=partner.source_ip_allowlist)
-            ),
-        )
-        issue = CredentialIssue.objects.create(
-            grant=grant,
-            kind=kind,
-            access_key_id=credentials.access_key_id,
-            issued_at=now,
-            expires_at=min(credentials.expiration, grant.ends_at),
-            source_ip=source_ip,
-        )
-        audit_record(
-            action="credential.issued",
-            obj=issue,
-            actor=user,
-            partner_id=partner.pk,
-            data={
-                "grant": grant.pk,
-                "kind": kind,
-                "access_key_id": credentials.access_key_id,
-                "expires_at": credentials.expiration.isoformat(),
-            },
-        )
+        refusal = _mint_refusal(grant, source_ip, now)
+        if refusal is None:
+            minted = _mint_locked(grant, user, kind, source_ip, now)
+        else:
+            # Recorded and committed with this transaction; the refusal is raised once it is over.
+            _mint_refuse(grant, user, refusal)
+    if refusal is not None:
+        raise GrantNotUsable(refusal[1])
+    return minted
+
+
+def _mint_locked(
+    grant: Grant, user: User, kind: str, source_ip: str | None, now: datetime
+) -> MintedCredentials:
+    role, partner = grant.role, grant.role.partner
+    # Credentials never outlive the partner's open access window (break-glass is not bound by it).
+    close = None if grant.request.is_break_glass else window_close(partner, now)
+    session_ends_at = min(grant.ends_at, close) if close else grant.ends_at
+    credentials = aws.assume_role(
+        role.aws_role_arn,
+        session_name=role_session_name(grant_id=grant.pk, public_id=user.public_id),
+        using=aws.broker_credentials(),
+        duration_seconds=_duration_seconds(grant, now, session_ends_at),
+        SourceIdentity=user.source_identity,
+        ExternalId=partner.external_id,
+        Tags=[
+            {"Key": "porte:partner", "Value": partner.slug},
+            {"Key": "porte:grant", "Value": str(grant.pk)},
+            {"Key": "porte:user", "Value": str(user.public_id)},
+        ],
+        Policy=_compact(
+            policies.session_policy(ends_at=session_ends_at, source_cidrs=partner.source_ip_allowlist)
+        ),
+    )
+    issue = CredentialIssue.objects.create(
+        grant=grant,
+        kind=kind,
+        access_key_id=credentials.access_key_id,
+        issued_at=now,
+        expires_at=min(credentials.expiration, session_ends_at),
+        source_ip=source_ip,
+    )
+    audit_record(
+        action="credential.issued",
+        obj=issue,
+        actor=user,
+        partner_id=partner.pk,
+        data={
+            "grant": grant.pk,
+            "kind": kind,
+            "access_key_id": credentials.access_key_id,
+            "expires_at": credentials.expiration.isoformat(),
+        },
+    )
     return MintedCredentials(credentials, issue)
+
+
+def _mint_refusal(grant: Grant, source_ip: str | None, now: datetime) -> tuple[str, str] | None:
+    """The context condition that forbids minting now, as (condition, message for the person)."""
+    partner = grant.role.partner
+    if not ip_allowed(partner.source_ip_allowlist, source_ip):
+        return (
+            "source_ip",
+            f"Credentials can only be issued to your organisation's networks; {source_ip} is not one of them.",
+        )
+    window = None if grant.request.is_break_glass else window_refusal(partner, now)
+    if window is not None:
+        return window.condition, window.message
+    return None
+
+
+@transaction.atomic
+def _mint_refuse(grant: Grant, user: User, refusal: tuple[str, str]) -> None:
+    audit_record(
+        action="credential.refused",
+        obj=grant,
+        actor=user,
+        partner_id=grant.role.partner_id,
+        data={"condition": refusal[0], "message": refusal[1]},
+    )
 
 
 def _compact(document: dict[str, object]) -> str:

@@ -166,6 +166,7 @@ class PartnerSocialAccountAdapter(DefaultSocialAccountAdapter):
             "provider_id": provider_id,
             "mfa": assertion.mfa,
             "authn_methods": assertion.authn_methods,
+            "claims": assertion.attributes,
         }
         if not sociallogin.is_existing:
             return

@@ -128,6 +128,8 @@ class Assertion:
     mfa: bool
     # Raw MFA evidence, kept with the session (OIDC amr/acr or SAML AuthnContextClassRef).
     authn_methods: list[str] = field(default_factory=list)
+    # Other simple claims/attributes (e.g. a device-posture claim a role may require), kept with the session.
+    attributes: dict[str, list[str]] = field(default_factory=dict)
 
     def claims_summary(self) -> dict[str, Any]:
         return {
@@ -159,6 +161,7 @@ def assertion_from(idp: IdentityProvider, sociallogin: SocialLogin) -> Assertion
 
         methods = _as_list(attributes.get(AUTHN_CONTEXT_KEY))
         groups = _as_list(attributes.get(idp.mapping("groups")))
+        source = attributes
     else:
         claims: dict[str, Any] = {**(data.get("id_token") or {}), **(data.get("userinfo") or {})}
 
@@ -168,6 +171,7 @@ def assertion_from(idp: IdentityProvider, sociallogin: SocialLogin) -> Assertion
 
         methods = _as_list(claims.get("amr")) + _as_list(claims.get("acr"))
         groups = _as_list(claims.get(idp.mapping("groups")))
+        source = claims
     mfa_values = set(idp.mfa_values)
     return Assertion(
         subject=str(sociallogin.account.uid),
@@ -176,7 +180,23 @@ def assertion_from(idp: IdentityProvider, sociallogin: SocialLogin) -> Assertion
         groups=sorted({g.strip()[:100] for g in groups if g.strip()})[:200],
         mfa=any(m in mfa_values for m in methods),
         authn_methods=methods[:20],
+        attributes=_simple_claims(source, skip={idp.mapping("groups"), "amr", "acr", AUTHN_CONTEXT_KEY}),
     )
+
+
+def _simple_claims(source: dict[str, Any], *, skip: set[str]) -> dict[str, list[str]]:
+    """Short scalar claims (and short lists of them), bounded, for conditions such as device posture."""
+    kept: dict[str, list[str]] = {}
+    for key, value in source.items():
+        if key in skip or not isinstance(key, str) or len(key) > 100:
+            continue
+        values = value if isinstance(value, (list, tuple)) else [value]
+        if len(values) > 10 or not all(isinstance(v, (str, bool, int, float)) for v in values):
+            continue
+        kept[key] = [str(v).lower() if isinstance(v, bool) else str(v)[:200] for v in values]
+        if len(kept) >= 40:
+            break
+    return kept
 
 
 def certificate_pem(cert_b64: str) -> str:

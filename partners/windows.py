@@ -53,6 +53,17 @@ class AccessWindow:
         period = self.period_containing(at)
         return period[1] if period else None
 
+    def opens_after(self, at: datetime) -> datetime | None:
+        """When the next open period starts after `at` (None when no day is open)."""
+        local_day = at.astimezone(self.timezone).date()
+        for offset in range(0, 9):
+            day = local_day + timedelta(days=offset)
+            if day.weekday() in self.days:
+                opens, _ = self._period(day)
+                if opens > at:
+                    return opens
+        return None
+
     def describe(self) -> str:
         days = ", ".join(DAY_NAMES[d] for d in sorted(self.days)) or "no day"
         return f"{days} {self.start:%H:%M}-{self.end:%H:%M} ({self.timezone.key})"
