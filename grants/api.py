@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 
 from django.core.exceptions import ValidationError as DjangoValidationError
@@ -16,7 +17,10 @@ from rest_framework.throttling import UserRateThrottle
 
 from grants import services
 from grants.access import grant_for_user
-from grants.models import CredentialIssue, Grant, Role
+from grants.approvals import services as approvals
+from grants.approvals.access import request_for_user
+from grants.approvals.context import Evidence
+from grants.models import AccessRequest, CredentialIssue, Grant, Role
 from grants.selectors import grants_visible_to, roles_requestable_by
 from portal import aws
 from portal.access import acting_user
@@ -62,6 +66,41 @@ class AccessRequestInput(serializers.Serializer):
     role = serializers.SlugField(help_text="Slug of a role you are eligible for.")
     justification = serializers.CharField(max_length=2000)
     duration_minutes = serializers.IntegerField(min_value=1, max_value=24 * 60)
+    break_glass = serializers.BooleanField(
+        default=False,
+        help_text="Emergency access without approval, where the role allows it (loud, reviewed).",
+    )
+
+
+class AccessRequestSerializer(serializers.ModelSerializer):
+    role = serializers.CharField(source="role.slug")
+    partner = serializers.CharField(source="role.partner.slug")
+    requester = serializers.UUIDField(source="requester.public_id")
+    approvals = serializers.SerializerMethodField()
+
+    class Meta:
+        model = AccessRequest
+        fields = [
+            "id",
+            "role",
+            "partner",
+            "requester",
+            "status",
+            "justification",
+            "created_at",
+            "expires_at",
+            "decided_at",
+            "decision_reason",
+            "is_break_glass",
+            "approvals",
+        ]
+
+    def get_approvals(self, request: AccessRequest) -> int:
+        return request.approvals.count()
+
+
+class DenyInput(serializers.Serializer):
+    reason = serializers.CharField(max_length=2000)
 
 
 class RoleList(ListAPIView):
@@ -104,7 +143,8 @@ def access_request_create(request: Request) -> Response:
             role=role,
             justification=data.validated_data["justification"],
             duration=timedelta(minutes=data.validated_data["duration_minutes"]),
-            source_ip=client_ip(request),
+            evidence=Evidence.from_session(getattr(request, "session", None), client_ip(request)),
+            break_glass=data.validated_data["break_glass"],
         )
     except DjangoValidationError as exc:
         # Name the fields as the caller sent them (the service speaks of `duration`, the API of minutes).
@@ -114,7 +154,50 @@ def access_request_create(request: Request) -> Response:
                 for field, errors in exc.message_dict.items()
             }
         ) from exc
+    if created.status == AccessRequest.Status.PENDING:
+        return Response(AccessRequestSerializer(created).data, status=status.HTTP_202_ACCEPTED)
     return Response(GrantSerializer(created.grant).data, status=status.HTTP_201_CREATED)
+
+
+def _decision(request: Request, request_id: int, decide: Callable[[int], AccessRequest]) -> Response:
+    access_request = request_for_user(acting_user(request), request_id)
+    try:
+        decided = decide(access_request.pk)
+    except approvals.NotAnApprover:
+        return Response({"detail": "Not found."}, status=status.HTTP_404_NOT_FOUND)
+    except approvals.SelfApprovalRefused as exc:
+        return Response({"detail": str(exc)}, status=status.HTTP_403_FORBIDDEN)
+    except DjangoValidationError as exc:
+        detail = exc.message_dict if hasattr(exc, "error_dict") else {"detail": exc.messages}
+        return Response(detail, status=status.HTTP_409_CONFLICT if "detail" in detail else 400)
+    return Response(AccessRequestSerializer(decided).data)
+
+
+@extend_schema(request=None, responses={200: AccessRequestSerializer})
+@api_view(["POST"])
+def access_request_approve(request: Request, request_id: int) -> Response:
+    """Approve a pending request you are an approver of (never your own). Once enough distinct people have
+    approved, the grant starts activating."""
+    return _decision(
+        request,
+        request_id,
+        lambda pk: approvals.request_approve(request_id=pk, approver=acting_user(request)),
+    )
+
+
+@extend_schema(request=DenyInput, responses={200: AccessRequestSerializer})
+@api_view(["POST"])
+def access_request_deny(request: Request, request_id: int) -> Response:
+    """Deny a pending request you are an approver of, with a reason the requester is told."""
+    data = DenyInput(data=request.data)
+    data.is_valid(raise_exception=True)
+    return _decision(
+        request,
+        request_id,
+        lambda pk: approvals.request_deny(
+            request_id=pk, approver=acting_user(request), reason=data.validated_data["reason"]
+        ),
+    )
 
 
 class MintThrottle(UserRateThrottle):

@@ -23,6 +23,11 @@ class AccessRequestForm(forms.Form):
         max_length=2000,
         help_text="What you will do, and the ticket it belongs to.",
     )
+    # Approvals feature: immediate access without approval where the role allows it (loud, reviewed after).
+    break_glass = forms.BooleanField(
+        required=False,
+        label="Break-glass: emergency access now, without approval (everyone is told; reviewed afterwards)",
+    )
 
     def __init__(self, *args, roles, **kwargs) -> None:
         super().__init__(*args, **kwargs)

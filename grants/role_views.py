@@ -11,6 +11,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from grants import authoring, services
+from grants.approvals import changes
 from grants.forms import RoleForm
 from grants.models import Role
 from partners.forms import ReasonForm
@@ -117,15 +118,18 @@ def role_edit(request: HttpRequest, role_id: int) -> HttpResponse:
         data = form.cleaned_data
         try:
             findings = authoring.policy_check(data["inline_policy"])
-            services.role_update(
+            # Four-eyes (approvals feature): anything but name/description waits for a second staff member.
+            change = changes.role_change_propose(
                 role=role,
-                name=data["name"],
-                description=data["description"],
-                inline_policy=data["inline_policy"],
-                permissions_boundary_arn=data["permissions_boundary_arn"],
-                max_duration=form.max_duration,
-                eligible_groups=data["eligible_groups"],
-                actor=acting_user(request),
+                author=acting_user(request),
+                changes={
+                    "name": data["name"],
+                    "description": data["description"],
+                    "inline_policy": data["inline_policy"],
+                    "permissions_boundary_arn": data["permissions_boundary_arn"],
+                    "max_duration_s": int(form.max_duration.total_seconds()),
+                    "eligible_groups": data["eligible_groups"],
+                },
             )
         except (ValidationError, authoring.PolicyError) as exc:
             _apply_errors(
@@ -133,7 +137,10 @@ def role_edit(request: HttpRequest, role_id: int) -> HttpResponse:
                 exc if isinstance(exc, ValidationError) else ValidationError({"inline_policy": str(exc)}),
             )
         else:
-            messages.success(request, f"Role {role.name} updated; IAM follows in a moment.")
+            if change is not None:
+                messages.success(request, "Change proposed: another staff member must approve it.")
+                return redirect("staff_change_detail", change_id=change.pk)
+            messages.success(request, f"Role {role.name} updated.")
             return redirect("role_list", slug=role.partner.slug)
     return _render(request, role.partner, form, role, findings, status=400 if form.errors else 200)
 

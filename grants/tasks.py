@@ -87,3 +87,20 @@ def activity_purge() -> int:
     from grants.activity import services as activity
 
     return activity.activity_purge()
+
+
+# --- approvals ---------------------------------------------------------------------------------------------------
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def requests_expire_pending() -> int:
+    from grants.approvals import services as approvals
+
+    return approvals.requests_expire_pending()
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def grants_notify_expiring() -> int:
+    from grants.approvals import services as approvals
+
+    return approvals.grants_notify_expiring()

@@ -1,6 +1,7 @@
 from django.urls import path
 
 from grants import api, role_views, views
+from grants.approvals import views as approval_views
 
 urlpatterns = [
     path("", views.dashboard, name="home"),
@@ -20,6 +21,32 @@ urlpatterns = [
         name="role_revoke_sessions",
     ),
     path("staff/partners/<slug:slug>/offboard/", views.partner_offboard, name="partner_offboard"),
+    # Approvals feature.
+    path("requests/<int:request_id>/", approval_views.request_detail, name="request_detail"),
+    path("requests/<int:request_id>/approve/", approval_views.request_approve, name="request_approve"),
+    path("requests/<int:request_id>/deny/", approval_views.request_deny, name="request_deny"),
+    path("staff/approvals/", approval_views.staff_approvals, name="staff_approvals"),
+    path("staff/grants/", approval_views.staff_grants, name="staff_grants"),
+    path("staff/break-glass/", approval_views.staff_break_glass, name="staff_break_glass"),
+    path(
+        "staff/break-glass/<int:review_id>/",
+        approval_views.staff_break_glass_review,
+        name="staff_break_glass_review",
+    ),
+    path("staff/changes/", approval_views.staff_changes, name="staff_changes"),
+    path("staff/changes/<int:change_id>/", approval_views.staff_change_detail, name="staff_change_detail"),
+    path(
+        "staff/changes/<int:change_id>/<str:decision>/",
+        approval_views.staff_change_decide,
+        name="staff_change_decide",
+    ),
+    path(
+        "staff/roles/<int:role_id>/approval/",
+        approval_views.role_approval_policy,
+        name="role_approval_policy",
+    ),
+    path("partner/members/", approval_views.partner_members, name="partner_members"),
+    path("partner/approvals/", approval_views.partner_approvals, name="partner_approvals"),
 ]
 
 api_urlpatterns = [
@@ -28,4 +55,7 @@ api_urlpatterns = [
     path("grants/<int:grant_id>/", api.GrantDetail.as_view(), name="api_grant"),
     path("grants/<int:grant_id>/credentials/", api.grant_credentials, name="api_grant_credentials"),
     path("access-requests/", api.access_request_create, name="api_access_requests"),
+    # Approvals feature.
+    path("access-requests/<int:request_id>/approve/", api.access_request_approve, name="api_request_approve"),
+    path("access-requests/<int:request_id>/deny/", api.access_request_deny, name="api_request_deny"),
 ]

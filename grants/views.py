@@ -14,9 +14,10 @@ from django.views.decorators.http import require_GET, require_POST
 
 from grants import services
 from grants.access import can_revoke, grant_for_revoker, grant_for_user
+from grants.approvals.context import Evidence
 from grants.federation import ConsoleUnavailable, console_sign_in_url
 from grants.forms import AccessRequestForm, ExtendForm
-from grants.models import CredentialIssue, Grant
+from grants.models import AccessRequest, CredentialIssue, Grant
 from grants.selectors import grants_visible_to, roles_requestable_by
 from partners.forms import ReasonForm
 from partners.models import Partner
@@ -73,7 +74,8 @@ def request_access(request: HttpRequest) -> HttpResponse:
                 role=form.cleaned_data["role"],
                 justification=form.cleaned_data["justification"],
                 duration=form.duration,
-                source_ip=client_ip(request),
+                evidence=Evidence.from_session(request.session, client_ip(request)),
+                break_glass=form.cleaned_data["break_glass"],
             )
         except ValidationError as exc:
             for field, errors in exc.message_dict.items():
@@ -81,6 +83,12 @@ def request_access(request: HttpRequest) -> HttpResponse:
                 for error in errors:
                     form.add_error(target if target in form.fields else None, error)
         else:
+            if access_request.status == AccessRequest.Status.PENDING:
+                messages.success(
+                    request,
+                    f"Request for {access_request.role.name} sent to its approvers; you will be told.",
+                )
+                return redirect("request_detail", request_id=access_request.pk)
             messages.success(request, f"Access to {access_request.role.name} approved; activating now.")
             return redirect("grant_detail", grant_id=access_request.grant.pk)
     return _dashboard(request, form, status=400)

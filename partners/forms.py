@@ -148,3 +148,38 @@ class AccountProvisionForm(forms.Form):
         help_text="12-digit id of an account already in Porte's organization.",
         error_messages={"invalid": "An AWS account id is 12 digits."},
     )
+
+
+class PartnerAccessForm(forms.Form):
+    """When and from where the partner's people may hold access, and where its notices go."""
+
+    access_timezone = forms.CharField(
+        max_length=64, initial="UTC", label="Time zone", help_text="e.g. Europe/Paris"
+    )
+    access_days = forms.TypedMultipleChoiceField(
+        choices=list(enumerate(["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"])),
+        coerce=int,
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        label="Days",
+    )
+    access_start = forms.TimeField(required=False, label="Opens at", help_text="HH:MM; empty: any time")
+    access_end = forms.TimeField(
+        required=False, label="Closes at", help_text="Before the start: runs past midnight"
+    )
+    source_ip_allowlist = forms.CharField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 3}),
+        label="Networks (CIDRs)",
+        help_text="One per line or separated by spaces/commas. Empty: any address.",
+    )
+    webhook_url = forms.CharField(
+        required=False,
+        max_length=2048,
+        label="New webhook URL",
+        help_text="Slack-compatible incoming webhook. Leave empty to keep the current one.",
+    )
+    remove_webhook = forms.BooleanField(required=False, label="Remove the webhook")
+
+    def clean_source_ip_allowlist(self) -> list[str]:
+        return [c for c in re.split(r"[\s,]+", self.cleaned_data["source_ip_allowlist"]) if c]

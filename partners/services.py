@@ -356,3 +356,97 @@ def partner_set_status(*, partner: Partner, status: str, reason: str, actor: Use
         data={"from": previous, "reason": reason, "sessions_ended_for": ended},
     )
     return partner
+
+
+# --- access conditions (approvals feature): window, networks, webhook ---------------------------------------
+
+
+def webhook_masked(url: str) -> str:
+    """What staff see of a webhook URL (a secret): its scheme and host only."""
+    if not url:
+        return ""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.hostname or '?'}/…"
+
+
+@transaction.atomic
+def partner_access_update(
+    *,
+    partner: Partner,
+    access_timezone: str,
+    access_days: list[int],
+    access_start: Any,
+    access_end: Any,
+    source_ip_allowlist: list[str],
+    webhook_url: str | None,
+    actor: User | None = None,
+) -> Partner:
+    """Change when (window) and from where (networks) the partner's people may hold access, and where its
+    notices go. `webhook_url` None keeps the current one, "" removes it."""
+    import ipaddress
+
+    from django.conf import settings
+    from django.core.exceptions import ValidationError
+
+    from partners.windows import validate_window
+
+    validate_window(timezone=access_timezone, days=access_days, start=access_start, end=access_end)
+    errors: dict[str, str] = {}
+    cidrs: list[str] = []
+    for cidr in source_ip_allowlist:
+        try:
+            cidrs.append(str(ipaddress.ip_network(cidr, strict=False)))
+        except ValueError:
+            errors["source_ip_allowlist"] = f"Not a network (CIDR): {cidr}."
+    if webhook_url:
+        scheme = webhook_url.split(":", 1)[0].lower()
+        if scheme not in ("https", "http") or (settings.PRODUCTION and scheme != "https"):
+            errors["webhook_url"] = "The webhook must be an https:// URL."
+    if errors:
+        raise ValidationError(errors)
+    partner = Partner.objects.select_for_update().get(pk=partner.pk)
+    before = {
+        "window": [
+            partner.access_timezone,
+            partner.access_days,
+            str(partner.access_start),
+            str(partner.access_end),
+        ],
+        "source_ip_allowlist": partner.source_ip_allowlist,
+        "webhook": webhook_masked(partner.webhook_url),
+    }
+    partner.access_timezone, partner.access_days = access_timezone, sorted(set(access_days))
+    partner.access_start, partner.access_end = access_start, access_end
+    partner.source_ip_allowlist = sorted(set(cidrs))
+    if webhook_url is not None:
+        partner.webhook_url = webhook_url
+    partner.save(
+        update_fields=[
+            "access_timezone",
+            "access_days",
+            "access_start",
+            "access_end",
+            "source_ip_allowlist",
+            "webhook_url",
+        ]
+    )
+    after = {
+        "window": [
+            partner.access_timezone,
+            partner.access_days,
+            str(partner.access_start),
+            str(partner.access_end),
+        ],
+        "source_ip_allowlist": partner.source_ip_allowlist,
+        "webhook": webhook_masked(partner.webhook_url),
+    }
+    audit_record(
+        action="partner.access_updated",
+        obj=partner,
+        actor=actor,
+        partner_id=partner.pk,
+        data={k: {"from": before[k], "to": after[k]} for k in after if before[k] != after[k]},
+    )
+    return partner

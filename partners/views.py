@@ -11,6 +11,7 @@ from partners.adapter import IDP_TEST_KEY, IDP_TEST_RESULT_KEY
 from partners.forms import (
     AccountProvisionForm,
     OidcIdpForm,
+    PartnerAccessForm,
     PartnerForm,
     ReasonForm,
     SamlIdpForm,
@@ -18,6 +19,7 @@ from partners.forms import (
 )
 from partners.models import IdentityProvider, Partner
 from partners.selectors import baseline_steps, identity_provider_for_email
+from partners.windows import window_for
 from portal import aws
 from portal.access import acting_user, staff_required
 
@@ -105,6 +107,9 @@ def partner_detail(request: HttpRequest, slug: str) -> HttpResponse:
             "members": partner.memberships.select_related("user").order_by("-last_sign_in_at")[:200],
             "reason_form": ReasonForm(),
             "steps": steps,
+            # Approvals feature: access conditions shown with a link to edit them.
+            "window": window_for(partner),
+            "webhook": services.webhook_masked(partner.webhook_url),
             "provision_form": AccountProvisionForm(
                 initial={"email": partner.aws_account_email or aws_account.account_email_default(partner)}
             ),
@@ -258,3 +263,49 @@ def partner_provision(request: HttpRequest, slug: str) -> HttpResponse:
     else:
         messages.success(request, "Provisioning queued: the steps below update as the worker goes.")
     return redirect("partner_detail", slug=partner.slug)
+
+
+# --- staff: access conditions (window, networks, webhook) ------------------------------------------------------
+
+
+@staff_required
+@require_http_methods(["GET", "POST"])
+def partner_access(request: HttpRequest, slug: str) -> HttpResponse:
+    from django.core.exceptions import ValidationError
+
+    partner = _partner(slug)
+    initial = {
+        "access_timezone": partner.access_timezone,
+        "access_days": partner.access_days,
+        "access_start": partner.access_start,
+        "access_end": partner.access_end,
+        "source_ip_allowlist": "\n".join(partner.source_ip_allowlist),
+    }
+    form = PartnerAccessForm(request.POST or None, initial=initial)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        webhook = "" if data["remove_webhook"] else (data["webhook_url"].strip() or None)
+        try:
+            services.partner_access_update(
+                partner=partner,
+                access_timezone=data["access_timezone"].strip(),
+                access_days=data["access_days"],
+                access_start=data["access_start"],
+                access_end=data["access_end"],
+                source_ip_allowlist=data["source_ip_allowlist"],
+                webhook_url=webhook,
+                actor=acting_user(request),
+            )
+        except ValidationError as exc:
+            for field, errors in exc.message_dict.items():
+                for error in errors:
+                    form.add_error(field if field in form.fields else None, error)
+        else:
+            messages.success(request, f"Access conditions of {partner.name} saved.")
+            return redirect("partner_detail", slug=partner.slug)
+    return render(
+        request,
+        "partners/partner_access.html",
+        {"partner": partner, "form": form, "webhook": services.webhook_masked(partner.webhook_url)},
+        status=400 if form.errors else 200,
+    )

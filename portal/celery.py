@@ -52,6 +52,18 @@ def _schedule(sender: Celery, **_: object) -> None:
             "schedule": 120.0,
             "options": {"expires": 120.0},
         },
+        # Approvals: pending requests nobody decided in time lapse (requester told); holders are told once
+        # that their access ends soon.
+        "expire-pending-requests": {
+            "task": "grants.tasks.requests_expire_pending",
+            "schedule": settings.APPROVALS_SWEEP_SECONDS,
+            "options": {"expires": settings.APPROVALS_SWEEP_SECONDS},
+        },
+        "notify-expiring-grants": {
+            "task": "grants.tasks.grants_notify_expiring",
+            "schedule": settings.APPROVALS_SWEEP_SECONDS,
+            "options": {"expires": settings.APPROVALS_SWEEP_SECONDS},
+        },
         # Deletes activity older than PORTE_ACTIVITY_RETENTION_DAYS, in small batches.
         "purge-activity": {
             "task": "grants.tasks.activity_purge",

@@ -209,6 +209,8 @@ PROVISION_RESUME_SECONDS = env.float("PORTE_PROVISION_RESUME_SECONDS", default=3
 # The bucket the organisation trail delivers to, and the trail's own S3 key prefix if it has one.
 ACTIVITY_TRAIL_BUCKET = env.str("PORTE_TRAIL_BUCKET", default="porte-org-trail")
 ACTIVITY_TRAIL_PREFIX = env.str("PORTE_TRAIL_PREFIX", default="").strip("/")
+# Approvals: how often pending requests are lapsed and "access ends soon" notices are sent (beat).
+APPROVALS_SWEEP_SECONDS = env.float("PORTE_APPROVALS_SWEEP_SECONDS", default=60.0)
 ACTIVITY_INGEST_SECONDS = env.float("PORTE_ACTIVITY_INGEST_SECONDS", default=60.0)
 # At most this many log files per run (the next run goes on from the cursor).
 ACTIVITY_INGEST_MAX_OBJECTS = env.int("PORTE_ACTIVITY_INGEST_MAX_OBJECTS", default=2000)
