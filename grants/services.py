@@ -154,8 +154,9 @@ def _grant_end_unused(grant: Grant) -> Grant:
 # --- credentials ----------------------------------------------------------------------------------------------
 
 
-def _duration_seconds(grant: Grant, now: datetime, ends_at: datetime) -> int:
-    remaining = int((ends_at - now).total_seconds())
+def _duration_seconds(grant: Grant, now: datetime, ends_at: datetime | None = None) -> int:
+    """Seconds to ask STS for: until `ends_at` (the grant's end, or the access window's close if sooner)."""
+    remaining = int(((ends_at or grant.ends_at) - now).total_seconds())
     ceiling = int(grant.role.max_duration.total_seconds())
     if aws.broker_is_chained():
         ceiling = min(ceiling, STS_CHAINED_MAX_SECONDS)

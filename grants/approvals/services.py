@@ -505,7 +505,7 @@ def grants_notify_expiring(*, now: datetime | None = None, lead: timedelta = EXP
         )
         Grant.objects.filter(pk__in=[g.pk for g in due]).update(expiry_notified_at=now)
         for grant in due:
-            minutes = max(1, int((grant.ends_at - now).total_seconds() // 60))
+            minutes = max(1, round((grant.ends_at - now).total_seconds() / 60))
             notify(
                 event="grant.expiring",
                 subject=f"Your access to {grant.role.name} ends in {minutes} minutes",

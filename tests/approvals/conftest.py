@@ -1,0 +1,93 @@
+"""Personas for approvals: Acme's partner admin (Pat), a second staff member (Sue), staff with email addresses,
+and a webhook receiver on loopback."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from django.core import mail
+from django.test import Client
+
+from grants.approvals.models import ApprovalPolicy
+from grants.models import Role
+from portal import notifications
+from portal.models import Notification, User
+from tests.fixtures.domain import World, make_member, make_staff
+
+
+def client_for(user: User, **defaults: str) -> Client:
+    client = Client(**defaults)
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def sam(staff: User) -> User:
+    User.objects.filter(pk=staff.pk).update(email="sam@porte.example")
+    staff.refresh_from_db()
+    return staff
+
+
+@pytest.fixture
+def sue(db) -> User:  # type: ignore[no-untyped-def]
+    """A second Porte staff member (four-eyes, N-of-M)."""
+    user = make_staff("sue")
+    User.objects.filter(pk=user.pk).update(email="sue@porte.example")
+    user.refresh_from_db()
+    return user
+
+
+@pytest.fixture
+def pat(acme: World) -> User:
+    """Acme's partner admin (also an engineer, so eligible for the read-only role)."""
+    return make_member(acme.partner, "pat", partner_admin=True)
+
+
+def set_policy(role: Role, **fields: object) -> ApprovalPolicy:
+    policy, _ = ApprovalPolicy.objects.update_or_create(role=role, defaults=fields)
+    return policy
+
+
+def deliver(event: str) -> list[Notification]:
+    """Deliver (as the worker would) every stored notice of `event`; returns them."""
+    found = list(Notification.objects.filter(event=event).order_by("id"))
+    for notice in found:
+        notifications.notification_deliver(notification_id=notice.pk)
+    return found
+
+
+def mails_to(address: str) -> list[str]:
+    return [m.subject for m in mail.outbox if address in m.to]
+
+
+class Hook:
+    """A Slack-compatible webhook receiver on loopback."""
+
+    def __init__(self) -> None:
+        self.bodies: list[dict[str, object]] = []
+        hook = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers["Content-Length"])
+                hook.bodies.append(json.loads(self.rfile.read(length)))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/hooks/acme-secret-token"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+@pytest.fixture
+def hook() -> Iterator[Hook]:
+    server = Hook()
+    yield server
+    server.server.shutdown()
