@@ -8,9 +8,10 @@ import pytest
 from django.test import Client
 
 from grants import tasks
+from grants.approvals.models import RoleChange
 from grants.models import Role
 from portal.models import AuditEvent
-from tests.fixtures.domain import World
+from tests.fixtures.domain import World, make_staff
 from tests.helpers import role_inline_policy
 
 pytestmark = pytest.mark.django_db
@@ -130,6 +131,12 @@ def test_edit_is_audited_with_the_change_and_reaches_iam(staff_client: Client, a
         },
     )
     assert response.status_code == 302, response.content.decode()[:2000]
+    # Four-eyes: the edit is a change request until a second staff member approves it.
+    change = RoleChange.objects.get(role=acme.role, status=RoleChange.Status.PENDING)
+    assert not AuditEvent.objects.filter(action="role.updated").exists()
+    second = Client()
+    second.force_login(make_staff("sue"))
+    second.post(f"/staff/changes/{change.pk}/approve/")
     event = AuditEvent.objects.get(action="role.updated", object_id=str(acme.role.pk))
     assert set(event.data) == {"policy", "max_duration_s"}
     tasks.role_provision.apply(args=[acme.role.pk])
