@@ -377,6 +377,10 @@ def grant_extend(*, grant: Grant, by: timedelta, justification: str, actor: User
         errors["grant"] = "Only active access can be extended; request access again."
     if len(justification) < 10:
         errors["justification"] = "Say why you need more time (at least 10 characters)."
+    policy = approvals.policy_for(grant.role)
+    if policy is not None and (policy.approvals_required or policy.auto_approve_requires_mfa):
+        # Extensions are not approved by anyone: on a role that needs approvers they would bypass them.
+        errors["grant"] = f"{grant.role.name} needs approval: request access again once this grant ends."
     if by < timedelta(minutes=5):
         errors["duration"] = "Extend by at least 5 minutes."
     latest = timezone.now() + grant.role.max_duration

@@ -52,6 +52,10 @@ def _dashboard(
             ]
         )[:20],
         "membership": getattr(user, "membership", None),
+        # Approvals feature: the person's requests still waiting for a decision.
+        "waiting": AccessRequest.objects.filter(requester=user, status=AccessRequest.Status.PENDING)
+        .select_related("role")
+        .order_by("-created_at")[:20],
     }
     return render(request, "grants/dashboard.html", context, status=status)
 

@@ -270,3 +270,18 @@ def test_the_beat_service_lapses_undecided_requests(acme, alice, celery_worker_p
         timeout=30,
         what=celery_worker_process.output,
     )
+
+
+def test_extensions_cannot_bypass_approvers(acme, alice, sam):
+    set_policy(acme.role, approvals_required=1, approvers="staff")
+    request = services.access_request_create(
+        requester=alice, role=acme.role, justification=REASON, duration=timedelta(minutes=30)
+    )
+    approvals.request_approve(request_id=request.pk, approver=sam)
+    grant = services.grant_activate(grant_id=Grant.objects.get(request=request).pk)
+    from django.core.exceptions import ValidationError
+
+    with pytest.raises(ValidationError, match="Read-only needs approval: request access again"):
+        services.grant_extend(
+            grant=grant, by=timedelta(minutes=10), justification="A little more time", actor=alice
+        )
