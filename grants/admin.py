@@ -5,11 +5,14 @@ from django.http import HttpRequest
 from grants.activity import services as activity
 from grants.models import (
     AccessRequest,
+    ApprovalPolicy,
+    BreakGlassReview,
     CredentialIssue,
     Eligibility,
     Grant,
     QuarantinedObject,
     Role,
+    RoleChange,
     TrailCursor,
     TrailFile,
 )
@@ -81,3 +84,20 @@ class QuarantinedObjectAdmin(ReadOnlyAdmin):
         for obj in queryset.filter(resolved=False):
             activity.quarantined_object_resolve(obj=obj, actor=request.user)  # type: ignore[arg-type]
         self.message_user(request, "Marked resolved.")
+
+
+# Approvals feature: read-only here too (policies change through four-eyes changes, reviews on their page).
+@admin.register(ApprovalPolicy)
+class ApprovalPolicyAdmin(ReadOnlyAdmin):
+    list_display = ["role", "approvals_required", "approvers", "require_mfa", "break_glass_allowed"]
+
+
+@admin.register(RoleChange)
+class RoleChangeAdmin(ReadOnlyAdmin):
+    list_display = ["id", "role", "author", "status", "created_at", "decided_by"]
+    list_filter = ["status"]
+
+
+@admin.register(BreakGlassReview)
+class BreakGlassReviewAdmin(ReadOnlyAdmin):
+    list_display = ["id", "request", "created_at", "verdict", "reviewed_by"]

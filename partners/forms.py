@@ -163,9 +163,17 @@ class PartnerAccessForm(forms.Form):
         widget=forms.CheckboxSelectMultiple,
         label="Days",
     )
-    access_start = forms.TimeField(required=False, label="Opens at", help_text="HH:MM; empty: any time")
+    access_start = forms.TimeField(
+        required=False,
+        label="Opens at",
+        widget=forms.TimeInput(attrs={"type": "time"}, format="%H:%M"),
+        help_text="In the partner's time zone. Empty (with the close): any time.",
+    )
     access_end = forms.TimeField(
-        required=False, label="Closes at", help_text="Before the start: runs past midnight"
+        required=False,
+        label="Closes at",
+        widget=forms.TimeInput(attrs={"type": "time"}, format="%H:%M"),
+        help_text="Earlier than the opening: the window runs past midnight.",
     )
     source_ip_allowlist = forms.CharField(
         required=False,

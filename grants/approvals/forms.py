@@ -8,7 +8,9 @@ from grants.approvals.models import ApprovalPolicy, BreakGlassReview
 
 
 class DecisionReasonForm(forms.Form):
-    reason = forms.CharField(max_length=2000, widget=forms.Textarea(attrs={"rows": 2}), label="Reason")
+    reason = forms.CharField(
+        max_length=2000, widget=forms.Textarea(attrs={"rows": 2}), label="Reason (the other person is told)"
+    )
 
 
 class ReviewForm(forms.Form):

@@ -49,6 +49,7 @@ def request_detail(request: HttpRequest, request_id: int) -> HttpResponse:
             "req": access_request,
             "approvals": access_request.approvals.select_related("approver"),
             "needed": services.approvals_needed(access_request),
+            "minutes": int(access_request.requested_duration.total_seconds() // 60),
             "may_decide": pending and services.may_approve(user, access_request),
             "is_requester": access_request.requester_id == user.pk,
             "grant": Grant.objects.filter(request=access_request).first(),
