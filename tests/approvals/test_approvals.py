@@ -127,6 +127,7 @@ def test_denial_needs_a_reason_and_the_requester_is_told_it(acme, alice, sam):
     [notice] = deliver("request.denied")
     assert notice.recipients == ["alice@acme.example"]
     assert "denied: Use the staging account instead" in notice.body
+    assert mails_to("alice@acme.example") == ["[Porte] Access to Read-only denied"]
     # A decided request cannot be decided again.
     again = client_for(sam).post(f"/requests/{request.pk}/approve/", follow=True)
     assert "This request is already denied." in again.content.decode()
@@ -145,6 +146,7 @@ def test_an_undecided_request_lapses_and_the_requester_is_told(acme, alice):
     assert request.status == AccessRequest.Status.EXPIRED
     [notice] = deliver("request.expired")
     assert notice.recipients == ["alice@acme.example"]
+    assert mails_to("alice@acme.example") == ["[Porte] Your request for Read-only expired"]
 
 
 def test_expiring_soon_is_told_once_per_grant(acme, alice):

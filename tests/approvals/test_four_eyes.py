@@ -12,7 +12,7 @@ from grants import tasks
 from grants.approvals.models import ApprovalPolicy, RoleChange
 from grants.models import Role
 from portal.models import AuditEvent
-from tests.approvals.conftest import client_for
+from tests.approvals.conftest import client_for, deliver, mails_to
 from tests.helpers import role_inline_policy
 
 pytestmark = pytest.mark.django_db
@@ -45,6 +45,10 @@ def test_a_policy_change_waits_for_a_second_staff_member_then_reaches_iam(acme, 
     assert response.status_code == 302 and response["Location"] == f"/staff/changes/{change.pk}/"
     assert Role.objects.get(pk=acme.role.pk).inline_policy == before  # nothing applied yet
     assert not AuditEvent.objects.filter(action="role.updated").exists()
+    # The other staff are asked to review it (not its author).
+    [notice] = deliver("role.change_proposed")
+    assert notice.recipients == ["sue@porte.example"]
+    assert mails_to("sue@porte.example") == ["[Porte] Role change to approve: Read-only (Acme Corp)"]
 
     page = client_for(sue).get(f"/staff/changes/{change.pk}/").content.decode()
     assert '<span class="diff-add">+          &quot;ec2:DescribeInstances&quot;</span>' in page
