@@ -73,7 +73,8 @@ def role_create(request: HttpRequest, slug: str) -> HttpResponse:
         data = form.cleaned_data
         try:
             findings = authoring.policy_check(data["inline_policy"])
-            role = services.role_create(
+            # Four-eyes (approvals feature): who may request the new role waits for a second staff member.
+            role, change = changes.role_create_with_four_eyes(
                 partner=partner,
                 slug=data["slug"],
                 name=data["name"],
@@ -93,7 +94,8 @@ def role_create(request: HttpRequest, slug: str) -> HttpResponse:
             messages.success(
                 request,
                 f"Role {role.name} saved; porte-{role.slug} is being provisioned."
-                + (f" Lint notes: {len(findings)}." if findings else ""),
+                + (f" Lint notes: {len(findings)}." if findings else "")
+                + (" Its eligible groups apply once another staff member approves them." if change else ""),
             )
             return redirect("role_list", slug=partner.slug)
     return _render(request, partner, form, None, findings, status=400 if form.errors else 200)

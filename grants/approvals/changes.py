@@ -112,6 +112,23 @@ def role_change_propose(
     return change
 
 
+@transaction.atomic
+def role_create_with_four_eyes(
+    *, eligible_groups: list[str], actor: User, **fields: Any
+) -> tuple[Role, RoleChange | None]:
+    """Create a role (provisioned in IAM at once) whom nobody may request yet: its eligibility is proposed as a
+    change that a second staff member approves, as for any later change of eligibility."""
+    from grants import services
+
+    role = services.role_create(eligible_groups=[], actor=actor, **fields)
+    if not eligible_groups:
+        return role, None
+    change = role_change_propose(
+        role=role, author=actor, changes={"eligible_groups": eligible_groups}, reason="New role"
+    )
+    return role, change
+
+
 def _apply(role: Role, after: dict[str, Any], *, actor: User) -> None:
     from grants import services
 

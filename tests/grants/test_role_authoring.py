@@ -64,9 +64,15 @@ def test_valid_role_is_saved_audited_and_provisioned(
         response = _post(staff_client, acme)
     assert response.status_code == 302, response.content.decode()[:2000]
     role = Role.objects.get(partner=acme.partner, slug="vpc-operator")
-    assert sorted(role.eligibilities.values_list("group", flat=True)) == ["engineers", "operators"]
     assert AuditEvent.objects.filter(action="role.created", object_id=str(role.pk)).count() == 1
     assert len(queued) == 1  # the provisioning task, queued on commit
+    # Four-eyes: nobody may request the new role until a second staff member approves its eligibility.
+    assert not role.eligibilities.exists()
+    change = RoleChange.objects.get(role=role, status=RoleChange.Status.PENDING)
+    second = Client()
+    second.force_login(make_staff("sue"))
+    second.post(f"/staff/changes/{change.pk}/approve/")
+    assert sorted(role.eligibilities.values_list("group", flat=True)) == ["engineers", "operators"]
     tasks.role_provision.apply(args=[role.pk])  # what the worker runs
     assert (
         role_inline_policy(acme.partner.aws_account_id, "porte-vpc-operator", "porte-permissions")
