@@ -304,6 +304,12 @@ def request_approve(*, request_id: int, approver: User) -> AccessRequest:
     Raises SelfApprovalRefused, NotAnApprover or ValidationError (already decided, lapsed).
     """
     request = _locked_pending(request_id, approver)
+    # What held when the request was made may not hold any more: the grant would be refused or unjustified.
+    if not roles_requestable_by(request.requester).filter(pk=request.role_id).exists():
+        raise ValidationError(
+            f"{request.requester.display_name} may no longer request {request.role.name} "
+            "(organisation suspended, membership closed or eligibility removed): deny the request."
+        )
     now = timezone.now()
     partner_id = request.role.partner_id
     _, created = Approval.objects.get_or_create(request=request, approver=approver, defaults={"at": now})

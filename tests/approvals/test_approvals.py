@@ -287,3 +287,21 @@ def test_extensions_cannot_bypass_approvers(acme, alice, sam):
         services.grant_extend(
             grant=grant, by=timedelta(minutes=10), justification="A little more time", actor=alice
         )
+
+
+def test_a_request_cannot_be_approved_once_the_requester_lost_eligibility(acme, alice, sam):
+    from partners.models import Membership
+
+    set_policy(acme.role, approvals_required=1, approvers="staff")
+    request = services.access_request_create(
+        requester=alice, role=acme.role, justification=REASON, duration=timedelta(minutes=30)
+    )
+    Membership.objects.filter(user=alice).update(groups=["sales"])
+    page = client_for(sam).post(f"/requests/{request.pk}/approve/", follow=True)
+    assert "may no longer request Read-only" in page.content.decode()
+    request.refresh_from_db()
+    assert request.status == AccessRequest.Status.PENDING
+    assert not Grant.objects.filter(request=request).exists()
+    client_for(sam).post(f"/requests/{request.pk}/deny/", {"reason": "No longer in the team"})
+    request.refresh_from_db()
+    assert request.status == AccessRequest.Status.DENIED
