@@ -128,10 +128,12 @@ class GrantDetail(RetrieveAPIView):
         return grant_for_user(acting_user(self.request), self.kwargs["grant_id"])
 
 
-@extend_schema(request=AccessRequestInput, responses={201: GrantSerializer})
+@extend_schema(request=AccessRequestInput, responses={201: GrantSerializer, 202: AccessRequestSerializer})
 @api_view(["POST"])
 def access_request_create(request: Request) -> Response:
-    """Request a role for a duration, with a justification. Approved requests start activating at once."""
+    """Request a role for a duration, with a justification. Approved requests start activating at once (201, the
+    grant); requests that wait for approvers answer 202 with the request. A failed condition (access window,
+    network, MFA, device posture) answers 400 naming it under `context`."""
     data = AccessRequestInput(data=request.data)
     data.is_valid(raise_exception=True)
     role = roles_requestable_by(acting_user(request)).filter(slug=data.validated_data["role"]).first()
