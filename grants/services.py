@@ -77,12 +77,6 @@ def access_request_create(
     )
 
 
-def _queue_activation(grant_id: int) -> None:
-    from grants import tasks
-
-    transaction.on_commit(lambda: tasks.grant_activate.delay(grant_id))
-
-
 # --- activation -----------------------------------------------------------------------------------------------
 
 
