@@ -1,6 +1,8 @@
 from django.urls import path
 
 from grants import api, role_views, views
+from grants.activity import api as activity_api
+from grants.activity import views as activity_views
 
 urlpatterns = [
     path("", views.dashboard, name="home"),
@@ -20,6 +22,21 @@ urlpatterns = [
         name="role_revoke_sessions",
     ),
     path("staff/partners/<slug:slug>/offboard/", views.partner_offboard, name="partner_offboard"),
+    # Activity views (CloudTrail): list, event detail, exports; staff: quarantined trail objects.
+    path("activity/", activity_views.activity_list, name="activity_list"),
+    path("activity/export.<str:fmt>", activity_views.activity_export, name="activity_export"),
+    path("activity/<uuid:event_id>/", activity_views.activity_detail, name="activity_detail"),
+    path("staff/activity/quarantine/", activity_views.quarantine_list, name="activity_quarantine"),
+    path(
+        "staff/activity/quarantine/<int:object_id>/retry/",
+        activity_views.quarantine_retry,
+        name="activity_quarantine_retry",
+    ),
+    path(
+        "staff/activity/quarantine/<int:object_id>/resolve/",
+        activity_views.quarantine_resolve,
+        name="activity_quarantine_resolve",
+    ),
 ]
 
 api_urlpatterns = [
@@ -28,4 +45,6 @@ api_urlpatterns = [
     path("grants/<int:grant_id>/", api.GrantDetail.as_view(), name="api_grant"),
     path("grants/<int:grant_id>/credentials/", api.grant_credentials, name="api_grant_credentials"),
     path("access-requests/", api.access_request_create, name="api_access_requests"),
+    # Activity (CloudTrail) list.
+    path("activity/", activity_api.activity_list, name="api_activity"),
 ]
