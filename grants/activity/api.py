@@ -5,8 +5,8 @@ from __future__ import annotations
 from urllib.parse import quote
 
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import status
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import serializers, status
 from rest_framework.decorators import api_view
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -32,7 +32,46 @@ _PARAMETERS = [
 ]
 
 
-@extend_schema(parameters=_PARAMETERS, responses={200: OpenApiTypes.OBJECT, 400: OpenApiTypes.OBJECT})
+_EVENT = inline_serializer(
+    "ActivityEvent",
+    {
+        "event_id": serializers.UUIDField(),
+        "event_time": serializers.DateTimeField(),
+        "partner": serializers.CharField(
+            allow_null=True, help_text="Partner slug; null: an account of none."
+        ),
+        "person": serializers.CharField(allow_null=True),
+        "person_id": serializers.UUIDField(allow_null=True),
+        "grant": serializers.IntegerField(allow_null=True),
+        "event_source": serializers.CharField(),
+        "event_name": serializers.CharField(),
+        "aws_region": serializers.CharField(),
+        "account_id": serializers.CharField(),
+        "read_only": serializers.BooleanField(allow_null=True),
+        "error_code": serializers.CharField(),
+        "error_message": serializers.CharField(),
+        "source_ip": serializers.CharField(),
+        "user_agent": serializers.CharField(),
+        "identity_type": serializers.CharField(),
+        "principal_arn": serializers.CharField(),
+        "access_key_id": serializers.CharField(),
+        "porte_session": serializers.BooleanField(),
+        "flagged": serializers.BooleanField(
+            help_text="A principal Porte did not mint, in a partner's account."
+        ),
+    },
+)
+_PAGE = inline_serializer(
+    "ActivityPage",
+    {
+        "results": _EVENT.__class__(many=True),
+        "next": serializers.URLField(allow_null=True),
+        "cursor": serializers.CharField(allow_null=True),
+    },
+)
+
+
+@extend_schema(parameters=_PARAMETERS, responses={200: _PAGE, 400: OpenApiTypes.OBJECT})
 @api_view(["GET"])
 def activity_list(request: Request) -> Response:
     """Activity visible to the caller (staff: all; partner admins: their organisation's; others: their own),
