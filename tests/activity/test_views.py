@@ -258,6 +258,9 @@ def test_pages_return_every_event_once_in_order_and_a_tampered_cursor_is_400(  #
     expected = _ids(ActivityEvent.objects.filter(user=alice))
     assert len(expected) > 100
     assert [e["event_id"] for e in _api_all(client)] == expected
+    # `next` keeps the filter.
+    reads = _ids(ActivityEvent.objects.filter(user=alice, read_only=True))
+    assert len(reads) > 50 and [e["event_id"] for e in _api_all(client, "access=read")] == reads
 
     # The pages: follow "Older" links.
     seen: list[str] = []
