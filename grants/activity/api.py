@@ -27,6 +27,9 @@ _PARAMETERS = [
     ),
     OpenApiParameter("event", OpenApiTypes.STR, description="eventName, e.g. `PutObject`."),
     OpenApiParameter("errors_only", OpenApiTypes.BOOL, description="Only calls that failed."),
+    OpenApiParameter(
+        "flagged_only", OpenApiTypes.BOOL, description="Staff: only calls by principals Porte did not mint."
+    ),
     OpenApiParameter("access", OpenApiTypes.STR, enum=["read", "write"], description="Read-only or writes."),
     OpenApiParameter("cursor", OpenApiTypes.STR, description="`cursor` of the previous page."),
 ]

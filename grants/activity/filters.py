@@ -52,6 +52,8 @@ class ActivityFilterForm(forms.Form):
     service = forms.CharField(required=False, max_length=128, help_text="e.g. ec2 or s3.amazonaws.com")
     event = forms.CharField(required=False, max_length=128, label="Event name", help_text="e.g. PutObject")
     errors_only = forms.BooleanField(required=False, label="Errors only")
+    # Staff: calls by principals Porte did not mint, in partner accounts (others never see those).
+    flagged_only = forms.BooleanField(required=False, label="Not Porte sessions only")
     access = forms.ChoiceField(
         required=False,
         choices=[("", "Reads and writes"), ("read", "Read-only calls"), ("write", "Writes")],
@@ -94,6 +96,7 @@ class ActivityFilterForm(forms.Form):
             service=data["service"],
             event=data["event"],
             errors=data["errors_only"],
+            flagged=data["flagged_only"],
             access=data["access"],
         )
 
@@ -107,6 +110,7 @@ class ActivityFilter:
     service: str = ""
     event: str = ""
     errors: bool = False
+    flagged: bool = False
     access: str = ""
 
     def apply(self, events: QuerySet[ActivityEvent]) -> QuerySet[ActivityEvent]:
@@ -128,6 +132,8 @@ class ActivityFilter:
             events = events.filter(event_name=self.event)
         if self.errors:
             events = events.exclude(error_code="")
+        if self.flagged:
+            events = events.filter(flagged=True)
         if self.access == "read":
             events = events.filter(read_only=True)
         elif self.access == "write":

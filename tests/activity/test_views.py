@@ -203,6 +203,7 @@ def test_each_filter_returns_exactly_the_expected_events(trail, acme, alice, sta
         "service=s3.amazonaws.com": every.filter(event_source="s3.amazonaws.com"),
         "event=DescribeInstances": every.filter(event_name="DescribeInstances"),
         "errors_only=on": every.exclude(error_code=""),
+        "flagged_only=on": every.filter(flagged=True),
         "access=read": every.filter(read_only=True),
         "access=write": every.filter(read_only=False),
         urlencode({"since": since.isoformat(), "until": until.isoformat()}): every.filter(
@@ -220,6 +221,7 @@ def test_each_filter_returns_exactly_the_expected_events(trail, acme, alice, sta
     # A partner admin's filters stay inside the organisation's scope.
     pat_errors = [e["event_id"] for e in _api_all(_as(trail.pat), "errors_only=on")]
     assert pat_errors == _ids(every.filter(partner=acme.partner, flagged=False).exclude(error_code=""))
+    assert _api_all(_as(trail.pat), "flagged_only=on") == []
 
 
 @pytest.mark.parametrize(
