@@ -56,9 +56,9 @@ class TimelinePage:
 
 def grant_lifecycle(grant: Grant) -> list[Step]:
     request = grant.request
-    steps = [
-        Step(request.created_at, "Requested", f"“{request.justification}”", grant.user.display_name),
-    ]
+    # The justification itself heads the grant's page, right above the timeline.
+    minutes = int(request.requested_duration.total_seconds() // 60)
+    steps = [Step(request.created_at, "Requested", f"for {minutes} minutes", grant.user.display_name)]
     for issue in CredentialIssue.objects.filter(grant=grant).order_by("issued_at"):
         steps.append(
             Step(

@@ -372,11 +372,8 @@ def test_grant_timeline_tells_lifecycle_and_events_in_order(simulator, acme, ali
     steps = ["Requested", "Approved", "Activated", "CLI session issued", "Extended", "Revocation requested"]
     positions = [timeline.index(f"<strong>{step}</strong>") for step in steps]
     assert positions == sorted(positions)
-    assert (
-        "Inventory check 42" in timeline
-        and "Need to finish TICKET-7" in timeline
-        and "done early" in timeline
-    )
+    assert "<dt>Justification</dt><dd>Inventory check 42</dd>" in page
+    assert "for 60 minutes" in timeline and "Need to finish TICKET-7" in timeline and "done early" in timeline
     events = list(ActivityEvent.objects.filter(grant=grant).order_by("event_time", "event_id"))
     assert len(events) == 5
     event_positions = [timeline.index(f"/activity/{e.pk}/") for e in events]
