@@ -1,6 +1,8 @@
 from django.urls import path
 
 from grants import api, role_views, views
+from grants.activity import api as activity_api
+from grants.activity import views as activity_views
 from grants.approvals import views as approval_views
 
 urlpatterns = [
@@ -47,6 +49,21 @@ urlpatterns = [
     ),
     path("partner/members/", approval_views.partner_members, name="partner_members"),
     path("partner/approvals/", approval_views.partner_approvals, name="partner_approvals"),
+    # Activity views (CloudTrail): list, event detail, exports; staff: quarantined trail objects.
+    path("activity/", activity_views.activity_list, name="activity_list"),
+    path("activity/export.<str:fmt>", activity_views.activity_export, name="activity_export"),
+    path("activity/<uuid:event_id>/", activity_views.activity_detail, name="activity_detail"),
+    path("staff/activity/quarantine/", activity_views.quarantine_list, name="activity_quarantine"),
+    path(
+        "staff/activity/quarantine/<int:object_id>/retry/",
+        activity_views.quarantine_retry,
+        name="activity_quarantine_retry",
+    ),
+    path(
+        "staff/activity/quarantine/<int:object_id>/resolve/",
+        activity_views.quarantine_resolve,
+        name="activity_quarantine_resolve",
+    ),
 ]
 
 api_urlpatterns = [
@@ -58,4 +75,6 @@ api_urlpatterns = [
     # Approvals feature.
     path("access-requests/<int:request_id>/approve/", api.access_request_approve, name="api_request_approve"),
     path("access-requests/<int:request_id>/deny/", api.access_request_deny, name="api_request_deny"),
+    # Activity (CloudTrail) list.
+    path("activity/", activity_api.activity_list, name="api_activity"),
 ]

@@ -7,13 +7,15 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
 from grants import services
 from grants.access import can_revoke, grant_for_revoker, grant_for_user
+from grants.activity.filters import BadCursor, cursor_decode, cursor_encode
+from grants.activity.timeline import grant_timeline
 from grants.approvals.context import Evidence
 from grants.federation import ConsoleUnavailable, console_sign_in_url
 from grants.forms import AccessRequestForm, ExtendForm
@@ -102,7 +104,16 @@ def request_access(request: HttpRequest) -> HttpResponse:
 @login_required
 def grant_detail(request: HttpRequest, grant_id: int) -> HttpResponse:
     grant = grant_for_user(acting_user(request), grant_id)
+    # The grant's timeline (activity views): lifecycle and events, paged by a signed cursor.
+    try:
+        after = cursor_decode(request.GET["timeline"]) if request.GET.get("timeline") else None
+    except BadCursor as exc:
+        return HttpResponseBadRequest(str(exc))
+    timeline = grant_timeline(acting_user(request), grant, after=after)
     context = {
+        "timeline": timeline,
+        "timeline_next": cursor_encode(timeline.next) if timeline.next else "",
+        "timeline_paged": after is not None,
         "grant": grant,
         "credentials": grant.credentials.all()[:50],
         "is_holder": grant.user_id == request.user.pk,

@@ -93,6 +93,8 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                # Activity views: the ingestion-lag banner (lazy: computed only where a page shows it).
+                "grants.activity.context_processors.activity_lag",
             ],
         },
     },
@@ -222,6 +224,13 @@ if ACTIVITY_RETENTION_DAYS < 1 or ACTIVITY_INGEST_MAX_OBJECTS < 1 or ACTIVITY_LO
     raise ImproperlyConfigured(
         "PORTE_ACTIVITY_RETENTION_DAYS and PORTE_ACTIVITY_INGEST_MAX_OBJECTS must be at least 1, "
         "PORTE_ACTIVITY_LOOKBACK_SECONDS at least 0."
+    )
+# Activity views: the pages warn when the newest ingested event is older than this; exports stop at this many events.
+ACTIVITY_LAG_WARN_MINUTES = env.int("PORTE_ACTIVITY_LAG_WARN_MINUTES", default=30)
+ACTIVITY_EXPORT_MAX_EVENTS = env.int("PORTE_ACTIVITY_EXPORT_MAX_EVENTS", default=100_000)
+if ACTIVITY_LAG_WARN_MINUTES < 1 or ACTIVITY_EXPORT_MAX_EVENTS < 1:
+    raise ImproperlyConfigured(
+        "PORTE_ACTIVITY_LAG_WARN_MINUTES and PORTE_ACTIVITY_EXPORT_MAX_EVENTS must be at least 1."
     )
 
 # --- authentication (allauth) -------------------------------------------------------------------------------

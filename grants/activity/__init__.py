@@ -9,4 +9,11 @@
 - `ingest`: the incremental, idempotent loop over new objects, with quarantine;
 - `services`: the actions (ingest, purge, retry or resolve a quarantined object); `selectors`: keyset pages;
 - `simulator`: writes realistic log files into the local emulator's trail bucket (moto emits no CloudTrail).
+
+The views of it:
+- `access`: what each person may see (staff all, partner admin their organisation's Porte sessions, partner user
+  their own), scoped before any filter; `filters`: the validated filters and the signed keyset cursor;
+- `rows`: events with their person and organisation (looked up per page), and the keyset-iterated export rows;
+- `views`, `api`, `export`: the pages, `GET /api/v1/activity/`, CSV/JSON exports;
+- `timeline`: a grant's lifecycle and its events in time order; `lag`: how far behind ingestion is (the banner).
 """

@@ -33,22 +33,37 @@ class ActivityPage:
 
 
 def activity_page_query(
-    events: QuerySet[ActivityEvent], *, after: Keyset | None = None, size: int = PAGE_SIZE
+    events: QuerySet[ActivityEvent],
+    *,
+    after: Keyset | None = None,
+    size: int = PAGE_SIZE,
+    oldest_first: bool = False,
 ) -> QuerySet[ActivityEvent]:
-    """The query of one page (one row more than `size`, to know whether another page follows)."""
-    if after is not None:
+    """The query of one page (one row more than `size`, to know whether another page follows). Oldest first
+    reads the same indexes backwards (a grant's timeline is told in the order things happened)."""
+    if after is not None and oldest_first:
+        events = events.filter(
+            Q(event_time__gt=after.event_time) | Q(event_time=after.event_time, event_id__gt=after.event_id),
+            event_time__gte=after.event_time,
+        )
+    elif after is not None:
         # `event_time <= t` bounds the index range; the OR then drops only the few rows at exactly t.
         events = events.filter(
             Q(event_time__lt=after.event_time) | Q(event_time=after.event_time, event_id__lt=after.event_id),
             event_time__lte=after.event_time,
         )
-    return events.order_by("-event_time", "-event_id")[: size + 1]
+    order = ("event_time", "event_id") if oldest_first else ("-event_time", "-event_id")
+    return events.order_by(*order)[: size + 1]
 
 
 def activity_page(
-    events: QuerySet[ActivityEvent], *, after: Keyset | None = None, size: int = PAGE_SIZE
+    events: QuerySet[ActivityEvent],
+    *,
+    after: Keyset | None = None,
+    size: int = PAGE_SIZE,
+    oldest_first: bool = False,
 ) -> ActivityPage:
-    """One page of `events` (already filtered to what the viewer may see), newest first."""
-    rows = list(activity_page_query(events, after=after, size=size))
+    """One page of `events` (already filtered to what the viewer may see), newest first unless `oldest_first`."""
+    rows = list(activity_page_query(events, after=after, size=size, oldest_first=oldest_first))
     page, more = rows[:size], len(rows) > size
     return ActivityPage(page, Keyset(page[-1].event_time, page[-1].pk) if more and page else None)

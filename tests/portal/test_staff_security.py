@@ -50,6 +50,8 @@ def _staff_urls(role: Role) -> list[str]:
         "review_id": 1,
         "change_id": 1,
         "decision": "approve",
+        # Activity: a quarantined trail object.
+        "object_id": 1,
     }
 
     def walk(patterns: list, prefix: str = "") -> Iterator[tuple[str, URLPattern]]:  # type: ignore[type-arg]
