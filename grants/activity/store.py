@@ -12,7 +12,9 @@ from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
+import psycopg
 from django.db import IntegrityError, connection, transaction
+from django.utils import timezone
 from psycopg.copy import QueuedLibpqWriter
 
 from grants.activity.attribution import COLUMNS
@@ -45,10 +47,36 @@ def file_store(
     for file in TrailFile.objects.filter(bucket=bucket, key=key, size=len(content)).only("pk", "content"):
         if bytes(file.content) == content:
             return int(file.pk), False
-    file = TrailFile.objects.create(
-        bucket=bucket, key=key, content=content, size=len(content), events=events, newest_event_time=newest
-    )
-    return int(file.pk), True
+    values = {
+        "bucket": bucket,
+        "key": key,
+        "content": content,
+        "size": len(content),
+        "events": events,
+        "newest_event_time": newest,
+        "ingested_at": timezone.now(),
+    }
+    if connection.vendor == "postgresql":
+        return _pg_file_insert(values), True
+    return int(TrailFile.objects.create(**values).pk), True
+
+
+def _pg_file_insert(values: dict[str, Any]) -> int:
+    """INSERT with the parameters bound by the server: the file's bytes go as binary, not quoted into the SQL
+    text as Django's client-side binding does (a few per cent of the ingestion's time in a profile)."""
+    table = connection.ops.quote_name(TrailFile._meta.db_table)
+    # Plain fields: each column is named as its field.
+    columns = ", ".join(connection.ops.quote_name(name) for name in values)
+    placeholders = ", ".join(["%s"] * len(values))
+    connection.ensure_connection()
+    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} ({columns}) VALUES ({placeholders}) RETURNING id",  # noqa: S608
+            list(values.values()),
+        )
+        row = cursor.fetchone()
+    assert row is not None
+    return int(row[0])
 
 
 def file_forget(file_id: int) -> None:
