@@ -30,7 +30,7 @@ from django.utils import timezone
 from grants.activity import store, trail
 from grants.activity.attribution import Attributor, Facts, read_facts
 from grants.activity.models import QuarantinedObject, TrailCursor
-from grants.activity.records import MalformedLog, gunzip, parse_records
+from grants.activity.records import MalformedLog, gunzip, parse_document
 from grants.activity.store import Row
 from grants.activity.trail import TrailObject, TrailSource
 from portal import aws
@@ -78,7 +78,7 @@ def fetch(source: TrailSource, key: str) -> Fetched:
 
 def read_log(data: bytes, *, key: str) -> list[Facts]:
     """What each record of a decompressed log file says (no database needed). Raises MalformedLog."""
-    return read_facts(parse_records(data), path_account=trail.path_account(key))
+    return read_facts(parse_document(data), path_account=trail.path_account(key))
 
 
 class LoadedLog(NamedTuple):

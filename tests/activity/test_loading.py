@@ -112,3 +112,28 @@ def test_load_log_returns_the_rows_new_to_the_database(simulator, acme, alice_cl
     # A file none of whose events is new is not kept at all.
     assert load("three", [records[0]]) == [] and not TrailFile.objects.filter(key="three").exists()
     assert all(uuid.UUID(row[EVENT_ID]) for row in new)
+
+
+def test_a_record_that_is_not_one_quarantines_its_file_with_the_first_fault(  # type: ignore[no-untyped-def]
+    simulator, acme, alice_cli
+) -> None:
+    account = acme.partner.aws_account_id
+    base = timezone.now().replace(second=0, microsecond=0) - timedelta(minutes=20)
+    good = simulator.session_records(alice_cli, mint=False, reads=3, writes=0, denied=0)
+    faulty = {
+        "record 1 is not a JSON object": [good[0], "text", good[1]],
+        "record 0 has no eventID or eventTime": [{k: v for k, v in good[0].items() if k != "eventID"}],
+        "record 1 has no eventID or eventTime": [good[0], good[1] | {"eventTime": 1700000000}],
+        # Both faults: the record that is not one is reported, as if every record had been checked first.
+        "record 2 is not a JSON object": [good[0] | {"eventTime": "nope"}, good[1], [good[2]]],
+    }
+    keys = {
+        simulator.write_log(account, records, at=base + timedelta(minutes=n)): error  # type: ignore[arg-type]
+        for n, (error, records) in enumerate(faulty.items())
+    }
+    simulator.write_log(account, good, at=base + timedelta(minutes=10))
+
+    report = activity.activity_ingest()
+
+    assert (report.objects, report.quarantined, report.events_inserted) == (5, 4, len(good))
+    assert dict(QuarantinedObject.objects.values_list("key", "error")) == keys
