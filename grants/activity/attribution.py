@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 import uuid
 from datetime import datetime
+from functools import lru_cache
 from typing import Any, NamedTuple
 
 from grants.activity.records import MalformedLog, check_records, event_time, event_uuid
@@ -113,6 +114,14 @@ def _read_only(value: Any) -> bool | None:
     return None
 
 
+@lru_cache(maxsize=4096)
+def _session_name(arn: str) -> tuple[int | None, str]:
+    """(grant id, user prefix) from Porte's role session name at the end of an assumed-role ARN. A session's
+    events all carry the same ARN: each is matched once."""
+    match = _SESSION_NAME.fullmatch(arn.rsplit("/", 1)[-1])
+    return (int(match.group(1)), match.group(2)) if match else (None, "")
+
+
 def _facts(record: dict[str, Any], path_account: str, time: datetime) -> Facts:
     get = record.get
     identity = get("userIdentity")
@@ -123,7 +132,8 @@ def _facts(record: dict[str, Any], path_account: str, time: datetime) -> Facts:
         context = _EMPTY
     source_identity = _text(context.get("sourceIdentity"), 64)
     minted_key = ""
-    if get("eventName") == "AssumeRole" and get("eventSource") == "sts.amazonaws.com":
+    event_name, event_source = get("eventName"), get("eventSource")
+    if event_name == "AssumeRole" and event_source == "sts.amazonaws.com":
         # The minting itself: the new session's key and SourceIdentity are in the request and the response.
         response = get("responseElements")
         credentials = response.get("credentials") if isinstance(response, dict) else None
@@ -133,20 +143,19 @@ def _facts(record: dict[str, Any], path_account: str, time: datetime) -> Facts:
         if isinstance(request, dict) and not source_identity:
             source_identity = _text(request.get("sourceIdentity"), 64)
     arn = _text(identity.get("arn") or identity.get("invokedBy"), 1024)
+    identity_type = identity.get("type")
     session_grant, session_prefix = None, ""
-    if "/porte-g" in arn and identity.get("type") == "AssumedRole":
-        match = _SESSION_NAME.fullmatch(arn.rsplit("/", 1)[-1])
-        if match:
-            session_grant, session_prefix = int(match.group(1)), match.group(2)
+    if "/porte-g" in arn and identity_type == "AssumedRole":
+        session_grant, session_prefix = _session_name(arn)
     return (
         event_uuid(record["eventID"]),
         time,
-        _text(get("eventSource"), 128),
-        _text(get("eventName"), 128),
+        _text(event_source, 128),
+        _text(event_name, 128),
         _text(get("eventType"), 32),
         _text(get("awsRegion"), 32),
         _text(get("recipientAccountId") or path_account, 12),
-        _text(identity.get("type"), 32),
+        _text(identity_type, 32),
         arn,
         _text(identity.get("accessKeyId"), 128),
         source_identity,

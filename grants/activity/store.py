@@ -37,6 +37,7 @@ _COPY_CHUNK = 250
 _NULL = "\\N"
 _BOOLEAN = {True: "t", False: "f", None: _NULL}
 _SEPARATORS = len(_COLUMNS) - 1
+_POSITIONS = [str(position) for position in range(4096)]  # a log file has a few thousand records at most
 
 
 def file_store(
@@ -162,7 +163,7 @@ def _copy_text(
                     _BOOLEAN[row[20]],
                     _BOOLEAN[row[21]],
                     file_text,
-                    str(position),
+                    _POSITIONS[position] if position < len(_POSITIONS) else str(position),
                 )
             )
         )
