@@ -305,8 +305,9 @@ def _commit(
     parsed: dict[str, Parsed],
 ) -> None:
     """One transaction: the batch's files kept, their events inserted, the unreadable ones quarantined, and the
-    cursor moved past all of them. If the database refuses a record (or a record's time is not a time), the
-    batch is rolled back and committed again file by file, so that only the file at fault is quarantined.
+    cursor moved past all of them. A file whose records cannot be read is quarantined as it is read; if the
+    database refuses a record, the batch is rolled back and committed again file by file, so that only the file
+    at fault is quarantined.
 
     Each file is parsed and its records read (`read_log`: the largest share of this process's work) while the
     database is still inserting the previous one's events (handed to psycopg's writer thread, the server works on
@@ -355,7 +356,7 @@ def _commit(
             for item in batch:
                 _commit(source, state, [item], attributor, report, parsed)
             return
-        # A record the database refused, or a time that is not a time: the file goes to quarantine instead.
+        # A record the database refused: the file goes to quarantine instead.
         parsed[batch[0].obj.key] = MalformedLog(str(exc).strip()[:2000])
         _commit(source, state, batch, attributor, report, parsed)
         return
