@@ -16,13 +16,15 @@ from __future__ import annotations
 
 import re
 import uuid
-from dataclasses import dataclass
+from datetime import datetime
+from functools import lru_cache
 from typing import Any, NamedTuple
 
-from grants.activity.records import event_time, event_uuid
+from grants.activity.records import MalformedLog, check_records, event_time, event_uuid
 
-# The columns a record gives, in row order (the loader adds the file and the position in it).
-COLUMNS = (
+# The columns of a row, in row order (the loader adds the file and the position in it): first what the record itself
+# says (RECORD_COLUMNS, read before any lookup), then who it is attributed to.
+RECORD_COLUMNS = (
     "event_id",
     "event_time",
     "event_source",
@@ -30,10 +32,6 @@ COLUMNS = (
     "event_type",
     "aws_region",
     "account_id",
-    "partner_id",
-    "user_id",
-    "grant_id",
-    "credential_id",
     "identity_type",
     "principal_arn",
     "access_key_id",
@@ -43,6 +41,13 @@ COLUMNS = (
     "error_code",
     "error_message",
     "read_only",
+)
+COLUMNS = (
+    *RECORD_COLUMNS,
+    "partner_id",
+    "user_id",
+    "grant_id",
+    "credential_id",
     "is_porte_session",
     "flagged",
 )
@@ -80,18 +85,16 @@ class _Grant(NamedTuple):
     partner_id: int
 
 
-@dataclass(slots=True)
-class _Facts:
-    """What one record says about its principal, before any lookup."""
-
-    account_id: str
-    identity_type: str
-    principal_arn: str
-    access_key_id: str
-    minted_key: str
-    source_identity: str
-    session_grant: int | None
-    session_prefix: str
+# What one record says, before any lookup: its RECORD_COLUMNS values, then the keys attribution looks up. A plain
+# tuple (a dataclass per record costs more than the rest of the record's reading); positions named below.
+Facts = tuple[Any, ...]
+_RECORD = len(RECORD_COLUMNS)
+_ACCOUNT = RECORD_COLUMNS.index("account_id")
+_IDENTITY_TYPE = RECORD_COLUMNS.index("identity_type")
+_ACCESS_KEY = RECORD_COLUMNS.index("access_key_id")
+_SOURCE_IDENTITY = RECORD_COLUMNS.index("source_identity")
+_MINTED_KEY, _SESSION_GRANT, _SESSION_PREFIX = _RECORD, _RECORD + 1, _RECORD + 2
+_EMPTY: dict[str, Any] = {}
 
 
 def _text(value: Any, limit: int) -> str:
@@ -111,40 +114,81 @@ def _read_only(value: Any) -> bool | None:
     return None
 
 
-def _facts(record: dict[str, Any], path_account: str) -> _Facts:
-    identity = record.get("userIdentity")
+@lru_cache(maxsize=4096)
+def _session_name(arn: str) -> tuple[int | None, str]:
+    """(grant id, user prefix) from Porte's role session name at the end of an assumed-role ARN. A session's
+    events all carry the same ARN: each is matched once."""
+    match = _SESSION_NAME.fullmatch(arn.rsplit("/", 1)[-1])
+    return (int(match.group(1)), match.group(2)) if match else (None, "")
+
+
+def _facts(record: dict[str, Any], path_account: str, time: datetime) -> Facts:
+    get = record.get
+    identity = get("userIdentity")
     if not isinstance(identity, dict):
-        identity = {}
+        identity = _EMPTY
     context = identity.get("sessionContext")
     if not isinstance(context, dict):
-        context = {}
+        context = _EMPTY
     source_identity = _text(context.get("sourceIdentity"), 64)
     minted_key = ""
-    if record.get("eventName") == "AssumeRole" and record.get("eventSource") == "sts.amazonaws.com":
+    event_name, event_source = get("eventName"), get("eventSource")
+    if event_name == "AssumeRole" and event_source == "sts.amazonaws.com":
         # The minting itself: the new session's key and SourceIdentity are in the request and the response.
-        response = record.get("responseElements")
+        response = get("responseElements")
         credentials = response.get("credentials") if isinstance(response, dict) else None
         if isinstance(credentials, dict):
             minted_key = _text(credentials.get("accessKeyId"), 128)
-        request = record.get("requestParameters")
+        request = get("requestParameters")
         if isinstance(request, dict) and not source_identity:
             source_identity = _text(request.get("sourceIdentity"), 64)
     arn = _text(identity.get("arn") or identity.get("invokedBy"), 1024)
+    identity_type = identity.get("type")
     session_grant, session_prefix = None, ""
-    if identity.get("type") == "AssumedRole" and "/porte-g" in arn:
-        match = _SESSION_NAME.fullmatch(arn.rsplit("/", 1)[-1])
-        if match:
-            session_grant, session_prefix = int(match.group(1)), match.group(2)
-    return _Facts(
-        account_id=_text(record.get("recipientAccountId") or path_account, 12),
-        identity_type=_text(identity.get("type"), 32),
-        principal_arn=arn,
-        access_key_id=_text(identity.get("accessKeyId"), 128),
-        minted_key=minted_key,
-        source_identity=source_identity,
-        session_grant=session_grant,
-        session_prefix=session_prefix,
+    if "/porte-g" in arn and identity_type == "AssumedRole":
+        session_grant, session_prefix = _session_name(arn)
+    return (
+        event_uuid(record["eventID"]),
+        time,
+        _text(event_source, 128),
+        _text(event_name, 128),
+        _text(get("eventType"), 32),
+        _text(get("awsRegion"), 32),
+        _text(get("recipientAccountId") or path_account, 12),
+        _text(identity_type, 32),
+        arn,
+        _text(identity.get("accessKeyId"), 128),
+        source_identity,
+        _text(get("sourceIPAddress"), 64),
+        _text(get("userAgent"), 512),
+        _text(get("errorCode"), 128),
+        _text(get("errorMessage"), 1024),
+        _read_only(get("readOnly")),
+        minted_key,
+        session_grant,
+        session_prefix,
     )
+
+
+def read_facts(records: list[Any], *, path_account: str = "") -> list[Facts]:
+    """What each record says, in the records' order: no database needed, so the ingestion loop does this for the
+    next file while the database inserts the previous one's events. Raises MalformedLog as `check_records` does
+    for a record that is not one, and for a record whose eventTime is not a time."""
+    times: dict[str, datetime] = {}  # a file's events share their seconds: each distinct time parsed once
+    facts = []
+    try:
+        for index, record in enumerate(records):
+            text = record["eventTime"]
+            time = times.get(text)
+            if time is None:
+                time = times[text] = event_time(text, index)
+            facts.append(_facts(record, path_account, time))
+    except (MalformedLog, AttributeError, KeyError, TypeError):
+        # Records are checked only when one fails (a pass of its own over every record costs a tenth of the
+        # reading): then the first record that is not one is the error, as if they had been checked first.
+        check_records(records)
+        raise
+    return facts
 
 
 class Attributor:
@@ -163,18 +207,18 @@ class Attributor:
     def rows(self, records: list[dict[str, Any]], *, path_account: str = "") -> list[tuple[Any, ...]]:
         """Rows in COLUMNS order, one per record, in the records' order. Raises MalformedLog for a record whose
         eventTime is not a time."""
-        facts = [_facts(record, path_account) for record in records]
-        self._load(facts)
-        return [
-            self._row(index, record, fact)
-            for index, (record, fact) in enumerate(zip(records, facts, strict=True))
-        ]
+        return self.attribute(read_facts(records, path_account=path_account))
 
-    def _load(self, facts: list[_Facts]) -> None:
+    def attribute(self, facts: list[Facts]) -> list[tuple[Any, ...]]:
+        """Rows in COLUMNS order for records read by `read_facts` (looking up what this run has not seen yet)."""
+        self._load(facts)
+        return [self._row(f) for f in facts]
+
+    def _load(self, facts: list[Facts]) -> None:
         from grants.models import CredentialIssue, Grant
         from portal.models import User
 
-        keys = {k for f in facts for k in (f.access_key_id, f.minted_key) if k} - self._credentials.keys()
+        keys = {k for f in facts for k in (f[_ACCESS_KEY], f[_MINTED_KEY]) if k} - self._credentials.keys()
         if keys:
             self._credentials.update(dict.fromkeys(keys))
             # Oldest first, so that if AWS ever reused a key id the newest issue wins.
@@ -184,7 +228,7 @@ class Attributor:
                 .values_list("pk", "access_key_id", "grant_id", "grant__user_id", "grant__role__partner_id")
             ):
                 self._credentials[key] = _Credential(pk, grant_id, user_id, partner_id)
-        identities = {f.source_identity for f in facts if f.source_identity} - self._users.keys()
+        identities = {f[_SOURCE_IDENTITY] for f in facts if f[_SOURCE_IDENTITY]} - self._users.keys()
         if identities:
             self._users.update(dict.fromkeys(identities))
             by_public_id = {
@@ -196,7 +240,7 @@ class Attributor:
                 "public_id", "pk"
             ):
                 self._users[by_public_id[public_id]] = pk
-        grant_ids = {f.session_grant for f in facts if f.session_grant is not None} - self._grants.keys()
+        grant_ids = {f[_SESSION_GRANT] for f in facts if f[_SESSION_GRANT] is not None} - self._grants.keys()
         if grant_ids:
             self._grants.update(dict.fromkeys(grant_ids))
             for pk, user_id, public_id, partner_id in Grant.objects.filter(pk__in=grant_ids).values_list(
@@ -204,16 +248,19 @@ class Attributor:
             ):
                 self._grants[pk] = _Grant(pk, user_id, public_id.hex[:8], partner_id)
 
-    def _row(self, index: int, record: dict[str, Any], f: _Facts) -> tuple[Any, ...]:
-        partner_id = self._partners.get(f.account_id)
-        user_id = self._users.get(f.source_identity) if f.source_identity else None
-        key = f.minted_key or f.access_key_id
+    def _row(self, f: Facts) -> tuple[Any, ...]:
+        partner_id = self._partners.get(f[_ACCOUNT])
+        source_identity = f[_SOURCE_IDENTITY]
+        user_id = self._users.get(source_identity) if source_identity else None
+        minted_key = f[_MINTED_KEY]
+        key = minted_key or f[_ACCESS_KEY]
         credential = self._credentials.get(key) if key else None
         grant: _Credential | _Grant | None = credential
-        if grant is None and f.session_grant is not None:
-            by_session = self._grants.get(f.session_grant)
+        session_grant = f[_SESSION_GRANT]
+        if grant is None and session_grant is not None:
+            by_session = self._grants.get(session_grant)
             # The session name is only a claim: it counts when it names a grant of the user it carries.
-            if by_session is not None and by_session.user_prefix == f.session_prefix:
+            if by_session is not None and by_session.user_prefix == f[_SESSION_PREFIX]:
                 grant = by_session
         if user_id is None and grant is not None:
             user_id = grant.user_id
@@ -222,29 +269,14 @@ class Attributor:
             and partner_id is not None
             and grant.partner_id == partner_id
             and grant.user_id == user_id
-            and (f.identity_type == "AssumedRole" or bool(f.minted_key))
+            and (f[_IDENTITY_TYPE] == "AssumedRole" or bool(minted_key))
         )
         return (
-            event_uuid(record["eventID"]),
-            event_time(record["eventTime"], index),
-            _text(record.get("eventSource"), 128),
-            _text(record.get("eventName"), 128),
-            _text(record.get("eventType"), 32),
-            _text(record.get("awsRegion"), 32),
-            f.account_id,
+            *f[:_RECORD],
             partner_id,
             user_id,
             grant.grant_id if isinstance(grant, _Credential) else (grant.pk if grant else None),
             credential.pk if credential else None,
-            f.identity_type,
-            f.principal_arn,
-            f.access_key_id,
-            f.source_identity,
-            _text(record.get("sourceIPAddress"), 64),
-            _text(record.get("userAgent"), 512),
-            _text(record.get("errorCode"), 128),
-            _text(record.get("errorMessage"), 1024),
-            _read_only(record.get("readOnly")),
             is_porte_session,
             partner_id is not None and not is_porte_session,
         )

@@ -21,16 +21,17 @@ from dataclasses import asdict, dataclass
 from datetime import timedelta
 from functools import partial
 from itertools import islice
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 from django.db import DataError, transaction
 from django.db.models import F
 from django.utils import timezone
 
 from grants.activity import store, trail
-from grants.activity.attribution import Attributor
+from grants.activity.attribution import Attributor, Facts, read_facts
 from grants.activity.models import QuarantinedObject, TrailCursor
-from grants.activity.records import MalformedLog, gunzip, parse_records
+from grants.activity.records import MalformedLog, gunzip, parse_document
+from grants.activity.store import Row
 from grants.activity.trail import TrailObject, TrailSource
 from portal import aws
 
@@ -75,27 +76,36 @@ def fetch(source: TrailSource, key: str) -> Fetched:
     return Fetched(b"".join(raw), data)
 
 
+def read_log(data: bytes, *, key: str) -> list[Facts]:
+    """What each record of a decompressed log file says (no database needed). Raises MalformedLog."""
+    return read_facts(parse_document(data), path_account=trail.path_account(key))
+
+
+class LoadedLog(NamedTuple):
+    events: int  # records in the file
+    inserted: list[Row]  # the rows new to the database (attribution.COLUMNS), in the file's order
+
+
 def load_log(
     *,
     bucket: str,
     key: str,
     content: bytes,
-    records: list[dict[str, Any]],
+    facts: list[Facts],
     attributor: Attributor,
     while_inserting: Callable[[], object] | None = None,
-) -> tuple[int, int]:
-    """Keep a parsed log file and insert its new events, inside the caller's transaction: (events, inserted).
-    `while_inserting` runs once the events are sent, while the database inserts them. Raises MalformedLog for a
-    record whose eventTime is not a time."""
-    rows = attributor.rows(records, path_account=trail.path_account(key))
+) -> LoadedLog:
+    """Keep a read log file and insert its new events, inside the caller's transaction. `while_inserting` runs
+    once the events are handed over, while the database inserts them."""
+    rows = attributor.attribute(facts)
     if not rows:
-        return 0, 0
+        return LoadedLog(0, [])
     newest = max(row[1] for row in rows)  # event_time
     file_id, new = store.file_store(bucket=bucket, key=key, content=content, events=len(rows), newest=newest)
     inserted = store.insert_events(rows, file_id=file_id, while_inserting=while_inserting)
     if new and not inserted:
         store.file_forget(file_id)
-    return len(rows), inserted
+    return LoadedLog(len(rows), inserted)
 
 
 def _fetch(source: TrailSource, obj: TrailObject) -> Fetched | MalformedLog | None:
@@ -282,8 +292,8 @@ def _ingest_objects(
     return True
 
 
-Parsed = list[dict[str, Any]] | MalformedLog | None
-_LOADED: list[dict[str, Any]] = []  # stands for the records of a file already loaded in this batch
+Parsed = list[Facts] | MalformedLog | None
+_LOADED: list[Facts] = []  # stands for the records of a file already loaded in this batch
 
 
 def _commit(
@@ -295,12 +305,13 @@ def _commit(
     parsed: dict[str, Parsed],
 ) -> None:
     """One transaction: the batch's files kept, their events inserted, the unreadable ones quarantined, and the
-    cursor moved past all of them. If the database refuses a record (or a record's time is not a time), the
-    batch is rolled back and committed again file by file, so that only the file at fault is quarantined.
+    cursor moved past all of them. A file whose records cannot be read is quarantined as it is read; if the
+    database refuses a record, the batch is rolled back and committed again file by file, so that only the file
+    at fault is quarantined.
 
-    Each file is parsed while the database is still inserting the previous one's events (the COPY is sent, the
-    server works on it on the other core): the JSON parsing, the largest share of this process's work, overlaps
-    with the database's."""
+    Each file is parsed and its records read (`read_log`: the largest share of this process's work) while the
+    database is still inserting the previous one's events (handed to psycopg's writer thread, the server works on
+    them on the other core): this process's work and the database's overlap."""
 
     def parse(index: int) -> Parsed:
         item = batch[index]
@@ -308,7 +319,7 @@ def _commit(
             try:
                 fetched = item.fetched
                 parsed[item.obj.key] = (
-                    parse_records(fetched.data) if isinstance(fetched, Fetched) else fetched
+                    read_log(fetched.data, key=item.obj.key) if isinstance(fetched, Fetched) else fetched
                 )
             except MalformedLog as exc:
                 parsed[item.obj.key] = exc
@@ -323,15 +334,18 @@ def _commit(
                 if isinstance(content, MalformedLog):
                     quarantine(bucket=source.bucket, key=item.obj.key, size=item.obj.size, error=str(content))
                 elif isinstance(item.fetched, Fetched) and content is not None:
-                    counts = load_log(
+                    loaded = load_log(
                         bucket=source.bucket,
                         key=item.obj.key,
                         content=item.fetched.content,
-                        records=content,
+                        facts=content,
                         attributor=attributor,
                         while_inserting=partial(parse, index + 1) if index + 1 < len(batch) else None,
                     )
-                    read, inserted = read + counts[0], inserted + counts[1]
+                    # `loaded.inserted` are this file's events new to the database, stored in this transaction:
+                    # what reacts to new activity takes them from here (if the batch is rolled back, it is
+                    # stored again file by file, and this runs again).
+                    read, inserted = read + loaded.events, inserted + len(loaded.inserted)
                     # Its records are in the database now: let them go (parsed again only if the batch is retried).
                     parsed[item.obj.key] = _LOADED
             if not state.claim([item.obj.key for item in batch], inserted):
@@ -342,7 +356,7 @@ def _commit(
             for item in batch:
                 _commit(source, state, [item], attributor, report, parsed)
             return
-        # A record the database refused, or a time that is not a time: the file goes to quarantine instead.
+        # A record the database refused: the file goes to quarantine instead.
         parsed[batch[0].obj.key] = MalformedLog(str(exc).strip()[:2000])
         _commit(source, state, batch, attributor, report, parsed)
         return

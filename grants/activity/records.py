@@ -58,19 +58,30 @@ def gunzip(chunks: Iterable[bytes], *, limit: int = MAX_DECOMPRESSED_BYTES) -> b
 
 def parse_records(data: bytes) -> list[dict[str, Any]]:
     """The records of a decompressed log file, each checked for the fields Porte keys on."""
+    records = parse_document(data)
+    check_records(records)
+    return records
+
+
+def parse_document(data: bytes) -> list[Any]:
+    """The Records list of a decompressed log file, its records not yet checked (see `check_records`)."""
     try:
         document = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
         raise MalformedLog(f"not valid JSON: {exc}") from None
     if not isinstance(document, dict) or not isinstance(document.get("Records"), list):
         raise MalformedLog('not a CloudTrail log file: no "Records" list at the top level')
-    records: list[dict[str, Any]] = document["Records"]
+    records: list[Any] = document["Records"]
+    return records
+
+
+def check_records(records: list[Any]) -> None:
+    """Raise MalformedLog for the first record that is not an object with a textual eventID and eventTime."""
     for index, record in enumerate(records):
         if not isinstance(record, dict):
             raise MalformedLog(f"record {index} is not a JSON object")
         if not isinstance(record.get("eventID"), str) or not isinstance(record.get("eventTime"), str):
             raise MalformedLog(f"record {index} has no eventID or eventTime")
-    return records
 
 
 _GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")

@@ -11,9 +11,9 @@ from django.utils import timezone
 
 from grants.activity import trail
 from grants.activity.attribution import Attributor
-from grants.activity.ingest import IngestReport, fetch, ingest, load_log, quarantine
+from grants.activity.ingest import IngestReport, fetch, ingest, load_log, quarantine, read_log
 from grants.activity.models import ActivityEvent, QuarantinedObject, TrailFile
-from grants.activity.records import MalformedLog, parse_records
+from grants.activity.records import MalformedLog
 from portal.audit import audit_record
 from portal.models import User
 
@@ -82,16 +82,12 @@ def quarantined_object_retry(*, obj: QuarantinedObject, actor: User | None = Non
     source = trail.S3TrailSource(bucket=obj.bucket, root="")
     try:
         fetched = fetch(source, obj.key)
-        records = parse_records(fetched.data)
+        facts = read_log(fetched.data, key=obj.key)
         with transaction.atomic():
-            _, inserted = load_log(
-                bucket=obj.bucket,
-                key=obj.key,
-                content=fetched.content,
-                records=records,
-                attributor=Attributor(),
+            loaded = load_log(
+                bucket=obj.bucket, key=obj.key, content=fetched.content, facts=facts, attributor=Attributor()
             )
-            _resolve(obj, actor=actor, how="retried", inserted=inserted)
+            _resolve(obj, actor=actor, how="retried", inserted=len(loaded.inserted))
     except (MalformedLog, DataError) as exc:
         with transaction.atomic():
             quarantine(bucket=obj.bucket, key=obj.key, size=obj.size, error=str(exc).strip()[:2000])

@@ -145,7 +145,7 @@ def test_corrupt_and_truncated_files_are_quarantined_and_the_others_ingested(  #
         simulator.log_key(account, base + timedelta(minutes=4)): gzip.compress(
             b'{"Records": {"not": "a list"}}'
         ),
-        # Valid JSON whose second record's time is not a time (found while attributing): the whole file waits.
+        # Valid JSON whose second record's time is not a time: the whole file waits.
         simulator.log_key(account, base + timedelta(minutes=4, seconds=30)): gzip.compress(
             orjson.dumps(
                 {"Records": [good[1] | {"eventID": str(uuid.uuid4())}, later[0] | {"eventTime": "nope"}]}
