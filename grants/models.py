@@ -208,6 +208,9 @@ class CredentialIssue(models.Model):
 # Activity (CloudTrail) tables live in their own module; imported here so Django registers them with this app.
 from grants.activity.models import ActivityEvent, QuarantinedObject, TrailCursor, TrailFile  # noqa: E402
 
+# Access review tables (grants/reviews), likewise.
+from grants.reviews.models import ReviewCampaign, ReviewItem, ReviewSettings  # noqa: E402
+
 __all__ = [
     "AccessRequest",
     "ActivityEvent",
@@ -216,6 +219,9 @@ __all__ = [
     "Grant",
     "GrantQuerySet",
     "QuarantinedObject",
+    "ReviewCampaign",
+    "ReviewItem",
+    "ReviewSettings",
     "Role",
     "TrailCursor",
     "TrailFile",

@@ -87,3 +87,13 @@ def activity_purge() -> int:
     from grants.activity import services as activity
 
     return activity.activity_purge()
+
+
+# --- access reviews ---------------------------------------------------------------------------------------------
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def reviews_tick() -> dict[str, int]:
+    from grants.reviews import services as reviews
+
+    return reviews.reviews_tick()

@@ -1,4 +1,4 @@
-from django.urls import path
+from django.urls import include, path
 
 from grants import api, role_views, views
 
@@ -20,6 +20,8 @@ urlpatterns = [
         name="role_revoke_sessions",
     ),
     path("staff/partners/<slug:slug>/offboard/", views.partner_offboard, name="partner_offboard"),
+    # Access reviews (grants/reviews).
+    path("", include("grants.reviews.urls")),
 ]
 
 api_urlpatterns = [

@@ -52,6 +52,14 @@ def _schedule(sender: Celery, **_: object) -> None:
             "schedule": 120.0,
             "options": {"expires": 120.0},
         },
+        # Access reviews: starts each partner's scheduled review when its interval (quarterly by default) has
+        # passed, reminds reviewers 3 days and 1 day before the deadline, and settles undecided items at the
+        # deadline (revoke, or keep and escalate). Each step is idempotent, so a repeated run does nothing twice.
+        "access-reviews": {
+            "task": "grants.tasks.reviews_tick",
+            "schedule": 900.0,
+            "options": {"expires": 900.0},
+        },
         # Deletes activity older than PORTE_ACTIVITY_RETENTION_DAYS, in small batches.
         "purge-activity": {
             "task": "grants.tasks.activity_purge",
