@@ -711,7 +711,7 @@ def eligibility_revoke(*, eligibility_id: int, reason: str, actor: User | None =
     from partners.models import Membership
 
     eligibility = (
-        Eligibility.objects.select_for_update()
+        Eligibility.objects.select_for_update(of=("self",))
         .select_related("role", "user")
         .filter(pk=eligibility_id)
         .first()

@@ -439,7 +439,15 @@ def _enact_revoke(item: ReviewItem, *, reason: str, actor: User | None) -> None:
         partner_services.membership_admin_revoke(membership=membership, reason=reason, actor=actor)
     item.enacted_at = timezone.now()
     item.save(update_fields=["enacted_at"])
-    if item.subject is not None:
+    affected: list[User] = [item.subject] if item.subject is not None else []
+    if item.kind == ReviewItem.Kind.GROUP_ELIGIBILITY:
+        # Everyone in the group loses the role (unless eligible another way): tell each of them.
+        affected = [
+            m.user
+            for m in Membership.objects.filter(partner=partner, is_active=True).select_related("user")
+            if item.group in (m.groups or [])
+        ]
+    if affected:
         notify(
             event="review.revoked",
             subject=f"Your access was removed: {item.label}",
@@ -447,7 +455,7 @@ def _enact_revoke(item: ReviewItem, *, reason: str, actor: User | None) -> None:
                 f"After the access review of {partner.name}, this access was removed: {item.label}.\n"
                 f"Reason: {item.comment}\nAsk your organisation's admin if you still need it."
             ),
-            recipients=[item.subject],
+            recipients=affected,
             partner_id=partner.pk,
         )
 
