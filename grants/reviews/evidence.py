@@ -8,7 +8,7 @@ as one of ten. The recommendation is a rule over those figures, stated in words 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -125,10 +125,15 @@ def partner_facts(partner: Partner, *, period_start: datetime, period_end: datet
         .order_by("role_id", "group", "user_id")
         .values("id", "role_id", "user_id", "group", "user__username", "user__email")
     ]
-    roles = {
-        r["id"]: {"slug": r["slug"], "name": r["name"], "allowed": allowed_actions(r["inline_policy"])}
-        for r in Role.objects.filter(partner=partner).values("id", "slug", "name", "inline_policy")
-    }
+    roles: dict[int, dict[str, Any]] = {}
+    for r in Role.objects.filter(partner=partner).values("id", "slug", "name", "inline_policy"):
+        allowed = allowed_actions(r["inline_policy"])
+        roles[r["id"]] = {
+            "slug": r["slug"],
+            "name": r["name"],
+            "allowed": allowed,
+            "allowed_lower": frozenset(a.lower() for a in allowed),
+        }
     by_user_role: dict[tuple[int, int], Usage] = defaultdict(Usage)
     by_user: dict[int, Usage] = defaultdict(Usage)
     grant_rows = (
@@ -146,18 +151,20 @@ def partner_facts(partner: Partner, *, period_start: datetime, period_end: datet
         usage.grants_in_period = grants["in_period"]
         usage.last_grant_at = grants["last_in_period"]
         usage.last_grant_ever_at = grants["last_ever"]
-    events = ActivityEvent.objects.filter(partner=partner, user__isnull=False, grant__isnull=False)
-    for latest in events.values("user_id", "grant__role_id").annotate(last=Max("event_time")).order_by():
-        by_user_role[(latest["user_id"], latest["grant__role_id"])].last_activity_at = latest["last"]
-    used = (
-        events.filter(event_time__gte=period_start, event_time__lt=period_end)
-        .exclude(error_code__in=_REFUSED)
+    # One pass over the partner's attributed events: per (person, role, action), when it was last called and
+    # whether it was used (called and not refused) in the period.
+    used_in_period = Q(event_time__gte=period_start, event_time__lt=period_end) & ~Q(error_code__in=_REFUSED)
+    activity = (
+        ActivityEvent.objects.filter(partner=partner, user__isnull=False, grant__isnull=False)
         .values_list("user_id", "grant__role_id", "event_source", "event_name")
-        .distinct()
+        .annotate(last=Max("event_time"), used=Count("pk", filter=used_in_period))
         .order_by()
     )
-    for user_id, role_id, source, name in used.iterator(chunk_size=10_000):
-        by_user_role[(user_id, role_id)].actions.add(iam_action(source, name))
+    for user_id, role_id, source, name, last, used in activity.iterator(chunk_size=10_000):
+        usage = by_user_role[(user_id, role_id)]
+        usage.last_activity_at = _latest(usage.last_activity_at, last)
+        if used:
+            usage.actions.add(iam_action(source, name))
     for (user_id, _), usage in by_user_role.items():
         by_user[user_id].add(usage)
     # Activity of a person outside any grant (attributed by SourceIdentity alone) still counts as their last.
@@ -180,14 +187,14 @@ def _days(since: datetime, now: datetime) -> int:
     return max(0, (now - since).days)
 
 
-def recommend_role_access(usage: Usage, allowed: Iterable[str], *, now: datetime) -> tuple[str, str]:
-    """(keep | revoke | narrow, why) for an eligibility, from how the role was used."""
+def recommend_role_access(usage: Usage, allowed_lower: AbstractSet[str], *, now: datetime) -> tuple[str, str]:
+    """(keep | revoke | narrow, why) for an eligibility, from how the role was used (`allowed_lower`: the role's
+    allowed actions, lower-cased, as IAM compares them)."""
     last_used = usage.last_used_at
     if last_used is None:
         return "revoke", "never used: revoke"
     if now - last_used >= UNUSED_AFTER:
         return "revoke", f"unused for {_days(last_used, now)} days: revoke"
-    allowed_lower = {a.lower() for a in allowed}
     if allowed_lower and usage.actions:
         used = len({a.lower() for a in usage.actions} & allowed_lower)
         if used < len(allowed_lower) * NARROW_BELOW:

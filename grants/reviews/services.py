@@ -36,7 +36,6 @@ log = logging.getLogger(__name__)
 
 REMINDER_DAYS = (3, 1)
 MIN_COMMENT = 5
-_INSERT_BATCH = 5000
 
 
 def review_settings_for(partner: Partner) -> ReviewSettings:
@@ -94,97 +93,7 @@ def _name(row: dict[str, Any], prefix: str = "user__") -> str:
     return full or row.get(prefix + "email") or row.get(prefix + "username") or "?"
 
 
-def _items(campaign: ReviewCampaign, facts: evidence.PartnerFacts, now: datetime) -> list[ReviewItem]:
-    """Every question of the campaign with its evidence, from the partner's facts (no query here)."""
-    members = {m["user_id"]: m for m in facts.members}
-    admins = {user_id for user_id, m in members.items() if m["is_partner_admin"]}
-    by_admins = campaign.reviewer == ReviewerMode.PARTNER_ADMINS and bool(admins)
-
-    def assignee(subject_id: int | None, *, about_admin_status: bool = False) -> str:
-        # Partner admins never review their own access, nor one another's admin status: those go to the sponsor.
-        if not by_admins or about_admin_status or subject_id in admins:
-            return ReviewItem.Assignee.SPONSOR
-        return ReviewItem.Assignee.PARTNER_ADMINS
-
-    items: list[ReviewItem] = []
-    none = evidence.Usage()
-    for e in facts.eligibilities:
-        role = facts.roles[e["role_id"]]
-        if e["user_id"] is not None:
-            usage = facts.by_user_role.get((e["user_id"], e["role_id"]), none)
-            member = members.get(e["user_id"])
-            last_sign_in = member["last_sign_in_at"] if member else None
-            kind, subject = ReviewItem.Kind.ELIGIBILITY, e["user_id"]
-            label = f"{_name(e)} may request {role['name']}"
-        else:
-            usage = evidence.Usage()
-            last_sign_in = None
-            for m in facts.members:
-                if e["group"] in (m["groups"] or []):
-                    usage.add(facts.by_user_role.get((m["user_id"], e["role_id"]), none))
-                    last_sign_in = evidence._latest(last_sign_in, m["last_sign_in_at"])
-            kind, subject = ReviewItem.Kind.GROUP_ELIGIBILITY, None
-            label = f"IdP group {e['group']} may request {role['name']}"
-        recommended, why = evidence.recommend_role_access(usage, role["allowed"], now=now)
-        items.append(
-            ReviewItem(
-                campaign=campaign,
-                kind=kind,
-                assignee=assignee(subject),
-                subject_id=subject,
-                role_id=e["role_id"],
-                group=e["group"],
-                eligibility_id=e["id"],
-                label=label[:300],
-                last_sign_in_at=last_sign_in,
-                last_activity_at=usage.last_activity_at,
-                grants_in_period=usage.grants_in_period,
-                last_grant_at=usage.last_grant_at,
-                actions_used=sorted(usage.actions, key=str.lower),
-                actions_allowed_count=len(role["allowed"]),
-                recommended=recommended,
-                recommendation=why,
-            )
-        )
-    for user_id, m in members.items():
-        usage = facts.by_user.get(user_id, none)
-        recommended, why = evidence.recommend_membership(m["last_sign_in_at"], usage, now=now)
-        common = {
-            "campaign": campaign,
-            "subject_id": user_id,
-            "last_sign_in_at": m["last_sign_in_at"],
-            "last_activity_at": usage.last_activity_at,
-            "grants_in_period": usage.grants_in_period,
-            "last_grant_at": usage.last_grant_at,
-            "actions_used": sorted(usage.actions, key=str.lower),
-        }
-        items.append(
-            ReviewItem(
-                kind=ReviewItem.Kind.MEMBERSHIP,
-                assignee=assignee(user_id),
-                label=f"{_name(m)} is a member of {campaign.partner.name}"[:300],
-                recommended=recommended,
-                recommendation=why,
-                **common,
-            )
-        )
-        if m["is_partner_admin"]:
-            recommended, why = evidence.recommend_admin(m["last_sign_in_at"], now=now)
-            items.append(
-                ReviewItem(
-                    kind=ReviewItem.Kind.ADMIN,
-                    assignee=assignee(user_id, about_admin_status=True),
-                    label=f"{_name(m)} is a partner admin of {campaign.partner.name}"[:300],
-                    recommended=recommended,
-                    recommendation=why,
-                    **common,
-                )
-            )
-    return items
-
-
-_COPY_FIELDS = (
-    "campaign_id",
+_ROW_FIELDS = (
     "kind",
     "assignee",
     "subject_id",
@@ -200,30 +109,134 @@ _COPY_FIELDS = (
     "actions_allowed_count",
     "recommended",
     "recommendation",
-    "decision",
-    "comment",
-    "by_deadline",
-    "escalated",
 )
+ItemRow = tuple[Any, ...]
 
 
-def _insert(items: Sequence[ReviewItem]) -> None:
+def _item_rows(campaign: ReviewCampaign, facts: evidence.PartnerFacts, now: datetime) -> list[ItemRow]:
+    """Every question of the campaign with its evidence (in `_ROW_FIELDS` order), from the partner's facts: no
+    query here, and plain tuples rather than model instances (a hundred thousand of those cost seconds)."""
+    members = {m["user_id"]: m for m in facts.members}
+    admins = {user_id for user_id, m in members.items() if m["is_partner_admin"]}
+    by_admins = campaign.reviewer == ReviewerMode.PARTNER_ADMINS and bool(admins)
+    sponsor, partner_admins = ReviewItem.Assignee.SPONSOR.value, ReviewItem.Assignee.PARTNER_ADMINS.value
+
+    def assignee(subject_id: int | None) -> str:
+        # Partner admins never review their own access: items about any of them go to the sponsor.
+        return partner_admins if by_admins and subject_id not in admins else sponsor
+
+    rows: list[ItemRow] = []
+    none = evidence.Usage()
+    for e in facts.eligibilities:
+        role = facts.roles[e["role_id"]]
+        if e["user_id"] is not None:
+            usage = facts.by_user_role.get((e["user_id"], e["role_id"]), none)
+            member = members.get(e["user_id"])
+            last_sign_in = member["last_sign_in_at"] if member else None
+            kind = ReviewItem.Kind.ELIGIBILITY.value
+            label = f"{_name(e)} may request {role['name']}"
+        else:
+            usage = evidence.Usage()
+            last_sign_in = None
+            for m in facts.members:
+                if e["group"] in (m["groups"] or []):
+                    usage.add(facts.by_user_role.get((m["user_id"], e["role_id"]), none))
+                    last_sign_in = evidence._latest(last_sign_in, m["last_sign_in_at"])
+            kind = ReviewItem.Kind.GROUP_ELIGIBILITY.value
+            label = f"IdP group {e['group']} may request {role['name']}"
+        recommended, why = evidence.recommend_role_access(usage, role["allowed_lower"], now=now)
+        rows.append(
+            (
+                kind,
+                assignee(e["user_id"]),
+                e["user_id"],
+                e["role_id"],
+                e["group"],
+                e["id"],
+                label[:300],
+                last_sign_in,
+                usage.last_activity_at,
+                usage.grants_in_period,
+                usage.last_grant_at,
+                sorted(usage.actions, key=str.lower),
+                len(role["allowed"]),
+                recommended,
+                why,
+            )
+        )
+    for user_id, m in members.items():
+        usage = facts.by_user.get(user_id, none)
+        recommended, why = evidence.recommend_membership(m["last_sign_in_at"], usage, now=now)
+        evidence_columns = (
+            m["last_sign_in_at"],
+            usage.last_activity_at,
+            usage.grants_in_period,
+            usage.last_grant_at,
+            sorted(usage.actions, key=str.lower),
+            0,
+        )
+        rows.append(
+            (
+                ReviewItem.Kind.MEMBERSHIP.value,
+                assignee(user_id),
+                user_id,
+                None,
+                "",
+                None,
+                f"{_name(m)} is a member of {campaign.partner.name}"[:300],
+                *evidence_columns,
+                recommended,
+                why,
+            )
+        )
+        if m["is_partner_admin"]:
+            recommended, why = evidence.recommend_admin(m["last_sign_in_at"], now=now)
+            rows.append(
+                (
+                    ReviewItem.Kind.ADMIN.value,
+                    sponsor,  # admin status is never reviewed by the admins themselves
+                    user_id,
+                    None,
+                    "",
+                    None,
+                    f"{_name(m)} is a partner admin of {campaign.partner.name}"[:300],
+                    *evidence_columns,
+                    recommended,
+                    why,
+                )
+            )
+    return rows
+
+
+def _insert(campaign: ReviewCampaign, rows: Sequence[ItemRow]) -> None:
     """Insert the items in bulk: COPY on PostgreSQL, batched INSERTs elsewhere (the embedded SQLite)."""
     if connection.vendor != "postgresql":
-        ReviewItem.objects.bulk_create(items, batch_size=500)
+        ReviewItem.objects.bulk_create(
+            [ReviewItem(campaign=campaign, **dict(zip(_ROW_FIELDS, row, strict=True))) for row in rows],
+            batch_size=500,
+        )
         return
-    from psycopg.types.json import Jsonb
+    import orjson
 
     table = ReviewItem._meta.db_table
-    columns = ", ".join(f'"{ReviewItem._meta.get_field(f.removesuffix("_id")).column}"' for f in _COPY_FIELDS)  # type: ignore[union-attr]
+    fields = ("campaign_id", *_ROW_FIELDS, "decision", "comment", "by_deadline", "escalated")
+    columns = ", ".join(f'"{ReviewItem._meta.get_field(f.removesuffix("_id")).column}"' for f in fields)  # type: ignore[union-attr]
+    used = _ROW_FIELDS.index("actions_used")
     with connection.cursor() as wrapper:
         cursor = wrapper.cursor  # psycopg's own cursor: Django's wrapper has no copy()
         with cursor.copy(f'COPY "{table}" ({columns}) FROM STDIN') as copy:
-            for item in items:
+            for row in rows:
+                # COPY's text format: the server parses the JSON text into jsonb itself.
                 copy.write_row(
-                    tuple(
-                        Jsonb(getattr(item, f)) if f == "actions_used" else getattr(item, f)
-                        for f in _COPY_FIELDS
+                    (
+                        campaign.pk,
+                        *row[:used],
+                        orjson.dumps(row[used]).decode(),
+                        *row[used + 1 :],
+                        "",
+                        "",
+                        False,
+                        False,
                     )
                 )
 
@@ -262,10 +275,13 @@ def review_campaign_start(
         deadline=now + settings.response_time,
     )
     facts = evidence.partner_facts(partner, period_start=period_start, period_end=now)
-    campaign.roles = {str(role_id): role for role_id, role in facts.roles.items()}
+    campaign.roles = {
+        str(role_id): {"slug": role["slug"], "name": role["name"], "allowed": role["allowed"]}
+        for role_id, role in facts.roles.items()
+    }
     campaign.save(update_fields=["roles"])
-    items = _items(campaign, facts, now)
-    _insert(items)
+    items = _item_rows(campaign, facts, now)
+    _insert(campaign, items)
     audit_record(
         action="review.started",
         obj=campaign,
