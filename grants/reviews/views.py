@@ -37,8 +37,8 @@ def _with_counts(campaigns: QuerySet[ReviewCampaign]) -> QuerySet[ReviewCampaign
     )
 
 
-@require_GET
 @staff_required
+@require_GET
 def staff_campaigns(request: HttpRequest) -> HttpResponse:
     campaigns = _with_counts(ReviewCampaign.objects.select_related("partner"))[:200]
     return render(
@@ -46,8 +46,8 @@ def staff_campaigns(request: HttpRequest) -> HttpResponse:
     )
 
 
-@require_POST
 @staff_required
+@require_POST
 def staff_campaign_start(request: HttpRequest) -> HttpResponse:
     form = StartCampaignForm(request.POST)
     if not form.is_valid():
@@ -78,8 +78,8 @@ def _filtered(request: HttpRequest, items: QuerySet[ReviewItem]) -> tuple[str, Q
     return show, items
 
 
-@require_GET
 @staff_required
+@require_GET
 def staff_campaign_detail(request: HttpRequest, campaign_id: int) -> HttpResponse:
     campaign = campaign_for_staff(acting_user(request), campaign_id)
     show, items = _filtered(request, campaign.items.select_related("decided_by", "subject", "role"))
@@ -97,8 +97,8 @@ def staff_campaign_detail(request: HttpRequest, campaign_id: int) -> HttpRespons
     )
 
 
-@require_GET
 @staff_required
+@require_GET
 def staff_campaign_report(request: HttpRequest, campaign_id: int, fmt: str) -> HttpResponse:
     campaign = campaign_for_staff(acting_user(request), campaign_id)
     name = f"porte-review-{campaign.partner.slug}-{campaign.pk}"
@@ -112,8 +112,8 @@ def staff_campaign_report(request: HttpRequest, campaign_id: int, fmt: str) -> H
     return response
 
 
-@require_http_methods(["GET", "POST"])
 @staff_required
+@require_http_methods(["GET", "POST"])
 def staff_review_settings(request: HttpRequest, slug: str) -> HttpResponse:
     partner = get_object_or_404(Partner, slug=slug)
     current = services.review_settings_for(partner)
@@ -148,8 +148,8 @@ def staff_review_settings(request: HttpRequest, slug: str) -> HttpResponse:
     return render(request, "grants/reviews/settings.html", {"partner": partner, "form": form}, status=status)
 
 
-@require_POST
 @staff_required
+@require_POST
 def staff_follow_up_done(request: HttpRequest, item_id: int) -> HttpResponse:
     item = item_for_decider(acting_user(request), item_id)
     try:

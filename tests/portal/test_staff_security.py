@@ -42,6 +42,8 @@ def _staff_urls(role: Role) -> list[str]:
     """Every page under /staff/, found from the URL configuration (so a new staff page is covered too), plus the
     Django admin."""
     values = {"slug": "acme", "provider_id": "acme", "protocol": "oidc", "role_id": role.pk}
+    # Access reviews' pages (the ids need not exist: the checks here answer before any lookup).
+    values.update({"campaign_id": 1, "item_id": 1, "fmt": "csv"})
 
     def walk(patterns: list, prefix: str = "") -> Iterator[tuple[str, URLPattern]]:  # type: ignore[type-arg]
         for pattern in patterns:
