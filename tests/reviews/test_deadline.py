@@ -141,3 +141,37 @@ def test_report_says_when_the_chain_is_broken(world: ReviewWorld) -> None:
         cursor.execute("""UPDATE portal_auditevent SET data = '{"x": 1}'::jsonb WHERE id = %s""", [event.pk])
     assert report.audit_range(campaign).verdict == f"CHAIN BROKEN at event {event.pk}"
     assert ReviewItem.objects.filter(campaign=campaign).count() == 9
+
+
+def test_a_deadline_run_that_died_halfway_is_finished_once(world: ReviewWorld) -> None:
+    campaign = services.review_campaign_start(partner=world.partner)
+    first_three = list(campaign.items.order_by("id").values_list("pk", flat=True)[:3])
+    # A run that died after settling three items (each committed on its own), before closing the campaign.
+    for item_id in first_three:
+        services._settle_at_deadline(item_id, campaign.deadline)
+    campaign.refresh_from_db()
+    assert campaign.status == ReviewCampaign.Status.OPEN
+    assert services.review_deadlines_enforce(now=campaign.deadline) == 6
+    assert services.review_deadlines_enforce(now=campaign.deadline) == 0
+    settled = AuditEvent.objects.filter(action="review.deadline_passed").values_list("object_id", flat=True)
+    assert sorted(settled) == sorted(str(pk) for pk in campaign.items.values_list("pk", flat=True))
+    assert AuditEvent.objects.filter(action="review.closed").count() == 1
+    assert Notification.objects.filter(event="review.closed").count() == 1
+
+
+def test_history_outlives_the_access_and_the_partner(world: ReviewWorld) -> None:
+    from grants import services as grant_services
+
+    campaign = services.review_campaign_start(partner=world.partner)
+    services.review_deadlines_enforce(now=campaign.deadline)
+    grant_services.partner_offboard(partner=world.partner, reason="contract ended")
+    purge_broker()
+    campaign.refresh_from_db()
+    assert (
+        campaign.items.count() == 9
+        and campaign.items.filter(role__isnull=False, eligibility__isnull=True).count() == 4
+    )
+    text = report.report_csv(campaign)
+    assert "IdP group engineers may request Read-only" in text and "chain verified" in text
+    with pytest.raises(Exception, match="protected"):
+        world.ops.delete()  # a role named by review items cannot be deleted
