@@ -13,7 +13,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db.models import Count, Max, Q
+from django.db import connection
+from django.db.models import Count, Max, Q, Value
+from django.db.models.functions import Concat
 from parliament import expand_action
 
 from grants.models import ActivityEvent, Eligibility, Grant, Role
@@ -151,20 +153,43 @@ def partner_facts(partner: Partner, *, period_start: datetime, period_end: datet
         usage.grants_in_period = grants["in_period"]
         usage.last_grant_at = grants["last_in_period"]
         usage.last_grant_ever_at = grants["last_ever"]
-    # One pass over the partner's attributed events: per (person, role, action), when it was last called and
-    # whether it was used (called and not refused) in the period.
+    # One pass over the partner's attributed events: per (person, role), when it was last called and which
+    # actions were used (called and not refused) in the period.
     used_in_period = Q(event_time__gte=period_start, event_time__lt=period_end) & ~Q(error_code__in=_REFUSED)
-    activity = (
-        ActivityEvent.objects.filter(partner=partner, user__isnull=False, grant__isnull=False)
-        .values_list("user_id", "grant__role_id", "event_source", "event_name")
-        .annotate(last=Max("event_time"), used=Count("pk", filter=used_in_period))
-        .order_by()
-    )
-    for user_id, role_id, source, name, last, used in activity.iterator(chunk_size=10_000):
-        usage = by_user_role[(user_id, role_id)]
-        usage.last_activity_at = _latest(usage.last_activity_at, last)
-        if used:
-            usage.actions.add(iam_action(source, name))
+    events = ActivityEvent.objects.filter(partner=partner, user__isnull=False, grant__isnull=False)
+    if connection.vendor == "postgresql":
+        from django.contrib.postgres.aggregates import ArrayAgg
+
+        # The server collects each pair's distinct actions: one row per (person, role) comes back, not one per
+        # action, which is most of the cost of reading (parsing) the rows here.
+        per_pair = (
+            events.values_list("user_id", "grant__role_id")
+            .annotate(
+                last=Max("event_time"),
+                used=ArrayAgg(
+                    Concat("event_source", Value(":"), "event_name"),
+                    distinct=True,
+                    filter=used_in_period,
+                    default=Value([]),
+                ),
+            )
+            .order_by()
+        )
+        for user_id, role_id, last, used in per_pair:
+            usage = by_user_role[(user_id, role_id)]
+            usage.last_activity_at = last
+            usage.actions.update(iam_action(*pair.split(":", 1)) for pair in used)
+    else:
+        per_action = (
+            events.values_list("user_id", "grant__role_id", "event_source", "event_name")
+            .annotate(last=Max("event_time"), used=Count("pk", filter=used_in_period))
+            .order_by()
+        )
+        for user_id, role_id, source, name, last, count in per_action:
+            usage = by_user_role[(user_id, role_id)]
+            usage.last_activity_at = _latest(usage.last_activity_at, last)
+            if count:
+                usage.actions.add(iam_action(source, name))
     for (user_id, _), usage in by_user_role.items():
         by_user[user_id].add(usage)
     # Activity of a person outside any grant (attributed by SourceIdentity alone) still counts as their last.
