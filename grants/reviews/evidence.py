@@ -75,18 +75,18 @@ class Usage:
     actions: set[str] = field(default_factory=set)
 
     def add(self, other: Usage) -> None:
-        self.last_activity_at = _latest(self.last_activity_at, other.last_activity_at)
+        self.last_activity_at = latest(self.last_activity_at, other.last_activity_at)
         self.grants_in_period += other.grants_in_period
-        self.last_grant_at = _latest(self.last_grant_at, other.last_grant_at)
-        self.last_grant_ever_at = _latest(self.last_grant_ever_at, other.last_grant_ever_at)
+        self.last_grant_at = latest(self.last_grant_at, other.last_grant_at)
+        self.last_grant_ever_at = latest(self.last_grant_ever_at, other.last_grant_ever_at)
         self.actions |= other.actions
 
     @property
     def last_used_at(self) -> datetime | None:
-        return _latest(self.last_activity_at, self.last_grant_ever_at)
+        return latest(self.last_activity_at, self.last_grant_ever_at)
 
 
-def _latest(a: datetime | None, b: datetime | None) -> datetime | None:
+def latest(a: datetime | None, b: datetime | None) -> datetime | None:
     if a is None:
         return b
     return a if b is None or a >= b else b
@@ -125,7 +125,16 @@ def partner_facts(partner: Partner, *, period_start: datetime, period_end: datet
         dict(row)
         for row in Eligibility.objects.filter(role__partner=partner)
         .order_by("role_id", "group", "user_id")
-        .values("id", "role_id", "user_id", "group", "user__username", "user__email")
+        .values(
+            "id",
+            "role_id",
+            "user_id",
+            "group",
+            "user__username",
+            "user__email",
+            "user__first_name",
+            "user__last_name",
+        )
     ]
     roles: dict[int, dict[str, Any]] = {}
     for r in Role.objects.filter(partner=partner).values("id", "slug", "name", "inline_policy"):
@@ -187,7 +196,7 @@ def partner_facts(partner: Partner, *, period_start: datetime, period_end: datet
         )
         for user_id, role_id, source, name, last, count in per_action:
             usage = by_user_role[(user_id, role_id)]
-            usage.last_activity_at = _latest(usage.last_activity_at, last)
+            usage.last_activity_at = latest(usage.last_activity_at, last)
             if count:
                 usage.actions.add(iam_action(source, name))
     for (user_id, _), usage in by_user_role.items():
@@ -199,7 +208,7 @@ def partner_facts(partner: Partner, *, period_start: datetime, period_end: datet
         .annotate(last=Max("event_time"))
         .order_by()
     ):
-        by_user[row["user_id"]].last_activity_at = _latest(
+        by_user[row["user_id"]].last_activity_at = latest(
             by_user[row["user_id"]].last_activity_at, row["last"]
         )
     return PartnerFacts(members, eligibilities, roles, dict(by_user_role), dict(by_user))
@@ -228,7 +237,7 @@ def recommend_role_access(usage: Usage, allowed_lower: AbstractSet[str], *, now:
 
 
 def recommend_membership(last_sign_in_at: datetime | None, usage: Usage, *, now: datetime) -> tuple[str, str]:
-    last_seen = _latest(last_sign_in_at, usage.last_used_at)
+    last_seen = latest(last_sign_in_at, usage.last_used_at)
     if last_seen is None:
         return "revoke", "never signed in: revoke"
     if now - last_seen >= MEMBER_IDLE_AFTER:

@@ -141,7 +141,7 @@ def _item_rows(campaign: ReviewCampaign, facts: evidence.PartnerFacts, now: date
             for m in facts.members:
                 if e["group"] in (m["groups"] or []):
                     usage.add(facts.by_user_role.get((m["user_id"], e["role_id"]), none))
-                    last_sign_in = evidence._latest(last_sign_in, m["last_sign_in_at"])
+                    last_sign_in = evidence.latest(last_sign_in, m["last_sign_in_at"])
             kind = ReviewItem.Kind.GROUP_ELIGIBILITY.value
             label = f"IdP group {e['group']} may request {role['name']}"
         recommended, why = evidence.recommend_role_access(usage, role["allowed_lower"], now=now)
