@@ -52,6 +52,7 @@ def test_staff_start_list_detail_and_reports(world: ReviewWorld) -> None:
 def test_staff_review_settings(world: ReviewWorld) -> None:
     staff = _as(world.sponsor)
     url = f"/staff/partners/{world.partner.slug}/review-settings/"
+    assert f'href="{url}"' in staff.get(f"/staff/partners/{world.partner.slug}/").content.decode()
     assert staff.get(url).status_code == 200
     bad = staff.post(
         url, {"interval_days": 30, "reviewer": "partner_admins", "response_days": 40, "on_deadline": "revoke"}
