@@ -175,3 +175,16 @@ def test_history_outlives_the_access_and_the_partner(world: ReviewWorld) -> None
     assert "IdP group engineers may request Read-only" in text and "chain verified" in text
     with pytest.raises(Exception, match="protected"):
         world.ops.delete()  # a role named by review items cannot be deleted
+
+
+def test_beat_runs_the_review_tick(world: ReviewWorld) -> None:
+    from grants import tasks
+    from portal.celery import app
+
+    entry = app.conf.beat_schedule["access-reviews"]
+    assert entry["task"] == "grants.tasks.reviews_tick" and entry["task"] in app.tasks
+    campaign = services.review_campaign_start(partner=world.partner)
+    with time_machine.travel(campaign.deadline + timedelta(seconds=1), tick=False):
+        assert tasks.reviews_tick() == {"started": 0, "reminded": 0, "settled": 9}
+    campaign.refresh_from_db()
+    assert campaign.status == ReviewCampaign.Status.CLOSED
