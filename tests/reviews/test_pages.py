@@ -127,3 +127,22 @@ def test_outsiders_get_404(
     assert "bob@acme.example" not in globex_page and "Acme" not in globex_page
     assert ReviewItem.objects.exclude(decision="").count() == 0
     assert _as(world.sponsor).get("/staff/reviews/999999/").status_code == 404
+
+
+def test_staff_close_a_narrow_follow_up(world: ReviewWorld, campaign: ReviewCampaign) -> None:
+    staff = _as(world.sponsor)
+    item = campaign.items.get(kind="eligibility", subject=world.alice)
+    decided = staff.post(
+        f"/reviews/items/{item.pk}/decide/", {"decision": "narrow", "comment": "Drop s3:GetObject"}
+    )
+    assert decided.status_code == 302 and decided["Location"] == f"/staff/reviews/{campaign.pk}/"
+    follow_ups = staff.get(f"/staff/reviews/{campaign.pk}/?show=follow-ups").content.decode()
+    assert f'id="item-{item.pk}"' in follow_ups and "Role changed: follow-up done" in follow_ups
+    assert staff.get("/staff/reviews/").context["campaigns"][0].follow_ups == 1
+    staff.post(f"/staff/reviews/items/{item.pk}/follow-up-done/")
+    assert (
+        f'id="item-{item.pk}"'
+        not in staff.get(f"/staff/reviews/{campaign.pk}/?show=follow-ups").content.decode()
+    )
+    item.refresh_from_db()
+    assert item.follow_up_done_at is not None
