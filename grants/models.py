@@ -224,6 +224,9 @@ from grants.activity.models import ActivityEvent, QuarantinedObject, TrailCursor
 # Approval tables (policies, approvals, break-glass reviews, four-eyes role changes), likewise.
 from grants.approvals.models import Approval, ApprovalPolicy, BreakGlassReview, RoleChange  # noqa: E402
 
+# Access review tables (grants/reviews), likewise.
+from grants.reviews.models import ReviewCampaign, ReviewItem, ReviewSettings  # noqa: E402
+
 __all__ = [
     "AccessRequest",
     "ActivityEvent",
@@ -235,6 +238,9 @@ __all__ = [
     "Grant",
     "GrantQuerySet",
     "QuarantinedObject",
+    "ReviewCampaign",
+    "ReviewItem",
+    "ReviewSettings",
     "Role",
     "RoleChange",
     "TrailCursor",

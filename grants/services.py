@@ -675,3 +675,83 @@ def _queue_provisioning(role: Role) -> None:
 
     role_id = role.pk
     transaction.on_commit(lambda: tasks.role_provision.delay(role_id))
+
+
+# --- taking access away (access reviews) ------------------------------------------------------------------------
+
+
+def _still_eligible(user_id: int, role: Role, groups: list[str]) -> bool:
+    from grants.models import Eligibility
+
+    eligible = Q(user_id=user_id)
+    if groups:
+        eligible |= Q(group__in=groups)
+    return Eligibility.objects.filter(eligible, role=role).exists()
+
+
+@transaction.atomic
+def eligibility_revoke(*, eligibility_id: int, reason: str, actor: User | None = None) -> list[Grant]:
+    """Remove an eligibility (one person's, or an IdP group's) and revoke the open grants it was the only reason
+    for, with the deny on the role (put on commit). A person still eligible another way keeps their grant.
+    Idempotent: an eligibility already gone does nothing. Returns the grants revoked."""
+    from grants.models import Eligibility
+    from partners.models import Membership
+
+    eligibility = (
+        Eligibility.objects.select_for_update(of=("self",))
+        .select_related("role", "user")
+        .filter(pk=eligibility_id)
+        .first()
+    )
+    if eligibility is None:
+        return []
+    role = eligibility.role
+    open_grants = Grant.objects.filter(role=role, status__in=[Grant.Status.PENDING, Grant.Status.ACTIVE])
+    if eligibility.user_id is not None:
+        open_grants = open_grants.filter(user_id=eligibility.user_id)
+    groups = dict(
+        Membership.objects.filter(user_id__in=open_grants.values("user_id")).values_list("user_id", "groups")
+    )
+    candidates = [
+        grant
+        for grant in open_grants
+        if eligibility.user_id is not None or eligibility.group in (groups.get(grant.user_id) or [])
+    ]
+    data = {
+        "role": role.slug,
+        "user": eligibility.user.source_identity if eligibility.user else None,
+        "group": eligibility.group,
+        "reason": reason,
+    }
+    eligibility.delete()
+    revoked = [
+        grant_revoke(grant=grant, reason=reason, actor=actor)
+        for grant in candidates
+        if not _still_eligible(grant.user_id, role, groups.get(grant.user_id) or [])
+    ]
+    audit_record(
+        action="eligibility.revoked",
+        obj=role,
+        actor=actor,
+        partner_id=role.partner_id,
+        data={**data, "grants_revoked": [g.pk for g in revoked]},
+    )
+    return revoked
+
+
+@transaction.atomic
+def membership_revoke(*, membership_id: int, reason: str, actor: User | None = None) -> list[Grant]:
+    """End a person's place in their organisation (partners.services.membership_end: sign-ins refused, sessions
+    and tokens ended) and revoke their open grants with the deny on the roles. Idempotent."""
+    from partners.models import Membership
+
+    membership = Membership.objects.get(pk=membership_id)
+    partner_services.membership_end(membership=membership, reason=reason, actor=actor)
+    return [
+        grant_revoke(grant=grant, reason=reason, actor=actor)
+        for grant in Grant.objects.filter(
+            user_id=membership.user_id,
+            role__partner_id=membership.partner_id,
+            status__in=[Grant.Status.PENDING, Grant.Status.ACTIVE],
+        )
+    ]

@@ -104,3 +104,13 @@ def grants_notify_expiring() -> int:
     from grants.approvals import services as approvals
 
     return approvals.grants_notify_expiring()
+
+
+# --- access reviews ---------------------------------------------------------------------------------------------
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def reviews_tick() -> dict[str, int]:
+    from grants.reviews import services as reviews
+
+    return reviews.reviews_tick()

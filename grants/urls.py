@@ -1,4 +1,4 @@
-from django.urls import path
+from django.urls import include, path
 
 from grants import api, role_views, views
 from grants.activity import api as activity_api
@@ -64,6 +64,8 @@ urlpatterns = [
         activity_views.quarantine_resolve,
         name="activity_quarantine_resolve",
     ),
+    # Access reviews (grants/reviews).
+    path("", include("grants.reviews.urls")),
 ]
 
 api_urlpatterns = [

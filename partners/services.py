@@ -450,3 +450,45 @@ def partner_access_update(
         data={k: {"from": before[k], "to": after[k]} for k in after if before[k] != after[k]},
     )
     return partner
+
+
+# --- ending one person's place (access reviews; the grant side lives in grants.services.membership_revoke) ------
+
+
+@transaction.atomic
+def membership_end(*, membership: Membership, reason: str, actor: User | None = None) -> Membership:
+    """Close a person's place in their organisation: sign-ins refused (the adapter refuses inactive memberships),
+    every session and API token ended, admin status gone. The row stays for history. Idempotent."""
+    membership = Membership.objects.select_for_update().select_related("user").get(pk=membership.pk)
+    if not membership.is_active:
+        return membership
+    was_admin = membership.is_partner_admin
+    membership.is_active, membership.is_partner_admin = False, False
+    membership.save(update_fields=["is_active", "is_partner_admin"])
+    _end_sessions([membership.user])
+    audit_record(
+        action="membership.ended",
+        obj=membership,
+        actor=actor,
+        partner_id=membership.partner_id,
+        data={"reason": reason, "was_partner_admin": was_admin},
+    )
+    return membership
+
+
+@transaction.atomic
+def membership_admin_revoke(*, membership: Membership, reason: str, actor: User | None = None) -> Membership:
+    """Take partner-admin status away; the person keeps their place and access. Idempotent."""
+    membership = Membership.objects.select_for_update().get(pk=membership.pk)
+    if not membership.is_partner_admin:
+        return membership
+    membership.is_partner_admin = False
+    membership.save(update_fields=["is_partner_admin"])
+    audit_record(
+        action="membership.admin_revoked",
+        obj=membership,
+        actor=actor,
+        partner_id=membership.partner_id,
+        data={"reason": reason},
+    )
+    return membership

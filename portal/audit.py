@@ -92,10 +92,22 @@ def audit_record_many(entries: list[Entry]) -> list[AuditEvent]:
     return AuditEvent.objects.bulk_create(events, batch_size=1000)
 
 
-def verify_chain() -> int | None:
-    """Return the id of the first event that breaks the chain, or None when the whole chain holds."""
+def verify_chain(*, first_id: int | None = None, last_id: int | None = None) -> int | None:
+    """Return the id of the first event that breaks the chain, or None when the whole chain holds.
+
+    With `first_id`/`last_id`, only that range is checked: its first event must link to the event before it
+    (or to the genesis), and each following event to its predecessor, every hash recomputed."""
+    events = AuditEvent.objects.order_by("id")
     prev_hash = GENESIS
-    for event in AuditEvent.objects.order_by("id").iterator(chunk_size=2000):
+    if first_id is not None:
+        events = events.filter(id__gte=first_id)
+        before = (
+            AuditEvent.objects.filter(id__lt=first_id).order_by("-id").values_list("hash", flat=True).first()
+        )
+        prev_hash = before or GENESIS
+    if last_id is not None:
+        events = events.filter(id__lte=last_id)
+    for event in events.iterator(chunk_size=2000):
         expected = _digest(
             prev_hash=prev_hash,
             at=event.at.isoformat(),

@@ -64,6 +64,14 @@ def _schedule(sender: Celery, **_: object) -> None:
             "schedule": settings.APPROVALS_SWEEP_SECONDS,
             "options": {"expires": settings.APPROVALS_SWEEP_SECONDS},
         },
+        # Access reviews: starts each partner's scheduled review when its interval (quarterly by default) has
+        # passed, reminds reviewers 3 days and 1 day before the deadline, and settles undecided items at the
+        # deadline (revoke, or keep and escalate). Each step is idempotent, so a repeated run does nothing twice.
+        "access-reviews": {
+            "task": "grants.tasks.reviews_tick",
+            "schedule": 900.0,
+            "options": {"expires": 900.0},
+        },
         # Deletes activity older than PORTE_ACTIVITY_RETENTION_DAYS, in small batches.
         "purge-activity": {
             "task": "grants.tasks.activity_purge",

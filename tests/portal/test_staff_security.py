@@ -53,6 +53,8 @@ def _staff_urls(role: Role) -> list[str]:
         # Activity: a quarantined trail object.
         "object_id": 1,
     }
+    # Access reviews' pages (the ids need not exist: the checks here answer before any lookup).
+    values.update({"campaign_id": 1, "item_id": 1, "fmt": "csv"})
 
     def walk(patterns: list, prefix: str = "") -> Iterator[tuple[str, URLPattern]]:  # type: ignore[type-arg]
         for pattern in patterns:
