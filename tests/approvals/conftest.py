@@ -3,11 +3,6 @@ and a webhook receiver on loopback."""
 
 from __future__ import annotations
 
-import json
-import threading
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
 import pytest
 from django.core import mail
 from django.test import Client
@@ -62,32 +57,3 @@ def deliver(event: str) -> list[Notification]:
 
 def mails_to(address: str) -> list[str]:
     return [m.subject for m in mail.outbox if address in m.to]
-
-
-class Hook:
-    """A Slack-compatible webhook receiver on loopback."""
-
-    def __init__(self) -> None:
-        self.bodies: list[dict[str, object]] = []
-        hook = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                length = int(self.headers["Content-Length"])
-                hook.bodies.append(json.loads(self.rfile.read(length)))
-                self.send_response(200)
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}/hooks/acme-secret-token"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-
-@pytest.fixture
-def hook() -> Iterator[Hook]:
-    server = Hook()
-    yield server
-    server.server.shutdown()

@@ -4,47 +4,15 @@ server on loopback."""
 
 from __future__ import annotations
 
-import json
-import threading
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
 import pytest
 from django.core import mail
 from django.db import transaction
 
 from portal import notifications
 from portal.models import Notification
+from tests.peers.webhook import WebhookSink
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-class Hook:
-    def __init__(self) -> None:
-        self.bodies: list[dict[str, object]] = []
-        self.status = 200
-        hook = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                length = int(self.headers["Content-Length"])
-                hook.bodies.append(json.loads(self.rfile.read(length)))
-                self.send_response(hook.status)
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}/hooks/secret-token-123"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-
-@pytest.fixture
-def hook() -> Iterator[Hook]:
-    server = Hook()
-    yield server
-    server.server.shutdown()
 
 
 def _notify(**kwargs: object) -> Notification | None:
@@ -52,7 +20,7 @@ def _notify(**kwargs: object) -> Notification | None:
         return notifications.notify(event="test.event", subject="Access approved", body="Line one", **kwargs)
 
 
-def test_delivered_by_email_and_webhook_once(hook: Hook) -> None:
+def test_delivered_by_email_and_webhook_once(hook: WebhookSink) -> None:
     notification = _notify(recipients=["Bob@Acme.example", "bob@acme.example", ""], webhook_url=hook.url)
     assert notification is not None and notification.recipients == ["bob@acme.example"]
     notifications.notification_deliver(notification_id=notification.pk)
@@ -66,7 +34,7 @@ def test_delivered_by_email_and_webhook_once(hook: Hook) -> None:
     assert len(mail.outbox) == 1 and len(hook.bodies) == 1
 
 
-def test_failed_webhook_is_retried_without_resending_the_email(hook: Hook) -> None:
+def test_failed_webhook_is_retried_without_resending_the_email(hook: WebhookSink) -> None:
     hook.status = 500
     notification = _notify(recipients=["bob@acme.example"], webhook_url=hook.url)
     assert notification is not None
