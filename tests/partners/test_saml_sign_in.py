@@ -111,6 +111,14 @@ def _refused_for_protocol(response: requests.Response, provider_id: str, partner
 # --- the happy path ---------------------------------------------------------------------------------------------
 
 
+def _alice_response(http: requests.Session, base_url: str) -> tuple[str, dict[str, str]]:
+    """Alice signs in at Acme's IdP from Acme's sign-in page; her browser stops before posting the response:
+    (ACS URL, form fields), to post as is or altered."""
+    return sign_in(
+        http, begin_saml_sign_in(http, base_url, "acme"), ALICE.username, ALICE.password, follow_acs=False
+    )
+
+
 def test_sp_initiated_sign_in_provisions_the_person_from_the_signed_assertion(live_server, acme_saml):
     world = build_saml_partner("acme", acme_saml)
     http = requests.Session()
@@ -153,13 +161,7 @@ def test_the_idp_answers_with_a_signed_persistent_nameid_for_porte(live_server, 
     """What the refusals below are measured against: Acme's IdP's genuine answer to Porte's AuthnRequest."""
     build_saml_partner("acme", acme_saml)
     http = requests.Session()
-    acs_url, fields = sign_in(
-        http,
-        begin_saml_sign_in(http, live_server.url, "acme"),
-        ALICE.username,
-        ALICE.password,
-        follow_acs=False,
-    )
+    acs_url, fields = _alice_response(http, live_server.url)
     assert acs_url == f"{live_server.url}/accounts/saml/acme/acs/"
     root = _response_xml(fields)
     assert root.get("InResponseTo") and root.get("Destination") == acs_url
@@ -179,13 +181,7 @@ def test_a_replayed_response_is_refused(live_server, acme_saml):
     captured it — is refused: the assertion id is remembered until the assertion expires."""
     world = build_saml_partner("acme", acme_saml)
     http = requests.Session()
-    acs_url, fields = sign_in(
-        http,
-        begin_saml_sign_in(http, live_server.url, "acme"),
-        ALICE.username,
-        ALICE.password,
-        follow_acs=False,
-    )
+    acs_url, fields = _alice_response(http, live_server.url)
     first = http.post(acs_url, data=fields)
     assert first.status_code == 200 and first.url == f"{live_server.url}/"
     alice = User.objects.get()
@@ -210,13 +206,7 @@ def test_a_response_is_bound_to_the_browser_that_asked_for_it(live_server, acme_
     stolen response) is refused: no sign-in is pending there. Once refused, it is burnt for Alice's browser too."""
     world = build_saml_partner("acme", acme_saml)
     alice_browser = requests.Session()
-    acs_url, fields = sign_in(
-        alice_browser,
-        begin_saml_sign_in(alice_browser, live_server.url, "acme"),
-        ALICE.username,
-        ALICE.password,
-        follow_acs=False,
-    )
+    acs_url, fields = _alice_response(alice_browser, live_server.url)
 
     other = requests.Session()
     refused = other.post(acs_url, data=fields)
@@ -265,13 +255,7 @@ def test_an_assertion_from_partner_as_idp_is_refused_at_partner_bs_acs(
     build_saml_partner("acme", acme_saml)
     globex = build_saml_partner("globex", globex_saml)
     http = requests.Session()
-    acs_url, fields = sign_in(
-        http,
-        begin_saml_sign_in(http, live_server.url, "acme"),
-        ALICE.username,
-        ALICE.password,
-        follow_acs=False,
-    )
+    acs_url, fields = _alice_response(http, live_server.url)
     assert acs_url.endswith("/accounts/saml/acme/acs/")
 
     refused = http.post(f"{live_server.url}/accounts/saml/globex/acs/", data=fields)
@@ -320,13 +304,7 @@ def test_partner_bs_idp_answering_partner_as_sign_in_is_refused(live_server, acm
 def test_a_tampered_response_is_refused(live_server, acme_saml, caplog, original, forged):
     world = build_saml_partner("acme", acme_saml)
     http = requests.Session()
-    acs_url, fields = sign_in(
-        http,
-        begin_saml_sign_in(http, live_server.url, "acme"),
-        ALICE.username,
-        ALICE.password,
-        follow_acs=False,
-    )
+    acs_url, fields = _alice_response(http, live_server.url)
     xml = base64.b64decode(fields["SAMLResponse"])
     assert xml.count(original) == 1
 
@@ -429,13 +407,7 @@ def test_a_billion_laughs_response_is_refused_at_once(live_server, acme_saml):
     DOCTYPE check would refuse it (see the next test for that check)."""
     world = build_saml_partner("acme", acme_saml)
     http = requests.Session()
-    acs_url, fields = sign_in(
-        http,
-        begin_saml_sign_in(http, live_server.url, "acme"),
-        ALICE.username,
-        ALICE.password,
-        follow_acs=False,
-    )
+    acs_url, fields = _alice_response(http, live_server.url)
     xml = base64.b64decode(fields["SAMLResponse"]).replace(b">acme-0001<", b">&lol9;<")
     if xml.startswith(b"<?xml"):
         xml = xml.split(b"?>", 1)[1]
