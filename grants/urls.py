@@ -1,6 +1,7 @@
 from django.urls import path
 
-from grants import api, role_views, views
+from grants import api, metrics_views, role_views, views
+from grants.alerts import views as alert_views
 
 urlpatterns = [
     path("", views.dashboard, name="home"),
@@ -20,6 +21,11 @@ urlpatterns = [
         name="role_revoke_sessions",
     ),
     path("staff/partners/<slug:slug>/offboard/", views.partner_offboard, name="partner_offboard"),
+    # Alerts and metrics (detection on activity).
+    path("staff/alerts/", alert_views.alert_list, name="alert_list"),
+    path("staff/alerts/<int:alert_id>/acknowledge/", alert_views.alert_acknowledge, name="alert_acknowledge"),
+    path("staff/metrics/", metrics_views.metrics_dashboard, name="metrics_dashboard"),
+    path("metrics", metrics_views.metrics_prometheus, name="metrics_prometheus"),
 ]
 
 api_urlpatterns = [

@@ -32,6 +32,7 @@ from grants.activity.attribution import Attributor
 from grants.activity.models import QuarantinedObject, TrailCursor
 from grants.activity.records import MalformedLog, gunzip, parse_records
 from grants.activity.trail import TrailObject, TrailSource
+from grants.alerts.services import alerts_for_file
 from portal import aws
 
 log = logging.getLogger(__name__)
@@ -95,6 +96,7 @@ def load_log(
     inserted = store.insert_events(rows, file_id=file_id, while_inserting=while_inserting)
     if new and not inserted:
         store.file_forget(file_id)
+    alerts_for_file(rows=rows, records=records, file_id=file_id, inserted=inserted)
     return len(rows), inserted
 
 

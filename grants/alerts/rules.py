@@ -1,0 +1,475 @@
+"""The detection rules. Each reads the new events of one log file (`Batch`, prefiltered in one pass) and returns
+`Draft`s: what it found, keyed so that the same incident found twice is one alert.
+
+Cheap by design, since they run inside ingestion: a rule looks only at its candidates (chosen by error code,
+event name or attribution in one pass over the file), and reads the database once per file per rule, never per
+event.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from functools import lru_cache
+from typing import Any
+
+from django.conf import settings
+from django.db.models import Q
+from django.utils import timezone
+
+from grants.activity.attribution import COLUMNS
+from grants.alerts.models import Alert, SeenSourceIp
+
+Rule, Severity = Alert.Rule, Alert.Severity
+SAMPLE_EVENTS = 20
+
+_ID, _TIME, _SOURCE, _NAME = (
+    COLUMNS.index(c) for c in ("event_id", "event_time", "event_source", "event_name")
+)
+_PARTNER, _USER, _GRANT = (COLUMNS.index(c) for c in ("partner_id", "user_id", "grant_id"))
+_ARN, _KEY, _IP, _ERROR = (
+    COLUMNS.index(c) for c in ("principal_arn", "access_key_id", "source_ip", "error_code")
+)
+_PORTE = COLUMNS.index("is_porte_session")
+
+
+# --- refused calls ----------------------------------------------------------------------------------------------
+
+
+def is_denied(error_code: str) -> bool:
+    """AccessDenied, AccessDeniedException, Client.UnauthorizedOperation, UnauthorizedOperation ... (the same test
+    as DENIED_Q, which counts them in SQL)."""
+    return "AccessDenied" in error_code or error_code.endswith("UnauthorizedOperation")
+
+
+DENIED_Q = Q(error_code__contains="AccessDenied") | Q(error_code__endswith="UnauthorizedOperation")
+
+
+# --- sensitive actions ------------------------------------------------------------------------------------------
+
+_IAM_VERBS = ("Create", "Put", "Attach", "Detach", "Delete", "Update", "Add", "Remove")
+_IAM_OBJECTS = ("Policy", "User", "Role", "AccessKey", "Group", "LoginProfile", "PermissionsBoundary")
+_KMS = frozenset({"PutKeyPolicy", "ScheduleKeyDeletion", "DisableKey"})
+_CLOUDTRAIL = frozenset({"StopLogging", "DeleteTrail", "UpdateTrail", "PutEventSelectors"})
+_S3 = frozenset(
+    {
+        "PutBucketPolicy",
+        "DeleteBucketPolicy",
+        "PutBucketAcl",
+        "DeleteBucketPublicAccessBlock",
+        "DeletePublicAccessBlock",
+    }
+)
+_INGRESS = frozenset({"AuthorizeSecurityGroupIngress"})
+# Every name any sensitive kind can have, for the one-set prefilter (IAM by its verbs, below).
+_SENSITIVE_NAMES = _KMS | _CLOUDTRAIL | _S3 | _INGRESS
+_OPEN_TO_THE_WORLD = frozenset({"0.0.0.0/0", "::/0"})
+
+
+def _iam_change(name: str) -> bool:
+    return name.startswith(_IAM_VERBS) and any(part in name for part in _IAM_OBJECTS)
+
+
+def sensitive_kind(source: str, name: str, record: dict[str, Any]) -> str | None:
+    """What kind of sensitive change a successful call is ("iam", "kms", "cloudtrail", "s3", "network"), or None."""
+    if source == "iam.amazonaws.com":
+        return "iam" if _iam_change(name) else None
+    if name in _KMS and source == "kms.amazonaws.com":
+        return "kms"
+    if name in _CLOUDTRAIL and source == "cloudtrail.amazonaws.com":
+        return "cloudtrail"
+    if name in _S3 and source in ("s3.amazonaws.com", "s3-control.amazonaws.com"):
+        return "s3"
+    if name in _INGRESS and source == "ec2.amazonaws.com":
+        return "network" if _opens_to_the_world(record.get("requestParameters")) else None
+    return None
+
+
+def _opens_to_the_world(value: Any) -> bool:
+    """Whether an ingress request names 0.0.0.0/0 or ::/0 anywhere (ipPermissions.items[].ipRanges.items[].cidrIp,
+    ipv6Ranges ...cidrIpv6, or the older top-level cidrIp)."""
+    if isinstance(value, dict):
+        return any(
+            (key.lower() in ("cidrip", "cidripv6") and item in _OPEN_TO_THE_WORLD)
+            or _opens_to_the_world(item)
+            for key, item in value.items()
+        )
+    if isinstance(value, list):
+        return any(_opens_to_the_world(item) for item in value)
+    return False
+
+
+_SENSITIVE_SEVERITY = {
+    "cloudtrail": Severity.CRITICAL,
+    "iam": Severity.HIGH,
+    "kms": Severity.HIGH,
+    "s3": Severity.HIGH,
+    "network": Severity.HIGH,
+}
+_SEVERITY_ORDER = [Severity.LOW, Severity.MEDIUM, Severity.HIGH, Severity.CRITICAL]
+
+# Calls that succeed whatever the policies say (IAM cannot deny them): no evidence that a deny failed.
+_UNDENIABLE = frozenset({("sts.amazonaws.com", "GetCallerIdentity")})
+
+
+# --- the batch ---------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Batch:
+    """The new events of one log file, as rows (attribution.COLUMNS) with their records, and the candidates of
+    each rule (indexes into rows), chosen in one pass."""
+
+    rows: list[tuple[Any, ...]]
+    records: list[dict[str, Any]]
+    denied: list[int] = field(default_factory=list)
+    sensitive: list[int] = field(default_factory=list)
+    porte: list[int] = field(default_factory=list)  # Porte sessions (for the access window)
+    granted: list[int] = field(default_factory=list)  # successful calls attributed to a grant
+    user_ips: dict[tuple[int, str], int] = field(default_factory=dict)  # (user, ip) -> first row
+
+    @classmethod
+    def select(cls, rows: list[tuple[Any, ...]], records: list[dict[str, Any]]) -> Batch:
+        batch = cls(rows, records)
+        for index, row in enumerate(rows):
+            error = row[_ERROR]
+            if error:
+                if is_denied(error):
+                    batch.denied.append(index)
+            else:
+                name = row[_NAME]
+                if name in _SENSITIVE_NAMES or (row[_SOURCE] == "iam.amazonaws.com" and _iam_change(name)):
+                    batch.sensitive.append(index)
+                if row[_GRANT] is not None:
+                    batch.granted.append(index)
+            if row[_PORTE]:
+                batch.porte.append(index)
+            user, ip = row[_USER], row[_IP]
+            if user is not None and ip and _is_ip(ip):
+                batch.user_ips.setdefault((user, ip), index)
+        return batch
+
+
+@lru_cache(maxsize=4096)
+def _is_ip(text: str) -> bool:
+    """sourceIPAddress is a service's name ("ec2.amazonaws.com") when AWS acted on the principal's behalf."""
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+@dataclass
+class Draft:
+    """An alert as a rule found it. `grow` alerts add their events to an existing alert of the same key."""
+
+    rule: str
+    severity: str
+    dedupe_key: str
+    summary: str
+    event_ids: list[str]
+    event_count: int
+    first_event_at: datetime
+    last_event_at: datetime
+    principal: str = ""
+    partner_id: int | None = None
+    user_id: int | None = None
+    grant_id: int | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+    # Events not counted in an alert yet (a burst's draft also holds the earlier, already counted ones).
+    new_events: int = 0
+
+    def __post_init__(self) -> None:
+        self.new_events = self.new_events or self.event_count
+
+
+def _principal(row: tuple[Any, ...]) -> str:
+    """Who, for grouping: the Porte user when attributed (across their sessions), else the ARN, else the key."""
+    if row[_USER] is not None:
+        return f"user:{row[_USER]}"
+    return f"arn:{row[_ARN]}" if row[_ARN] else f"key:{row[_KEY]}"
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
+def _draft(
+    rule: str, severity: str, key: str, summary: str, rows: list[tuple[Any, ...]], **extra: Any
+) -> Draft:
+    times = [row[_TIME] for row in rows]
+    first = rows[0]
+    values: dict[str, Any] = {
+        "principal": _principal(first),
+        "partner_id": first[_PARTNER],
+        "user_id": first[_USER],
+        "grant_id": first[_GRANT],
+        **extra,
+    }
+    return Draft(
+        rule=rule,
+        severity=severity,
+        dedupe_key=key,
+        summary=summary[:500],
+        event_ids=[str(row[_ID]) for row in rows[:SAMPLE_EVENTS]],
+        event_count=len(rows),
+        first_event_at=min(times),
+        last_event_at=max(times),
+        **values,
+    )
+
+
+# --- rule: bursts of refused calls ------------------------------------------------------------------------------
+
+
+def denied_bursts(batch: Batch) -> list[Draft]:
+    """>= N refused calls by one principal within M minutes (settings). A burst can span files, so the principal's
+    refused calls around the new ones are read back (one query per file), and a burst that continues one already
+    alerted on grows that alert instead of adding one."""
+    if not batch.denied:
+        return []
+    from grants.models import ActivityEvent
+
+    threshold, window = (
+        settings.ALERT_DENIED_BURST_COUNT,
+        timedelta(minutes=settings.ALERT_DENIED_BURST_MINUTES),
+    )
+    new_rows = [batch.rows[i] for i in batch.denied]
+    by_principal: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
+    for row in new_rows:
+        by_principal[_principal(row)].append(row)
+    lo = min(row[_TIME] for row in new_rows) - window
+    hi = max(row[_TIME] for row in new_rows) + window
+    users = {row[_USER] for row in new_rows if row[_USER] is not None}
+    arns = {row[_ARN] for row in new_rows if row[_USER] is None and row[_ARN]}
+    new_ids = {str(row[_ID]) for row in new_rows}
+    stored = (
+        ActivityEvent.objects.filter(event_time__gte=lo, event_time__lte=hi)
+        .exclude(error_code="")  # the partial indexes on errors
+        .filter(DENIED_Q)
+        .filter(Q(user_id__in=users) | Q(user_id__isnull=True, principal_arn__in=arns))
+        .values_list(*COLUMNS)
+    )
+    timeline: dict[str, dict[str, tuple[Any, ...]]] = defaultdict(dict)
+    for row in stored:
+        row = (str(row[_ID]), *row[1:])
+        timeline[_principal(row)][row[_ID]] = row
+    for principal, rows in by_principal.items():
+        for (
+            row
+        ) in rows:  # stored already in this transaction; kept here too, so the rule reads what it judges
+            timeline[principal].setdefault(str(row[_ID]), row)
+    drafts = []
+    for principal in by_principal:
+        events = sorted(timeline[principal].values(), key=lambda r: (r[_TIME], r[_ID]))
+        for burst in _bursts(events, threshold, window):
+            fresh = [row for row in burst if row[_ID] in new_ids]
+            if not fresh:
+                continue
+            names = sorted({row[_NAME] for row in burst})
+            drafts.append(
+                _draft(
+                    Rule.DENIED_BURST,
+                    Severity.MEDIUM,
+                    f"denied_burst:{_digest(principal)}:{burst[0][_ID]}",
+                    f"{len(burst)} refused calls by {_display(burst[0])} within "
+                    f"{settings.ALERT_DENIED_BURST_MINUTES} min ({', '.join(names[:5])})",
+                    burst,
+                    new_events=len(fresh),
+                    detail={"actions": names[:20]},
+                )
+            )
+    return drafts
+
+
+def _bursts(
+    events: list[tuple[Any, ...]], threshold: int, window: timedelta
+) -> Iterable[list[tuple[Any, ...]]]:
+    """Maximal runs of events where every event belongs to some window of length `window` holding at least
+    `threshold` events; overlapping or touching windows are one burst."""
+    start = 0
+    burst: tuple[int, int] | None = None
+    for end, row in enumerate(events):
+        while row[_TIME] - events[start][_TIME] >= window:
+            start += 1
+        if end - start + 1 < threshold:
+            continue
+        if burst is not None and start <= burst[1]:
+            burst = (burst[0], end)
+        else:
+            if burst is not None:
+                yield events[burst[0] : burst[1] + 1]
+            burst = (start, end)
+    if burst is not None:
+        yield events[burst[0] : burst[1] + 1]
+
+
+def _display(row: tuple[Any, ...]) -> str:
+    arn = row[_ARN]
+    return arn.rsplit("/", 1)[-1] if arn else (row[_KEY] or "an unknown principal")
+
+
+# --- rule: outside the partner's access window ------------------------------------------------------------------
+
+
+def outside_window(batch: Batch) -> list[Draft]:
+    """Porte sessions of a partner acting outside the partner's access window: one alert per user and local day."""
+    if not batch.porte:
+        return []
+    from partners.models import Partner
+    from partners.windows import window_for
+
+    partner_ids = {batch.rows[i][_PARTNER] for i in batch.porte}
+    windows = {
+        partner.pk: window
+        for partner in Partner.objects.filter(pk__in=partner_ids, access_start__isnull=False)
+        if (window := window_for(partner)) is not None
+    }
+    if not windows:
+        return []
+    outside: dict[tuple[int, int | None, str], list[tuple[Any, ...]]] = defaultdict(list)
+    for index in batch.porte:
+        row = batch.rows[index]
+        window = windows.get(row[_PARTNER])
+        if window is not None and not window.contains(row[_TIME]):
+            local_day = row[_TIME].astimezone(window.timezone).date().isoformat()
+            outside[(row[_PARTNER], row[_USER], local_day)].append(row)
+    drafts = []
+    for (partner_id, user_id, day), rows in outside.items():
+        window = windows[partner_id]
+        drafts.append(
+            _draft(
+                Rule.OUTSIDE_WINDOW,
+                Severity.MEDIUM,
+                f"outside_window:{partner_id}:{user_id}:{day}",
+                f"{_display(rows[0])} acted outside the access window ({window.describe()}) on {day}",
+                rows,
+                detail={"window": window.describe(), "day": day},
+            )
+        )
+    return drafts
+
+
+# --- rule: sensitive actions ------------------------------------------------------------------------------------
+
+
+def sensitive_actions(batch: Batch) -> list[Draft]:
+    """Successful IAM, KMS key policy, CloudTrail, S3 bucket policy/ACL changes and security group ingress open to
+    the world: one alert per principal per file (a tool making twenty IAM changes is one incident)."""
+    found: dict[str, list[tuple[tuple[Any, ...], str]]] = defaultdict(list)
+    for index in batch.sensitive:
+        row = batch.rows[index]
+        kind = sensitive_kind(row[_SOURCE], row[_NAME], batch.records[index])
+        if kind is not None:
+            found[_principal(row)].append((row, kind))
+    drafts = []
+    for principal, hits in found.items():
+        rows = [row for row, _ in hits]
+        kinds = sorted(
+            {kind for _, kind in hits}, key=lambda k: _SEVERITY_ORDER.index(_SENSITIVE_SEVERITY[k])
+        )
+        severity = _SENSITIVE_SEVERITY[kinds[-1]]
+        names = sorted({row[_NAME] for row in rows})
+        drafts.append(
+            _draft(
+                Rule.SENSITIVE_ACTION,
+                severity,
+                f"sensitive_action:{_digest(principal)}:{min(str(row[_ID]) for row in rows)}",
+                f"{_display(rows[0])}: {', '.join(names[:5])}{' …' if len(names) > 5 else ''}"
+                f" ({', '.join(kinds)})",
+                rows,
+                detail={"kinds": kinds, "actions": names[:20], "flagged": rows[0][_PARTNER] is not None},
+            )
+        )
+    return drafts
+
+
+# --- rule: credentials used after their grant ended -------------------------------------------------------------
+
+
+def after_grant_end(batch: Batch) -> list[Draft]:
+    """A successful call by a grant's session after the grant ended: the strongest sign that a deny did not hold.
+    The grant's own end (ends_at) is enforced by the session policy with AWS's clock, so it counts to the second;
+    an earlier end (revocation) is enforced by the deny Porte puts, which IAM takes a little while to apply."""
+    if not batch.granted:
+        return []
+    from grants.models import Grant
+
+    by_grant: dict[int, list[int]] = defaultdict(list)
+    for index in batch.granted:
+        row = batch.rows[index]
+        if (row[_SOURCE], row[_NAME]) not in _UNDENIABLE:
+            by_grant[row[_GRANT]].append(index)
+    latest = {grant: max(batch.rows[i][_TIME] for i in rows) for grant, rows in by_grant.items()}
+    propagation = timedelta(seconds=settings.ALERT_DENY_PROPAGATION_SECONDS)
+    drafts = []
+    for grant_id, ends_at, ended_at in Grant.objects.filter(pk__in=list(latest)).values_list(
+        "pk", "ends_at", "ended_at"
+    ):
+        end = ends_at + timedelta(seconds=1)  # the session policy's cutoff is to the second
+        if ended_at is not None:
+            end = min(end, ended_at + propagation)
+        if latest[grant_id] <= end:
+            continue
+        rows = [batch.rows[i] for i in by_grant[grant_id] if batch.rows[i][_TIME] > end]
+        drafts.append(
+            _draft(
+                Rule.AFTER_GRANT_END,
+                Severity.CRITICAL,
+                f"after_grant_end:{grant_id}",
+                f"Grant #{grant_id} ended at {min(ends_at, ended_at or ends_at):%Y-%m-%d %H:%M:%S} UTC but its "
+                f"credentials made {len(rows)} successful call(s) after that ({rows[0][_NAME]} …)",
+                rows,
+                detail={
+                    "ended": (ended_at or ends_at).isoformat(),
+                    "actions": sorted({r[_NAME] for r in rows})[:20],
+                },
+            )
+        )
+    return drafts
+
+
+# --- rule: a new source IP for a user ---------------------------------------------------------------------------
+
+
+def new_source_ips(batch: Batch) -> list[Draft]:
+    """A Porte user acting from an IP never seen for them before. A user's first IPs (no history yet) are their
+    baseline, not an alert: every new user would otherwise raise one, and alerts that always fire are ignored."""
+    if not batch.user_ips:
+        return []
+    users = {user for user, _ in batch.user_ips}
+    known: dict[int, set[str]] = defaultdict(set)
+    for user, ip in SeenSourceIp.objects.filter(user_id__in=users).values_list("user_id", "ip"):
+        known[user].add(ip)
+    fresh = {pair: index for pair, index in batch.user_ips.items() if pair[1] not in known[pair[0]]}
+    if not fresh:
+        return []
+    now = timezone.now()
+    SeenSourceIp.objects.bulk_create(
+        [SeenSourceIp(user_id=user, ip=ip, first_seen=now) for user, ip in fresh],
+        ignore_conflicts=True,
+    )
+    drafts = []
+    for (user, ip), index in fresh.items():
+        if not known[user]:
+            continue
+        row = batch.rows[index]
+        drafts.append(
+            _draft(
+                Rule.NEW_SOURCE_IP,
+                Severity.LOW,
+                f"new_source_ip:{user}:{ip}",
+                f"{_display(row)} acted from {ip}, an address not seen for them before",
+                [row],
+                detail={"ip": ip, "known_ips": len(known[user])},
+            )
+        )
+    return drafts
+
+
+RULES = (denied_bursts, outside_window, sensitive_actions, after_grant_end, new_source_ips)
