@@ -30,8 +30,8 @@ _DASHBOARD = (
 
 
 @never_cache
-@require_GET
 @staff_required
+@require_GET
 def metrics_dashboard(request: HttpRequest) -> HttpResponse:
     figures = metrics.figures()
     panels = []

@@ -24,8 +24,8 @@ def alert_for_staff(alert_id: int) -> Alert:
     return alert
 
 
-@require_GET
 @staff_required
+@require_GET
 def alert_list(request: HttpRequest) -> HttpResponse:
     filters = AlertFilterForm(request.GET or None)
     alerts = Alert.objects.select_related("partner", "user", "acknowledged_by")
@@ -60,8 +60,8 @@ def alert_list(request: HttpRequest) -> HttpResponse:
     )
 
 
-@require_POST
 @staff_required
+@require_POST
 def alert_acknowledge(request: HttpRequest, alert_id: int) -> HttpResponse:
     alert = alert_for_staff(alert_id)
     form = AcknowledgeForm(request.POST)

@@ -41,7 +41,7 @@ def acme(db):  # type: ignore[no-untyped-def]
 def _staff_urls(role: Role) -> list[str]:
     """Every page under /staff/, found from the URL configuration (so a new staff page is covered too), plus the
     Django admin."""
-    values = {"slug": "acme", "provider_id": "acme", "protocol": "oidc", "role_id": role.pk}
+    values = {"slug": "acme", "provider_id": "acme", "protocol": "oidc", "role_id": role.pk, "alert_id": 1}
 
     def walk(patterns: list, prefix: str = "") -> Iterator[tuple[str, URLPattern]]:  # type: ignore[type-arg]
         for pattern in patterns:
