@@ -7,8 +7,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 
-WIDTH, HEIGHT = 600, 140
-TOP, BOTTOM, LEFT = 14, 18, 4
+WIDTH, HEIGHT = 300, 110
+TOP, BOTTOM, LEFT = 14, 14, 2
 
 
 @dataclass(frozen=True)
