@@ -181,7 +181,7 @@ def _daily_counts(queryset: QuerySet[Any], column: str, days: list[date]) -> lis
     by_day = dict(
         queryset.annotate(day=TruncDate(column, tzinfo=UTC))
         .values("day")
-        .annotate(n=Count("pk"))
+        .annotate(n=Count("*"))
         .order_by()
         .values_list("day", "n")
     )
