@@ -84,6 +84,15 @@ def test_a_burst_split_across_files_is_found(simulator, acme, alice_cli) -> None
     assert alert.event_count == 12
 
 
+def test_two_bursts_far_apart_are_two_alerts(simulator, acme, alice_cli) -> None:  # type: ignore[no-untyped-def]
+    account = acme.partner.aws_account_id
+    start = timezone.now().replace(microsecond=0) - timedelta(hours=1)
+    times = [start + timedelta(seconds=10 * i) for i in range(10)]
+    times += [start + timedelta(minutes=30, seconds=10 * i) for i in range(11)]
+    load(simulator, account, _denied(simulator, alice_cli, times), start)
+    assert [a.event_count for a in alerts(Rule.DENIED_BURST)] == [10, 11]
+
+
 def test_refused_calls_below_the_threshold_or_spread_out_raise_nothing(simulator, acme, alice_cli) -> None:  # type: ignore[no-untyped-def]
     account = acme.partner.aws_account_id
     start = timezone.now().replace(microsecond=0) - timedelta(hours=2)
