@@ -228,74 +228,128 @@ def _draft(
 
 
 def denied_bursts(batch: Batch) -> list[Draft]:
-    """>= N refused calls by one principal within M minutes (settings). A burst can span files, so the principal's
-    refused calls around the new ones are read back (one query per file), and a burst that continues one already
-    alerted on grows that alert instead of adding one."""
+    """>= N refused calls by one principal within M minutes (settings): one alert per burst.
+
+    A burst can span files. New refusals that continue a burst already alerted on (within M minutes of it) only
+    grow that alert: one indexed read of the alerts, no read of the activity — so a flood of refusals costs
+    little per file once its alert exists. The others are judged with the principal's refusals around them,
+    read back by time from the partial index on errors (ids and times only)."""
     if not batch.denied:
         return []
+    window = timedelta(minutes=settings.ALERT_DENIED_BURST_MINUTES)
+    by_principal: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
+    for index in batch.denied:
+        row = batch.rows[index]
+        by_principal[_principal(row)].append(row)
+    for rows in by_principal.values():
+        rows.sort(key=lambda r: (r[_TIME], r[_ID]))
+    lo = min(rows[0][_TIME] for rows in by_principal.values())
+    hi = max(rows[-1][_TIME] for rows in by_principal.values())
+    ongoing: dict[str, list[tuple[datetime, datetime, str]]] = defaultdict(list)
+    for principal, first, last, key in Alert.objects.filter(
+        rule=Rule.DENIED_BURST,
+        principal__in=list(by_principal),
+        last_event_at__gte=lo - window,
+        first_event_at__lte=hi + window,
+    ).values_list("principal", "first_event_at", "last_event_at", "dedupe_key"):
+        ongoing[principal].append((first, last, key))
+    drafts: list[Draft] = []
+    undecided: dict[str, list[tuple[Any, ...]]] = {}
+    for principal, rows in by_principal.items():
+        rest = rows
+        for first, last, key in ongoing.get(principal, ()):
+            joined, rest = _continuing(rest, first, last, window)
+            if joined:
+                drafts.append(_draft(Rule.DENIED_BURST, Severity.MEDIUM, key, "", joined))
+        if rest:
+            undecided[principal] = rest
+    if undecided:
+        drafts += _new_bursts(undecided, window)
+    return drafts
+
+
+def _continuing(
+    rows: list[tuple[Any, ...]], first: datetime, last: datetime, window: timedelta
+) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """(rows that continue the burst spanning first..last, the others). Rows are sorted by time."""
+    joined, rest = [], []
+    for row in rows:
+        if first - window <= row[_TIME] <= last + window:
+            joined.append(row)
+            last = max(last, row[_TIME])
+        else:
+            rest.append(row)
+    return joined, rest
+
+
+def _new_bursts(undecided: dict[str, list[tuple[Any, ...]]], window: timedelta) -> list[Draft]:
     from grants.models import ActivityEvent
 
-    threshold, window = (
-        settings.ALERT_DENIED_BURST_COUNT,
-        timedelta(minutes=settings.ALERT_DENIED_BURST_MINUTES),
-    )
-    new_rows = [batch.rows[i] for i in batch.denied]
-    by_principal: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
-    for row in new_rows:
-        by_principal[_principal(row)].append(row)
-    lo = min(row[_TIME] for row in new_rows) - window
-    hi = max(row[_TIME] for row in new_rows) + window
-    users = {row[_USER] for row in new_rows if row[_USER] is not None}
-    arns = {row[_ARN] for row in new_rows if row[_USER] is None and row[_ARN]}
-    new_ids = {str(row[_ID]) for row in new_rows}
+    threshold = settings.ALERT_DENIED_BURST_COUNT
+    rows = [row for principal_rows in undecided.values() for row in principal_rows]
+    users = {row[_USER] for row in rows if row[_USER] is not None}
+    arns = {row[_ARN] for row in rows if row[_USER] is None and row[_ARN]}
+    keys = {row[_KEY] for row in rows if row[_USER] is None and not row[_ARN] and row[_KEY]}
+    timeline: dict[str, dict[str, datetime]] = defaultdict(dict)
     stored = (
-        ActivityEvent.objects.filter(event_time__gte=lo, event_time__lte=hi)
-        .exclude(error_code="")  # the partial indexes on errors
+        ActivityEvent.objects.filter(
+            event_time__gte=min(row[_TIME] for row in rows) - window,
+            event_time__lte=max(row[_TIME] for row in rows) + window,
+        )
+        .exclude(error_code="")  # the partial index on errors by time
         .filter(DENIED_Q)
-        .filter(Q(user_id__in=users) | Q(user_id__isnull=True, principal_arn__in=arns))
-        .values_list(*COLUMNS)
+        .filter(
+            Q(user_id__in=users)
+            | Q(user_id__isnull=True, principal_arn__in=arns)
+            | Q(user_id__isnull=True, principal_arn="", access_key_id__in=keys)
+        )
+        .values_list("event_id", "event_time", "user_id", "principal_arn", "access_key_id")
     )
-    timeline: dict[str, dict[str, tuple[Any, ...]]] = defaultdict(dict)
-    for row in stored:
-        row = (str(row[_ID]), *row[1:])
-        timeline[_principal(row)][row[_ID]] = row
-    for principal, rows in by_principal.items():
+    for event_id, at, user_id, arn, key in stored:
+        principal = f"user:{user_id}" if user_id is not None else (f"arn:{arn}" if arn else f"key:{key}")
+        if principal in undecided:
+            timeline[principal][str(event_id)] = at
+    drafts = []
+    for principal, new_rows in undecided.items():
+        events = timeline[principal]
         for (
             row
-        ) in rows:  # stored already in this transaction; kept here too, so the rule reads what it judges
-            timeline[principal].setdefault(str(row[_ID]), row)
-    drafts = []
-    for principal in by_principal:
-        events = sorted(timeline[principal].values(), key=lambda r: (r[_TIME], r[_ID]))
-        for burst in _bursts(events, threshold, window):
-            fresh = [row for row in burst if row[_ID] in new_ids]
+        ) in new_rows:  # stored already in this transaction; kept here too, so the rule reads what it judges
+            events.setdefault(str(row[_ID]), row[_TIME])
+        ordered = sorted((at, event_id) for event_id, at in events.items())
+        new_by_id = {str(row[_ID]): row for row in new_rows}
+        for burst in _bursts(ordered, threshold, window):
+            fresh = [new_by_id[event_id] for _, event_id in burst if event_id in new_by_id]
             if not fresh:
                 continue
-            names = sorted({row[_NAME] for row in burst})
-            drafts.append(
-                _draft(
-                    Rule.DENIED_BURST,
-                    Severity.MEDIUM,
-                    f"denied_burst:{_digest(principal)}:{burst[0][_ID]}",
-                    f"{len(burst)} refused calls by {_display(burst[0])} within "
-                    f"{settings.ALERT_DENIED_BURST_MINUTES} min ({', '.join(names[:5])})",
-                    burst,
-                    new_events=len(fresh),
-                    detail={"actions": names[:20]},
-                )
+            names = sorted({row[_NAME] for row in fresh})
+            draft = _draft(
+                Rule.DENIED_BURST,
+                Severity.MEDIUM,
+                f"denied_burst:{_digest(principal)}:{burst[0][1]}",
+                f"{len(burst)} refused calls by {_display(fresh[0])} within "
+                f"{settings.ALERT_DENIED_BURST_MINUTES} min ({', '.join(names[:5])})",
+                fresh,
+                new_events=len(fresh),
+                detail={"actions": names[:20]},
             )
+            # The burst as a whole, earlier refusals included.
+            draft.event_count = len(burst)
+            draft.event_ids = [event_id for _, event_id in burst[:SAMPLE_EVENTS]]
+            draft.first_event_at, draft.last_event_at = burst[0][0], burst[-1][0]
+            drafts.append(draft)
     return drafts
 
 
 def _bursts(
-    events: list[tuple[Any, ...]], threshold: int, window: timedelta
-) -> Iterable[list[tuple[Any, ...]]]:
-    """Maximal runs of events where every event belongs to some window of length `window` holding at least
-    `threshold` events; overlapping or touching windows are one burst."""
+    events: list[tuple[datetime, str]], threshold: int, window: timedelta
+) -> Iterable[list[tuple[datetime, str]]]:
+    """Maximal runs of (time, id) events where every event belongs to some window of length `window` holding at
+    least `threshold` events; overlapping or touching windows are one burst."""
     start = 0
     burst: tuple[int, int] | None = None
-    for end, row in enumerate(events):
-        while row[_TIME] - events[start][_TIME] >= window:
+    for end, (at, _) in enumerate(events):
+        while at - events[start][0] >= window:
             start += 1
         if end - start + 1 < threshold:
             continue
