@@ -166,7 +166,8 @@ def _is_ip(text: str) -> bool:
 
 @dataclass
 class Draft:
-    """An alert as a rule found it. `grow` alerts add their events to an existing alert of the same key."""
+    """An alert as a rule found it. A draft whose key an alert already has grows that alert (its count, its
+    sample, its time span) instead of adding one."""
 
     rule: str
     severity: str
