@@ -28,7 +28,7 @@ from portal.models import AuditEvent, HealthSample
 
 DAYS = 30
 VIOLATION_RULES = (Alert.Rule.OUTSIDE_WINDOW, Alert.Rule.AFTER_GRANT_END, Alert.Rule.SENSITIVE_ACTION)
-_CACHE_KEY = "porte:metrics:figures:v1"
+CACHE_KEY = "porte:metrics:figures:v1"
 
 
 @dataclass
@@ -63,11 +63,11 @@ def figures(*, now: datetime | None = None, cached: bool = True) -> Figures:
     """The figures, computed at most once per METRICS_CACHE_SECONDS (pages and scrapes share them)."""
     if not cached or now is not None:
         return compute(now=now)
-    found = cache.get(_CACHE_KEY)
+    found = cache.get(CACHE_KEY)
     if isinstance(found, Figures):
         return found
     computed = compute()
-    cache.set(_CACHE_KEY, computed, timeout=settings.METRICS_CACHE_SECONDS)
+    cache.set(CACHE_KEY, computed, timeout=settings.METRICS_CACHE_SECONDS)
     return computed
 
 
