@@ -62,6 +62,7 @@ def alerts_record(*, drafts: Sequence[Draft]) -> list[Alert]:
         for alert in Alert.objects.select_for_update().filter(dedupe_key__in=[d.dedupe_key for d in drafts])
     }
     created: list[Alert] = []
+    grown: dict[int, Alert] = {}  # by id: one instance per row, however many drafts grow it
     recipients: list[str] | None = None
     for draft in drafts:
         alert = existing.get(draft.dedupe_key) or _continued_burst(draft)
@@ -79,7 +80,15 @@ def alerts_record(*, drafts: Sequence[Draft]) -> list[Alert]:
                 _announce(alert, recipients)
                 created.append(alert)
                 continue
+        alert = grown.setdefault(alert.pk, alert)
+        existing[alert.dedupe_key] = alert
         _grow(alert, draft)
+    if grown:
+        # One statement for every alert that grew (a flood of refusals grows a few alerts per file).
+        Alert.objects.bulk_update(
+            list(grown.values()),
+            ["event_count", "event_ids", "first_event_at", "last_event_at", "updated_at"],
+        )
     return created
 
 
@@ -122,7 +131,7 @@ def _create(draft: Draft) -> Alert:
 
 
 def _grow(alert: Alert, draft: Draft) -> None:
-    """More events of an incident already alerted on: counted, sampled, no second notice."""
+    """More events of an incident already alerted on: counted, sampled, no second notice (saved by the caller)."""
     alert.event_count += draft.new_events
     alert.event_ids = (alert.event_ids + [e for e in draft.event_ids if e not in alert.event_ids])[
         :SAMPLE_EVENTS
@@ -130,7 +139,6 @@ def _grow(alert: Alert, draft: Draft) -> None:
     alert.first_event_at = min(alert.first_event_at, draft.first_event_at)
     alert.last_event_at = max(alert.last_event_at, draft.last_event_at)
     alert.updated_at = timezone.now()
-    alert.save(update_fields=["event_count", "event_ids", "first_event_at", "last_event_at", "updated_at"])
 
 
 def _announce(alert: Alert, recipients: list[str]) -> None:
