@@ -18,6 +18,7 @@ from functools import lru_cache
 from typing import Any
 
 from django.conf import settings
+from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -495,20 +496,23 @@ def after_grant_end(batch: Batch) -> list[Draft]:
 def new_source_ips(batch: Batch) -> list[Draft]:
     """A Porte user acting from an IP never seen for them before. A user's first IPs (no history yet) are their
     baseline, not an alert: every new user would otherwise raise one, and alerts that always fire are ignored."""
-    if not batch.user_ips:
-        return []
-    users = {user for user, _ in batch.user_ips}
+    unknown = [pair for pair in batch.user_ips if pair not in _SEEN]
+    if not unknown:
+        return []  # the usual file: the same people from the same places, known to this process already
+    users = {user for user, _ in unknown}
     known: dict[int, set[str]] = defaultdict(set)
     for user, ip in SeenSourceIp.objects.filter(user_id__in=users).values_list("user_id", "ip"):
         known[user].add(ip)
-    fresh = {pair: index for pair, index in batch.user_ips.items() if pair[1] not in known[pair[0]]}
-    if not fresh:
-        return []
+    fresh = {pair: batch.user_ips[pair] for pair in unknown if pair[1] not in known[pair[0]]}
     now = timezone.now()
-    SeenSourceIp.objects.bulk_create(
-        [SeenSourceIp(user_id=user, ip=ip, first_seen=now) for user, ip in fresh],
-        ignore_conflicts=True,
-    )
+    if fresh:
+        SeenSourceIp.objects.bulk_create(
+            [SeenSourceIp(user_id=user, ip=ip, first_seen=now) for user, ip in fresh],
+            ignore_conflicts=True,
+        )
+    # Remembered once this transaction commits (a rolled-back batch must find them unknown again).
+    remembered = [*unknown]
+    transaction.on_commit(lambda: _remember(remembered))
     drafts = []
     for (user, ip), index in fresh.items():
         if not known[user]:
@@ -525,6 +529,18 @@ def new_source_ips(batch: Batch) -> list[Draft]:
             )
         )
     return drafts
+
+
+# (user, ip) pairs this process knows are stored. Pairs are never removed (but with their user), so what is
+# known stays true; bounded, so a long-running worker does not grow without limit.
+_SEEN: set[tuple[int, str]] = set()
+_SEEN_LIMIT = 100_000
+
+
+def _remember(pairs: list[tuple[int, str]]) -> None:
+    if len(_SEEN) + len(pairs) > _SEEN_LIMIT:
+        _SEEN.clear()
+    _SEEN.update(pairs)
 
 
 RULES = (denied_bursts, outside_window, sensitive_actions, after_grant_end, new_source_ips)

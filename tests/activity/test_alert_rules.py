@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
+from grants.alerts import rules
 from grants.alerts.models import Alert, SeenSourceIp
 from grants.alerts.rules import is_denied, sensitive_kind
 from grants.models import CredentialIssue, Grant
@@ -331,7 +332,9 @@ def test_calls_after_an_early_revocation_count_once_the_deny_has_propagated(
 # --- a new source IP -------------------------------------------------------------------------------------------
 
 
-def test_a_new_ip_for_a_user_with_history_alerts_once(simulator, acme, alice_cli) -> None:  # type: ignore[no-untyped-def]
+def test_a_new_ip_for_a_user_with_history_alerts_once(
+    simulator, acme, alice_cli, django_capture_on_commit_callbacks
+) -> None:  # type: ignore[no-untyped-def]
     account = acme.partner.aws_account_id
     user = alice_cli.grant.user
     at = timezone.now().replace(microsecond=0) - timedelta(hours=1)
@@ -340,7 +343,9 @@ def test_a_new_ip_for_a_user_with_history_alerts_once(simulator, acme, alice_cli
         records = _session(simulator, alice_cli, at + timedelta(minutes=minutes), reads=2)
         for record in records:
             record["sourceIPAddress"] = ip
-        load(simulator, account, records, at + timedelta(minutes=minutes))
+        # As if each file's transaction committed: known pairs are then remembered by the process.
+        with django_capture_on_commit_callbacks(execute=True):
+            load(simulator, account, records, at + timedelta(minutes=minutes))
 
     from_ip("203.0.113.9", 0)  # first ever: the baseline, no alert
     assert alerts(Rule.NEW_SOURCE_IP) == []
@@ -356,6 +361,8 @@ def test_a_new_ip_for_a_user_with_history_alerts_once(simulator, acme, alice_cli
         "203.0.113.9",
         "198.51.100.77",
     }
+    assert (user.pk, "198.51.100.77") in rules._SEEN
+    rules._SEEN.clear()
 
 
 def test_service_hostnames_and_unattributed_principals_have_no_ip_baseline(
