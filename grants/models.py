@@ -246,3 +246,8 @@ __all__ = [
     "TrailCursor",
     "TrailFile",
 ]
+
+# Alerts (issue #5 detection) likewise live in their own package.
+from grants.alerts.models import Alert, SeenSourceIp  # noqa: E402
+
+__all__ += ["Alert", "SeenSourceIp"]

@@ -1,8 +1,9 @@
 from django.urls import include, path
 
-from grants import api, role_views, views
+from grants import api, metrics_views, role_views, views
 from grants.activity import api as activity_api
 from grants.activity import views as activity_views
+from grants.alerts import views as alert_views
 from grants.approvals import views as approval_views
 
 urlpatterns = [
@@ -66,6 +67,11 @@ urlpatterns = [
     ),
     # Access reviews (grants/reviews).
     path("", include("grants.reviews.urls")),
+    # Alerts and metrics (detection on activity).
+    path("staff/alerts/", alert_views.alert_list, name="alert_list"),
+    path("staff/alerts/<int:alert_id>/acknowledge/", alert_views.alert_acknowledge, name="alert_acknowledge"),
+    path("staff/metrics/", metrics_views.metrics_dashboard, name="metrics_dashboard"),
+    path("metrics", metrics_views.metrics_prometheus, name="metrics_prometheus"),
 ]
 
 api_urlpatterns = [

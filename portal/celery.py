@@ -78,4 +78,10 @@ def _schedule(sender: Celery, **_: object) -> None:
             "schedule": 3600.0,
             "options": {"expires": 3600.0},
         },
+        # Records whether the /health/ checks pass, for the availability figure of the metrics dashboard.
+        "health-sample": {
+            "task": "portal.tasks.health_sample",
+            "schedule": settings.HEALTH_SAMPLE_SECONDS,
+            "options": {"expires": settings.HEALTH_SAMPLE_SECONDS},
+        },
     }

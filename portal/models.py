@@ -146,3 +146,20 @@ class Notification(models.Model):
 
     def __str__(self) -> str:
         return f"{self.event}: {self.subject}"
+
+
+# --- availability (metrics dashboard) ----------------------------------------------------------------------------
+
+
+class HealthSample(models.Model):
+    """One run of the /health/ checks by the beat schedule: the availability figure is the share of ok samples."""
+
+    at = models.DateTimeField(default=timezone.now, db_index=True)
+    ok = models.BooleanField()
+    detail = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        ordering = ["-at"]
+
+    def __str__(self) -> str:
+        return f"{self.at:%Y-%m-%d %H:%M:%S} {'ok' if self.ok else self.detail}"

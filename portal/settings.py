@@ -233,6 +233,25 @@ if ACTIVITY_LAG_WARN_MINUTES < 1 or ACTIVITY_EXPORT_MAX_EVENTS < 1:
         "PORTE_ACTIVITY_LAG_WARN_MINUTES and PORTE_ACTIVITY_EXPORT_MAX_EVENTS must be at least 1."
     )
 
+# --- alerts and metrics (detection on activity, the staff metrics dashboard, /metrics) ------------------------
+# A burst of refused calls: at least this many by one principal within this many minutes is one alert.
+ALERT_DENIED_BURST_COUNT = env.int("PORTE_ALERT_DENIED_BURST_COUNT", default=10)
+ALERT_DENIED_BURST_MINUTES = env.int("PORTE_ALERT_DENIED_BURST_MINUTES", default=5)
+# After an early revocation, IAM takes a little while to apply the deny everywhere: calls this soon after it are
+# not yet "used after the grant ended".
+ALERT_DENY_PROPAGATION_SECONDS = env.int("PORTE_ALERT_DENY_PROPAGATION_SECONDS", default=60)
+if ALERT_DENIED_BURST_COUNT < 2 or ALERT_DENIED_BURST_MINUTES < 1 or ALERT_DENY_PROPAGATION_SECONDS < 0:
+    raise ImproperlyConfigured(
+        "PORTE_ALERT_DENIED_BURST_COUNT must be at least 2, PORTE_ALERT_DENIED_BURST_MINUTES at least 1, "
+        "PORTE_ALERT_DENY_PROPAGATION_SECONDS at least 0."
+    )
+# Bearer token a Prometheus scraper presents at /metrics (empty: only signed-in staff may read it).
+METRICS_TOKEN = env.str("PORTE_METRICS_TOKEN", default="")
+# The figures are computed at most once per this many seconds (cached), so scrapes and page views are cheap.
+METRICS_CACHE_SECONDS = env.int("PORTE_METRICS_CACHE_SECONDS", default=60)
+# A health sample (the /health/ checks) is recorded this often, for the availability figure.
+HEALTH_SAMPLE_SECONDS = env.float("PORTE_HEALTH_SAMPLE_SECONDS", default=60.0)
+
 # --- authentication (allauth) -------------------------------------------------------------------------------
 AUTHENTICATION_BACKENDS = [
     "django.contrib.auth.backends.ModelBackend",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from portal import notifications
+from portal import health, notifications
 
 
 @shared_task(bind=True, max_retries=8, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
@@ -19,3 +19,9 @@ def notification_deliver(self, notification_id: int) -> None:
 @shared_task(ignore_result=True)
 def notifications_redrive() -> int:
     return len(notifications.notifications_redrive())
+
+
+@shared_task(ignore_result=True)
+def health_sample() -> bool:
+    sample = health.health_sample_record()
+    return sample is not None and sample.ok

@@ -6,13 +6,13 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
-from django.db import connection
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from portal import health as health_check
 from portal import services
 from portal.access import acting_user, api_token_for_user, may_hold_api_tokens
 from portal.forms import ApiTokenForm
@@ -23,12 +23,9 @@ from portal.models import ApiToken, User
 @require_GET
 def health(request: HttpRequest) -> JsonResponse:
     """Liveness and database reachability, for load balancers and compose health checks."""
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT 1")
+    if health_check.database_reachable():
         return JsonResponse({"status": "ok"})
-    except Exception:
-        return JsonResponse({"status": "database unavailable"}, status=503)
+    return JsonResponse({"status": "database unavailable"}, status=503)
 
 
 # --- personal API tokens: session-only pages (the token authentication class is consulted by the API alone) ----

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 from datetime import timedelta
 from functools import partial
 from itertools import islice
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from django.db import DataError, transaction
 from django.db.models import F
@@ -33,6 +33,7 @@ from grants.activity.models import QuarantinedObject, TrailCursor
 from grants.activity.records import MalformedLog, gunzip, parse_document
 from grants.activity.store import Row
 from grants.activity.trail import TrailObject, TrailSource
+from grants.alerts.services import alerts_for_file
 from portal import aws
 
 log = logging.getLogger(__name__)
@@ -76,9 +77,15 @@ def fetch(source: TrailSource, key: str) -> Fetched:
     return Fetched(b"".join(raw), data)
 
 
-def read_log(data: bytes, *, key: str) -> list[Facts]:
-    """What each record of a decompressed log file says (no database needed). Raises MalformedLog."""
-    return read_facts(parse_document(data), path_account=trail.path_account(key))
+class ReadLog(NamedTuple):
+    records: list[dict[str, Any]]  # as parsed (the alert rules read some records' request parameters)
+    facts: list[Facts]  # what each record says, in the same order
+
+
+def read_log(data: bytes, *, key: str) -> ReadLog:
+    """A decompressed log file's records and what each says (no database needed). Raises MalformedLog."""
+    records = parse_document(data)
+    return ReadLog(records, read_facts(records, path_account=trail.path_account(key)))
 
 
 class LoadedLog(NamedTuple):
@@ -91,20 +98,22 @@ def load_log(
     bucket: str,
     key: str,
     content: bytes,
-    facts: list[Facts],
+    log: ReadLog,
     attributor: Attributor,
     while_inserting: Callable[[], object] | None = None,
 ) -> LoadedLog:
     """Keep a read log file and insert its new events, inside the caller's transaction. `while_inserting` runs
     once the events are handed over, while the database inserts them."""
-    rows = attributor.attribute(facts)
+    rows = attributor.attribute(log.facts)
     if not rows:
         return LoadedLog(0, [])
     newest = max(row[1] for row in rows)  # event_time
     file_id, new = store.file_store(bucket=bucket, key=key, content=content, events=len(rows), newest=newest)
-    inserted = store.insert_events(rows, file_id=file_id, while_inserting=while_inserting)
+    positions = store.insert_events(rows, file_id=file_id, while_inserting=while_inserting)
+    inserted = [rows[position] for position in positions]
     if new and not inserted:
         store.file_forget(file_id)
+    alerts_for_file(rows=inserted, records=[log.records[position] for position in positions])
     return LoadedLog(len(rows), inserted)
 
 
@@ -292,8 +301,8 @@ def _ingest_objects(
     return True
 
 
-Parsed = list[Facts] | MalformedLog | None
-_LOADED: list[Facts] = []  # stands for the records of a file already loaded in this batch
+Parsed = ReadLog | MalformedLog | None
+_LOADED = ReadLog([], [])  # stands for the records of a file already loaded in this batch
 
 
 def _commit(
@@ -338,7 +347,7 @@ def _commit(
                         bucket=source.bucket,
                         key=item.obj.key,
                         content=item.fetched.content,
-                        facts=content,
+                        log=content,
                         attributor=attributor,
                         while_inserting=partial(parse, index + 1) if index + 1 < len(batch) else None,
                     )

@@ -82,10 +82,10 @@ def quarantined_object_retry(*, obj: QuarantinedObject, actor: User | None = Non
     source = trail.S3TrailSource(bucket=obj.bucket, root="")
     try:
         fetched = fetch(source, obj.key)
-        facts = read_log(fetched.data, key=obj.key)
+        read = read_log(fetched.data, key=obj.key)
         with transaction.atomic():
             loaded = load_log(
-                bucket=obj.bucket, key=obj.key, content=fetched.content, facts=facts, attributor=Attributor()
+                bucket=obj.bucket, key=obj.key, content=fetched.content, log=read, attributor=Attributor()
             )
             _resolve(obj, actor=actor, how="retried", inserted=len(loaded.inserted))
     except (MalformedLog, DataError) as exc:

@@ -98,10 +98,10 @@ Row = tuple[Any, ...]
 
 def insert_events(
     rows: Sequence[Row], *, file_id: int, while_inserting: Callable[[], object] | None = None
-) -> list[Row]:
-    """Insert the rows (attribution.COLUMNS, in their file's record order) whose eventID is new; returns those,
-    in the same order. An eventID repeated within the file keeps its first record. `while_inserting` is called
-    once, after the rows are handed over and while the server is still inserting them."""
+) -> list[int]:
+    """Insert the rows (attribution.COLUMNS, in their file's record order) whose eventID is new; returns their
+    positions in `rows`, in order. An eventID repeated within the file keeps its first record. `while_inserting`
+    is called once, after the rows are handed over and while the server is still inserting them."""
     positions: Sequence[int] = range(len(rows))
     first = {row[_EVENT_ID]: None for row in rows}
     if len(first) < len(rows):
@@ -115,7 +115,7 @@ def insert_events(
         inserted = _bulk_insert(rows, positions, file_id)
         if while_inserting:
             while_inserting()
-    return [rows[position] for position in inserted]
+    return list(inserted)
 
 
 def _nothing() -> None:

@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from grants.activity import services as activity
 from grants.activity.attribution import COLUMNS, Attributor, read_facts
-from grants.activity.ingest import load_log
+from grants.activity.ingest import ReadLog, load_log
 from grants.models import ActivityEvent, QuarantinedObject, TrailCursor, TrailFile
 
 pytestmark = pytest.mark.django_db
@@ -92,9 +92,9 @@ def test_load_log_returns_the_rows_new_to_the_database(simulator, acme, alice_cl
     attributor = Attributor()
 
     def load(key: str, recs: list[dict]) -> list[tuple]:  # type: ignore[type-arg]
-        facts = read_facts(recs, path_account=account)
+        log = ReadLog(recs, read_facts(recs, path_account=account))
         with transaction.atomic():
-            loaded = load_log(bucket="b", key=key, content=key.encode(), facts=facts, attributor=attributor)
+            loaded = load_log(bucket="b", key=key, content=key.encode(), log=log, attributor=attributor)
         assert loaded.events == len(recs)
         return loaded.inserted
 

@@ -52,6 +52,8 @@ def _staff_urls(role: Role) -> list[str]:
         "decision": "approve",
         # Activity: a quarantined trail object.
         "object_id": 1,
+        # Alerts: acknowledging one.
+        "alert_id": 1,
     }
     # Access reviews' pages (the ids need not exist: the checks here answer before any lookup).
     values.update({"campaign_id": 1, "item_id": 1, "fmt": "csv"})

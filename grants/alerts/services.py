@@ -1,0 +1,170 @@
+"""Alerts: recorded from the rules' drafts (inside ingestion's transaction), acknowledged by staff."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from grants.alerts.models import Alert
+from grants.alerts.rules import RULES, SAMPLE_EVENTS, Batch, Draft
+from portal.audit import audit_record
+from portal.models import User
+from portal.notifications import notify, staff_addresses
+
+
+def alerts_for_file(*, rows: list[tuple[Any, ...]], records: list[dict[str, Any]]) -> list[Alert]:
+    """Ingestion's hook, after a log file's events are stored (same transaction): the rules judge only the events
+    new to the database (`rows`, attribution.COLUMNS, with their `records`, in file order), so a file read again,
+    or overlapping one read before, raises nothing again."""
+    return alerts_evaluate(rows=rows, records=records) if rows else []
+
+
+def alerts_evaluate(*, rows: list[tuple[Any, ...]], records: list[dict[str, Any]]) -> list[Alert]:
+    """Run every rule on the new events of one log file and record what they find: the alerts created."""
+    batch = Batch.select(rows, records)
+    drafts = [draft for rule in RULES for draft in rule(batch)]
+    return alerts_record(drafts=drafts) if drafts else []
+
+
+@transaction.atomic
+def alerts_record(*, drafts: Sequence[Draft]) -> list[Alert]:
+    """Create the alerts the drafts describe, or grow the one each continues (same dedupe key, or for a burst the
+    burst of the same principal it overlaps). Each new alert is audited and emailed to staff, once."""
+    existing = {
+        alert.dedupe_key: alert
+        for alert in Alert.objects.select_for_update().filter(dedupe_key__in=[d.dedupe_key for d in drafts])
+    }
+    created: list[Alert] = []
+    grown: dict[int, Alert] = {}  # by id: one instance per row, however many drafts grow it
+    recipients: list[str] | None = None
+    for draft in drafts:
+        alert = existing.get(draft.dedupe_key) or _continued_burst(draft)
+        if alert is None:
+            try:
+                with transaction.atomic():
+                    alert = _create(draft)
+            except IntegrityError:
+                # Another ingestion run (another prefix of the trail) recorded the same incident just now.
+                alert = Alert.objects.select_for_update().get(dedupe_key=draft.dedupe_key)
+            else:
+                existing[draft.dedupe_key] = alert
+                if recipients is None:
+                    recipients = staff_addresses()
+                _announce(alert, recipients)
+                created.append(alert)
+                continue
+        alert = grown.setdefault(alert.pk, alert)
+        existing[alert.dedupe_key] = alert
+        _grow(alert, draft)
+    if grown:
+        # One statement for every alert that grew (a flood of refusals grows a few alerts per file).
+        Alert.objects.bulk_update(
+            list(grown.values()),
+            ["event_count", "event_ids", "first_event_at", "last_event_at", "updated_at"],
+        )
+    return created
+
+
+def _continued_burst(draft: Draft) -> Alert | None:
+    if draft.rule != Alert.Rule.DENIED_BURST:
+        return None
+    window = timedelta(minutes=settings.ALERT_DENIED_BURST_MINUTES)
+    return (
+        Alert.objects.select_for_update()
+        .filter(
+            rule=Alert.Rule.DENIED_BURST,
+            principal=draft.principal,
+            last_event_at__gte=draft.first_event_at - window,
+            first_event_at__lte=draft.last_event_at + window,
+        )
+        .order_by("-last_event_at")
+        .first()
+    )
+
+
+def _create(draft: Draft) -> Alert:
+    now = timezone.now()
+    return Alert.objects.create(
+        rule=draft.rule,
+        severity=draft.severity,
+        dedupe_key=draft.dedupe_key,
+        principal=draft.principal[:1024],
+        partner_id=draft.partner_id,
+        user_id=draft.user_id,
+        grant_id=draft.grant_id,
+        summary=draft.summary,
+        event_count=draft.event_count,
+        event_ids=draft.event_ids[:SAMPLE_EVENTS],
+        first_event_at=draft.first_event_at,
+        last_event_at=draft.last_event_at,
+        detail=draft.detail,
+        created_at=now,
+        updated_at=now,
+    )
+
+
+def _grow(alert: Alert, draft: Draft) -> None:
+    """More events of an incident already alerted on: counted, sampled, no second notice (saved by the caller)."""
+    alert.event_count += draft.new_events
+    alert.event_ids = (alert.event_ids + [e for e in draft.event_ids if e not in alert.event_ids])[
+        :SAMPLE_EVENTS
+    ]
+    alert.first_event_at = min(alert.first_event_at, draft.first_event_at)
+    alert.last_event_at = max(alert.last_event_at, draft.last_event_at)
+    alert.updated_at = timezone.now()
+
+
+def _announce(alert: Alert, recipients: list[str]) -> None:
+    audit_record(
+        action="alert.created",
+        obj=alert,
+        partner_id=alert.partner_id,
+        data={"rule": alert.rule, "severity": alert.severity, "events": alert.event_count},
+    )
+    notify(
+        event="alert.created",
+        subject=f"{alert.get_severity_display()} alert: {alert.get_rule_display()}",
+        body=(
+            f"{alert.summary}\n\n"
+            f"Rule: {alert.get_rule_display()}\nSeverity: {alert.get_severity_display()}\n"
+            f"Events: {alert.event_count}, {alert.first_event_at:%Y-%m-%d %H:%M:%S} to "
+            f"{alert.last_event_at:%Y-%m-%d %H:%M:%S} UTC\n\n"
+            f"Review and acknowledge it: {settings.PUBLIC_URL}/staff/alerts/?alert={alert.pk}\n"
+        ),
+        recipients=recipients,
+    )
+
+
+@transaction.atomic
+def alert_acknowledge(*, alert: Alert, actor: User, note: str) -> Alert:
+    """Staff saw it and say what they did. Acknowledging twice keeps the first acknowledgement."""
+    alert = Alert.objects.select_for_update().get(pk=alert.pk)
+    note = note.strip()
+    if not note:
+        raise ValidationError({"note": "Say what you found or did (a few words)."})
+    if alert.acknowledged_at is not None:
+        raise ValidationError(
+            {
+                "note": f"Already acknowledged by {alert.acknowledged_by} at {alert.acknowledged_at:%Y-%m-%d %H:%M}."
+            }
+        )
+    alert.acknowledged_at, alert.acknowledged_by, alert.acknowledgement_note = (
+        timezone.now(),
+        actor,
+        note[:2000],
+    )
+    alert.save(update_fields=["acknowledged_at", "acknowledged_by", "acknowledgement_note"])
+    audit_record(
+        action="alert.acknowledged",
+        obj=alert,
+        actor=actor,
+        partner_id=alert.partner_id,
+        data={"rule": alert.rule, "note": alert.acknowledgement_note},
+    )
+    return alert

@@ -1,0 +1,34 @@
+"""Helpers of the alert tests: load built records the way ingestion does (load_log, in the test's transaction)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import orjson
+from django.conf import settings
+
+from grants.activity import ingest
+from grants.activity.attribution import Attributor
+from grants.activity.simulator import CloudTrailSimulator
+from grants.alerts.models import Alert
+
+
+def load(
+    sim: CloudTrailSimulator, account: str, records: list[dict[str, Any]], at: datetime
+) -> tuple[int, int]:
+    """One log file of `records`, kept and its events inserted and judged (the rules run in load_log)."""
+    key = sim.log_key(account, at)
+    loaded = ingest.load_log(
+        bucket=settings.ACTIVITY_TRAIL_BUCKET,
+        key=key,
+        content=sim.encode(records),
+        log=ingest.read_log(orjson.dumps({"Records": records}), key=key),
+        attributor=Attributor(),
+    )
+    return loaded.events, len(loaded.inserted)
+
+
+def alerts(rule: str | None = None) -> list[Alert]:
+    found = Alert.objects.order_by("pk")
+    return list(found.filter(rule=rule) if rule else found)
