@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test check lint format bench install node browser saml-idp clean
+.PHONY: run test check lint format bench bench-all install node browser saml-idp clean
 
 run: install node
 	$(PY) demo/run.py
@@ -28,6 +28,11 @@ format: install
 bench: install node
 	$(PY) bench/time_to_access.py
 	$(PY) bench/expiry_lag.py
+
+# Every benchmark, one after the other (about half an hour on 2 cores).
+bench-all: bench
+	for b in mass_expiry sign_in_throughput ingest_throughput alert_overhead activity_views review_campaign; do \
+	  $(PY) bench/$$b.py || exit 1; done
 
 install: $(STAMP)
 
