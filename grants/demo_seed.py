@@ -230,21 +230,23 @@ def roles_seed(partner: Partner, boundary: str, *, admin: User, colleague: User)
     return readonly, deploy, incident
 
 
-def _granted(user: User, role: Role, justification: str, minutes: int) -> Grant:
+def _granted(user: User, role: Role, justification: str, minutes: int, *, break_glass: bool = False) -> Grant:
     request = services.access_request_create(
         requester=user,
         role=role,
         justification=justification,
         duration=timedelta(minutes=minutes),
         evidence=Evidence(source_ip=DEMO_IP, mfa=True, authn_methods=["pwd", "otp"], origin="idp"),
+        break_glass=break_glass,
     )
-    assert request.grant is not None  # auto-approved role
+    assert request.grant is not None  # auto-approved role, or break-glass
     # The worker would activate it on commit; the demo's worker is not running yet.
     return services.grant_activate(grant_id=request.grant.pk)
 
 
 def grants_seed(world: DemoWorld, simulator: CloudTrailSimulator) -> None:
-    """Alice: two past grants and an active one, with CLI and console sessions that did things in AWS."""
+    """Alice: two past grants, a break-glass one awaiting its review, and an active one, with CLI and console
+    sessions that did things in AWS."""
     alice, role = world.alice, world.readonly
     if Grant.objects.filter(user=alice).exists():
         return
@@ -256,20 +258,45 @@ def grants_seed(world: DemoWorld, simulator: CloudTrailSimulator) -> None:
         issue = services.credential_mint(
             grant_id=past.pk, user=alice, kind=CredentialIssue.Kind.CLI, source_ip=DEMO_IP
         ).issue
-        _write_activity(simulator, issue, reads=4, writes=0, denied=0)
+        _write_activity(simulator, issue, after=timedelta(seconds=5), reads=4, writes=0, denied=0)
         services.grant_revoke(grant=past, reason="Work finished: ended early by Alice", actor=alice)
         services.role_finish_endings(role_id=role.pk)  # what the worker does on commit
+    # Break-glass during an incident, ended once the instance was back: it waits for a staff review.
+    emergency = _granted(
+        alice,
+        world.incident,
+        "INC-77: the billing instance is unresponsive; reboot it and read its logs while Acme's on-call is paged",
+        30,
+        break_glass=True,
+    )
+    issue = services.credential_mint(
+        grant_id=emergency.pk, user=alice, kind=CredentialIssue.Kind.CLI, source_ip=DEMO_IP
+    ).issue
+    _write_activity(simulator, issue, after=timedelta(seconds=5), reads=3, writes=1, denied=1)
+    services.grant_revoke(grant=emergency, reason="Incident over: instance rebooted", actor=alice)
+    services.role_finish_endings(role_id=world.incident.pk)
     active = _granted(alice, role, "Inventory before the Friday migration (ACME-342)", 120)
-    for kind in (CredentialIssue.Kind.CLI, CredentialIssue.Kind.CONSOLE):
+    # The console session's work starts a little after the CLI's, so the two read apart on the timeline.
+    for kind, after in ((CredentialIssue.Kind.CLI, 5), (CredentialIssue.Kind.CONSOLE, 60)):
         issue = services.credential_mint(grant_id=active.pk, user=alice, kind=kind, source_ip=DEMO_IP).issue
-        _write_activity(simulator, issue, reads=5, writes=1, denied=2)
+        _write_activity(simulator, issue, after=timedelta(seconds=after), reads=5, writes=1, denied=2)
     activity_services.activity_ingest()
 
 
 def _write_activity(
-    simulator: CloudTrailSimulator, issue: CredentialIssue, *, reads: int, writes: int, denied: int
+    simulator: CloudTrailSimulator,
+    issue: CredentialIssue,
+    *,
+    after: timedelta,
+    reads: int,
+    writes: int,
+    denied: int,
 ) -> None:
-    records = simulator.session_records(issue, reads=reads, writes=writes, denied=denied)
+    """What the person did with the session, starting `after` its mint. (The simulated calls may lie a little in
+    the future: ingestion takes CloudTrail's times as they are.)"""
+    records = simulator.session_records(
+        issue, at=issue.issued_at + after, reads=reads, writes=writes, denied=denied
+    )
     simulator.write_log(issue.grant.role.partner.aws_account_id, records, at=issue.issued_at)
 
 

@@ -27,6 +27,7 @@ class Queue:
     count: int
     url: str
     empty: str  # what a zero means, said plainly
+    needs_action: bool = True  # a count above zero is work waiting (not so for active grants)
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,7 @@ def staff_queues(user: User) -> list[Queue]:
             Grant.objects.filter(status=Grant.Status.ACTIVE).count(),
             reverse("staff_grants"),
             "Nobody holds access right now.",
+            needs_action=False,
         ),
     ]
 

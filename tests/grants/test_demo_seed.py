@@ -7,7 +7,7 @@ import pytest
 
 from grants import demo_seed
 from grants.activity.models import ActivityEvent
-from grants.approvals.models import RoleChange
+from grants.approvals.models import BreakGlassReview, RoleChange
 from grants.models import AccessRequest, Grant
 from grants.reviews.models import ReviewCampaign, ReviewItem
 from partners.models import Membership
@@ -40,7 +40,8 @@ def test_demo_story_shows_each_capability_and_seeds_once(local_aws: str) -> None
     assert world.deploy.approval_policy.approvals_required == 1
     assert world.incident.approval_policy.break_glass_allowed
     statuses = sorted(Grant.objects.filter(user=world.alice).values_list("status", flat=True))
-    assert statuses == ["active", "revoked", "revoked"]
+    assert statuses == ["active", "revoked", "revoked", "revoked"]
+    assert BreakGlassReview.objects.filter(request__requester=world.alice, verdict="").count() == 1
     active = Grant.objects.get(user=world.alice, status="active")
     names = set(ActivityEvent.objects.filter(grant=active).values_list("event_name", flat=True))
     assert "ConsoleLogin" in names
