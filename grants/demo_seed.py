@@ -22,7 +22,7 @@ from grants.activity.simulator import CloudTrailSimulator
 from grants.approvals import changes
 from grants.approvals.context import Evidence
 from grants.models import AccessRequest, CredentialIssue, Grant, Role
-from grants.reviews.models import ReviewCampaign
+from grants.reviews.models import ReviewCampaign, ReviewerMode
 from grants.reviews.services import review_campaign_start
 from partners import services as partner_services
 from partners.models import IdentityProvider, Membership, Partner
@@ -331,7 +331,8 @@ def role_change_seed(world: DemoWorld, *, colleague: User) -> None:
 def review_seed(world: DemoWorld, *, admin: User) -> None:
     if ReviewCampaign.objects.filter(partner=world.partner, status=ReviewCampaign.Status.OPEN).exists():
         return
-    review_campaign_start(partner=world.partner, actor=admin)
+    # Acme's admin reviews her people (Bob's access); the sponsor reviews hers.
+    review_campaign_start(partner=world.partner, actor=admin, reviewer=ReviewerMode.PARTNER_ADMINS)
 
 
 def story_seed(partner: Partner, boundary: str, *, admin: User) -> DemoWorld:

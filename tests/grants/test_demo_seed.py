@@ -49,7 +49,12 @@ def test_demo_story_shows_each_capability_and_seeds_once(local_aws: str) -> None
     assert AccessRequest.objects.get(requester=world.bob).status == AccessRequest.Status.PENDING
     assert RoleChange.objects.filter(role=world.readonly, status=RoleChange.Status.PENDING).exists()
     campaign = ReviewCampaign.objects.get(partner=acme.partner, status=ReviewCampaign.Status.OPEN)
-    assert ReviewItem.objects.filter(campaign=campaign).exists()
+    assert ReviewItem.objects.filter(campaign=campaign, assignee="partner_admins").exists()  # Bob's access
+    # The evidence and the recommendation count the same used actions.
+    narrowed = ReviewItem.objects.filter(campaign=campaign, recommended="narrow")
+    assert narrowed.exists()
+    for item in narrowed:
+        assert f"uses {item.actions_used_count} of {item.actions_allowed_count} " in item.recommendation
 
     before = _totals()
     demo_seed.story_seed(acme.partner, acme.role.permissions_boundary_arn, admin=admin)
