@@ -54,6 +54,10 @@ def test_staff_home_counts_what_waits_for_this_staff_member() -> None:
     # Sue proposed the change: it is not hers to approve.
     assert _counts(client_for(sue))["Role changes awaiting a second person"] == 0
 
+    # The role list says which role waits for a second staff member.
+    roles_page = client_for(sam).get("/staff/partners/acme/roles/").content.decode()
+    assert "1 change awaiting a second staff member" in roles_page
+
     response = client_for(sam).get("/staff/")
     onboarding = response.context["onboarding"]
     assert [row.partner.slug for row in onboarding] == ["globex"]
