@@ -70,3 +70,21 @@ def test_staff_home_is_not_found_for_partner_users() -> None:
     admin = make_member(acme.partner, "pat", partner_admin=True)
     assert client_for(admin).get("/staff/").status_code == 404
     assert client_for(make_member(acme.partner, "alice")).get("/staff/").status_code == 404
+
+
+def test_partner_approver_dashboard_points_to_requests_waiting_for_them() -> None:
+    acme = build_partner("acme", provision=False)
+    alice = make_member(acme.partner, "alice")
+    pat = make_member(acme.partner, "pat", groups=("approvers",))
+    ApprovalPolicy.objects.create(
+        role=acme.role, approvals_required=1, approvers="partner", partner_approver_group="approvers"
+    )
+    services.access_request_create(
+        requester=alice, role=acme.role, justification="Inventory check 42", duration=timedelta(minutes=30)
+    )
+    assert (
+        "1 request from your colleagues waits for your approval" in client_for(pat).get("/").content.decode()
+    )
+    # The requester sees their own request waiting, not a call to approve it.
+    page = client_for(alice).get("/").content.decode()
+    assert "for your approval" not in page and "Waiting for approval" in page
