@@ -111,6 +111,7 @@ def stop_all(*_: object) -> None:
 
 
 def main() -> None:
+    started = time.monotonic()
     for name, port in (("web", WEB_PORT), ("moto", MOTO_PORT), ("IdP", IDP_PORT)):
         if not port_free(port):
             fail(
@@ -196,12 +197,25 @@ def main() -> None:
 
     print(
         f"""
-Porte is running at {public_url}/
+Porte is running at {public_url}/   (started in {time.monotonic() - started:.0f} s)
   Partner sign-in:  {public_url}/sign-in/  with  alice@acme.example  → Acme's IdP: alice / alice-demo-pw
-                    (bob / bob-demo-pw is an Acme user with no eligible role)
+                    Alice is Acme's partner admin (group engineers); bob@acme.example → bob / bob-demo-pw
+                    is a plain member (group finance) whose deploy request waits for an approver.
   Staff sign-in:    {public_url}/accounts/login/  admin / {ADMIN_PASSWORD}  then a TOTP code:
                     add otpauth://totp/Porte:admin?secret={ADMIN_TOTP_SECRET}&issuer=Porte to an authenticator,
                     or run  .venv/bin/python demo/totp.py {ADMIN_TOTP_SECRET}
+
+What to try (paths under {public_url}):
+  as Alice  /                      request "Read-only inventory" (granted at once); open a grant for its timeline
+                                   and CloudTrail activity (simulated: moto emits none)
+            /partner/approvals/    approve Bob's deploy request
+            /activity/             filter by person, service or errors; export CSV or JSON
+            /reviews/              decide the open access review;   /partner/members/  Acme's people
+            /                      request "Incident response" as break-glass: granted now, reviewed afterwards
+  as Bob    /                      his deploy request, waiting for an approver
+  as staff  /staff/                the queues: approvals, a role change awaiting you (the second person),
+                                   break-glass reviews, access reviews, quarantined trail files
+            /staff/partners/acme/  onboarding checklist, access conditions, roles
   API schema:       {public_url}/api/schema/
   Local AWS (moto): {env["AWS_ENDPOINT_URL"]}   Acme IdP: {issuer}
   Broker: {env["CELERY_BROKER_URL"]}   Logs: {VAR}/*.log

@@ -6,6 +6,7 @@ import json
 
 from django.contrib import messages
 from django.core.exceptions import ValidationError
+from django.db.models import Count, Q
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -47,7 +48,12 @@ def _render(
 @require_GET
 def role_list(request: HttpRequest, slug: str) -> HttpResponse:
     partner = get_object_or_404(Partner, slug=slug)
-    roles = partner.roles.prefetch_related("eligibilities").order_by("name")
+    # Pending four-eyes changes are counted so the list says which roles wait for a second staff member.
+    roles = (
+        partner.roles.prefetch_related("eligibilities")
+        .annotate(pending_changes=Count("changes", filter=Q(changes__status="pending")))
+        .order_by("name")
+    )
     return render(
         request, "grants/role_list.html", {"partner": partner, "roles": roles, "reason_form": ReasonForm()}
     )

@@ -1,6 +1,6 @@
 from django.urls import include, path
 
-from grants import api, metrics_views, role_views, views
+from grants import api, metrics_views, role_views, staff_home, views
 from grants.activity import api as activity_api
 from grants.activity import views as activity_views
 from grants.alerts import views as alert_views
@@ -28,6 +28,8 @@ urlpatterns = [
     path("requests/<int:request_id>/", approval_views.request_detail, name="request_detail"),
     path("requests/<int:request_id>/approve/", approval_views.request_approve, name="request_approve"),
     path("requests/<int:request_id>/deny/", approval_views.request_deny, name="request_deny"),
+    # Staff home: the queues with their counts (the navigation links here).
+    path("staff/", staff_home.staff_home, name="staff_home"),
     path("staff/approvals/", approval_views.staff_approvals, name="staff_approvals"),
     path("staff/grants/", approval_views.staff_grants, name="staff_grants"),
     path("staff/break-glass/", approval_views.staff_break_glass, name="staff_break_glass"),

@@ -16,6 +16,7 @@ from grants import services
 from grants.access import can_revoke, grant_for_revoker, grant_for_user
 from grants.activity.filters import BadCursor, cursor_decode, cursor_encode
 from grants.activity.timeline import grant_timeline
+from grants.approvals.access import pending_for_approver
 from grants.approvals.context import Evidence
 from grants.federation import ConsoleUnavailable, console_sign_in_url
 from grants.forms import AccessRequestForm, ExtendForm
@@ -58,6 +59,8 @@ def _dashboard(
         "waiting": AccessRequest.objects.filter(requester=user, status=AccessRequest.Status.PENDING)
         .select_related("role")
         .order_by("-created_at")[:20],
+        # Others' requests this person may decide (partner approvers; staff see theirs on the staff home).
+        "to_approve": [] if user.is_staff else pending_for_approver(user),
     }
     return render(request, "grants/dashboard.html", context, status=status)
 
@@ -95,7 +98,14 @@ def request_access(request: HttpRequest) -> HttpResponse:
                     f"Request for {access_request.role.name} sent to its approvers; you will be told.",
                 )
                 return redirect("request_detail", request_id=access_request.pk)
-            messages.success(request, f"Access to {access_request.role.name} approved; activating now.")
+            if access_request.is_break_glass:
+                messages.warning(
+                    request,
+                    f"Break-glass access to {access_request.role.name} granted; activating now. Your "
+                    "administrators and Porte staff have been told, and staff will review it.",
+                )
+            else:
+                messages.success(request, f"Access to {access_request.role.name} approved; activating now.")
             return redirect("grant_detail", grant_id=access_request.grant.pk)
     return _dashboard(request, form, status=400)
 

@@ -492,3 +492,27 @@ def membership_admin_revoke(*, membership: Membership, reason: str, actor: User 
         data={"reason": reason},
     )
     return membership
+
+
+@transaction.atomic
+def membership_make_partner_admin(
+    *, membership: Membership, reason: str, actor: User | None = None
+) -> Membership:
+    """Make an active member their organisation's Porte administrator (members, reviews). Idempotent."""
+    membership = Membership.objects.select_for_update().get(pk=membership.pk)
+    if membership.is_partner_admin:
+        return membership
+    if not membership.is_active:
+        from django.core.exceptions import ValidationError
+
+        raise ValidationError({"membership": "Only an active member can become a partner administrator."})
+    membership.is_partner_admin = True
+    membership.save(update_fields=["is_partner_admin"])
+    audit_record(
+        action="membership.admin_granted",
+        obj=membership,
+        actor=actor,
+        partner_id=membership.partner_id,
+        data={"reason": reason},
+    )
+    return membership

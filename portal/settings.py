@@ -159,6 +159,8 @@ if CELERY_BROKER_URL == "filesystem://":
         "data_folder_in": str(_queue_dir),
         "data_folder_out": str(_queue_dir),
         "processed_folder": str(_queue_dir / "processed"),
+        # Its exchange tables (broadcasts); by default a `control/` folder in the working directory.
+        "control_folder": str(_queue_dir / "control"),
         "store_processed": False,
         # kombu polls the folder; its 1 s default would add a second to every activation.
         "polling_interval": 0.05,

@@ -181,7 +181,11 @@ class ReviewItem(models.Model):
 
     @property
     def actions_used_count(self) -> int:
-        return len(self.actions_used)
+        """How many of the role's allowed actions were used (as the recommendation counts them: calls outside the
+        allowed set, refused or not, are not a use of the role's permissions)."""
+        if self.role_id is None:
+            return len(self.actions_used)
+        return self.actions_allowed_count - len(self.unused_actions())
 
     def unused_actions(self) -> list[str]:
         """The role's allowed actions this access never used in the period (as frozen in the campaign)."""

@@ -195,6 +195,9 @@ def test_break_glass_is_immediate_loud_and_reviewed_afterwards(acme, alice, pat,
     # The post-hoc review: staff close it with a verdict.
     staff_client = client_for(sam)
     assert f"/staff/break-glass/{review.pk}/" in staff_client.get("/staff/break-glass/").content.decode()
+    # The review page leads to what was done under the grant.
+    review_page = staff_client.get(f"/staff/break-glass/{review.pk}/").content.decode()
+    assert f"/activity/?grant={grant.pk}" in review_page
     bad = staff_client.post(f"/staff/break-glass/{review.pk}/", {"verdict": "justified", "notes": ""})
     assert bad.status_code == 400
     staff_client.post(

@@ -1,39 +1,20 @@
-"""Seed the demo: partner Acme with its OIDC IdP, a dedicated account in the local AWS, a scoped role, and a
-staff admin. Idempotent: running it again changes nothing that exists."""
+"""Seed the demo: partner Acme with its OIDC IdP, a dedicated account in the local AWS, a staff admin, and the
+story of grants.demo_seed (people, roles, grants with activity, a pending request, a review).
+Idempotent: running it again changes nothing that exists."""
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
 from allauth.mfa.totp.internal.auth import TOTP
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
-from grants import provisioning, services
-from grants.models import Role
+from grants import demo_seed
 from partners import services as partner_services
 from partners.models import IdentityProvider, Partner
 from portal.audit import audit_record
 from portal.models import User
-
-READ_ONLY_POLICY: dict[str, object] = {
-    "Version": "2012-10-17",
-    "Statement": [
-        {
-            "Sid": "ReadOnlyInventory",
-            "Effect": "Allow",
-            "Action": [
-                "ec2:Describe*",
-                "s3:ListAllMyBuckets",
-                "s3:GetBucketLocation",
-                "cloudwatch:GetMetricData",
-                "logs:DescribeLogGroups",
-            ],
-            "Resource": "*",
-        }
-    ],
-}
 
 
 class Command(BaseCommand):
@@ -82,37 +63,10 @@ class Command(BaseCommand):
         )
         boundary = partner_services.partner_boundary_ensure(partner=partner)
         partner = partner_services.partner_activate(partner=partner, actor=admin)
-        role = Role.objects.filter(partner=partner, slug="readonly").first() or services.role_create(
-            partner=partner,
-            slug="readonly",
-            name="Read-only inventory",
-            inline_policy=READ_ONLY_POLICY,
-            description="Describe EC2 and list S3 buckets in Acme's account.",
-            permissions_boundary_arn=boundary,
-            max_duration=timedelta(hours=2),
-            eligible_groups=["engineers"],
-            actor=admin,
-        )
-        provisioning.role_provision(role=role, actor=admin)
-        _ensure_trail_bucket()
+        world = demo_seed.story_seed(partner, boundary, admin=admin)
         self.stdout.write(
             self.style.SUCCESS(
-                f"Demo ready: partner {partner.slug} (AWS account {partner.aws_account_id}), role {role.aws_role_arn}"
+                f"Demo ready: partner {partner.slug} (AWS account {partner.aws_account_id}), "
+                f"roles {', '.join(r.slug for r in (world.readonly, world.deploy, world.incident))}"
             )
         )
-
-
-def _ensure_trail_bucket() -> None:
-    """The organisation trail's bucket (moto emits no CloudTrail records; the bucket lets ingestion run)."""
-    from django.conf import settings
-
-    from portal import aws
-
-    s3 = aws.management_client("s3")
-    with aws.aws_errors():
-        existing = {b["Name"] for b in s3.list_buckets().get("Buckets", [])}
-        if settings.ACTIVITY_TRAIL_BUCKET not in existing:
-            s3.create_bucket(
-                Bucket=settings.ACTIVITY_TRAIL_BUCKET,
-                CreateBucketConfiguration={"LocationConstraint": settings.AWS_REGION},
-            )
