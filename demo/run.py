@@ -85,7 +85,8 @@ def start(name: str, cmd: list[str], env: dict[str, str]) -> subprocess.Popen[by
     return proc
 
 
-def wait_http(name: str, url: str, timeout: float = 60) -> None:
+def answers(url: str, timeout: float) -> bool:
+    """Whether `url` answers within `timeout` (stops at once if a child process died)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for child_name, proc in children:
@@ -93,10 +94,28 @@ def wait_http(name: str, url: str, timeout: float = 60) -> None:
                 fail(f"{child_name} exited early; see {VAR / (child_name + '.log')}")
         try:
             with urllib.request.urlopen(url, timeout=2):  # noqa: S310 - loopback URL built above
-                return
+                return True
         except OSError:
             time.sleep(0.2)
-    fail(f"{name} did not answer at {url} within {timeout:.0f} s; see {VAR / (name + '.log')}")
+    return False
+
+
+def wait_http(name: str, url: str, timeout: float = 60) -> None:
+    if not answers(url, timeout):
+        fail(f"{name} did not answer at {url} within {timeout:.0f} s; see {VAR / (name + '.log')}")
+
+
+def start_idp(cmd: list[str], env: dict[str, str], url: str, attempts: int = 3) -> None:
+    """About one start in sixty, node hangs generating the IdP's keys before it listens; a fresh process starts
+    normally, so a start that does not answer in 20 s is stopped and made again."""
+    for _ in range(attempts):
+        proc = start("idp", cmd, env)
+        if answers(url, 20):
+            return
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        children.remove(("idp", proc))
+    fail(f"the IdP did not answer at {url} after {attempts} starts; see {VAR / 'idp.log'}")
 
 
 def stop_all(*_: object) -> None:
@@ -163,9 +182,9 @@ def main() -> None:
             indent=2,
         )
     )
-    start("idp", ["node", str(ROOT / "demo" / "oidc-idp" / "server.mjs"), str(idp_config)], env)
+    idp_cmd = ["node", str(ROOT / "demo" / "oidc-idp" / "server.mjs"), str(idp_config)]
+    start_idp(idp_cmd, env, f"{issuer}/.well-known/openid-configuration")
     wait_http("moto", f"http://{HOST}:{MOTO_PORT}/moto-api/")
-    wait_http("idp", f"{issuer}/.well-known/openid-configuration")
 
     print("Creating the database and seeding the demo ...", flush=True)
     for cmd in (

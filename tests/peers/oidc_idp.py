@@ -94,7 +94,20 @@ class OidcIdp:
             return ""
         return (Path(self._tmp.name) / "idp.log").read_text(errors="replace")
 
-    def start(self) -> Self:
+    def start(self, *, attempts: int = 3) -> Self:
+        """Start the IdP and wait until it listens, starting it again if it never becomes ready: about one start
+        in sixty, node hangs (futex wait) inside `crypto.generateKeyPairSync` at the top of
+        demo/oidc-idp/server.mjs, before it listens, and a fresh process starts normally. Any other failure is
+        raised at once."""
+        for attempt in range(1, attempts + 1):
+            try:
+                return self._start_once()
+            except OidcIdpError as exc:
+                if "did not print" not in str(exc) or attempt == attempts:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _start_once(self) -> Self:
         if self._proc is not None:
             raise OidcIdpError("the IdP is already running")
         if not (SERVER_DIR / "node_modules" / "oidc-provider").is_dir():
