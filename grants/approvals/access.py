@@ -37,8 +37,22 @@ def requests_visible_to(user: User) -> QuerySet[AccessRequest]:
 
 def pending_for_approver(user: User) -> list[AccessRequest]:
     """Pending requests this person may approve (never their own)."""
-    pending = requests_visible_to(user).filter(status=AccessRequest.Status.PENDING).exclude(requester=user)
-    return [r for r in pending.order_by("created_at") if approvers_for(r.role).filter(pk=user.pk).exists()]
+    pending = (
+        requests_visible_to(user)
+        .filter(status=AccessRequest.Status.PENDING)
+        .exclude(requester=user)
+        .select_related("role")
+        .order_by("created_at")
+    )
+    # Who approves depends on the role alone: judged once per role, not once per request.
+    approves: dict[int, bool] = {}
+    found = []
+    for request in pending:
+        if request.role_id not in approves:
+            approves[request.role_id] = approvers_for(request.role).filter(pk=user.pk).exists()
+        if approves[request.role_id]:
+            found.append(request)
+    return found
 
 
 def request_for_user(user: User, request_id: int) -> AccessRequest:
