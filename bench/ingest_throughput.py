@@ -61,14 +61,23 @@ class LocalTrailSource:
         )
 
     def objects_after(self, prefix: str, start_after: str) -> Iterator[Any]:
+        """Keys and sizes, as one S3 listing answers them (a directory walk, each entry's size from the scan)."""
         from grants.activity.trail import TrailObject
 
-        keys = sorted(
-            p.relative_to(self.root).as_posix() for p in (self.root / prefix).rglob("*") if p.is_file()
-        )
-        for key in keys:
+        found: list[tuple[str, int]] = []
+        pending = [self.root / prefix]
+        while pending:
+            with os.scandir(pending.pop()) as entries:
+                for entry in entries:
+                    if entry.is_dir():
+                        pending.append(Path(entry.path))
+                    else:
+                        found.append(
+                            (Path(entry.path).relative_to(self.root).as_posix(), entry.stat().st_size)
+                        )
+        for key, size in sorted(found):
             if key > start_after:
-                yield TrailObject(key, (self.root / key).stat().st_size)
+                yield TrailObject(key, size)
 
     def read(self, key: str) -> Iterator[bytes]:
         yield (self.root / key).read_bytes()

@@ -211,14 +211,26 @@ class Attributor:
 
     def attribute(self, facts: list[Facts]) -> list[tuple[Any, ...]]:
         """Rows in COLUMNS order for records read by `read_facts` (looking up what this run has not seen yet)."""
-        self._load(facts)
+        self._load(*self._unseen(facts))
         return [self._row(f) for f in facts]
 
-    def _load(self, facts: list[Facts]) -> None:
+    def attribute_known(self, facts: list[Facts]) -> list[tuple[Any, ...]] | None:
+        """As `attribute`, without the database: None when the records name a key this run has not looked up."""
+        if any(self._unseen(facts)):
+            return None
+        return [self._row(f) for f in facts]
+
+    def _unseen(self, facts: list[Facts]) -> tuple[set[str], set[str], set[int]]:
+        """(access keys, source identities, grant ids) the records name that this run has not looked up yet."""
+        keys = {k for f in facts for k in (f[_ACCESS_KEY], f[_MINTED_KEY]) if k} - self._credentials.keys()
+        identities = {f[_SOURCE_IDENTITY] for f in facts if f[_SOURCE_IDENTITY]} - self._users.keys()
+        grant_ids = {f[_SESSION_GRANT] for f in facts if f[_SESSION_GRANT] is not None} - self._grants.keys()
+        return keys, identities, grant_ids
+
+    def _load(self, keys: set[str], identities: set[str], grant_ids: set[int]) -> None:
         from grants.models import CredentialIssue, Grant
         from portal.models import User
 
-        keys = {k for f in facts for k in (f[_ACCESS_KEY], f[_MINTED_KEY]) if k} - self._credentials.keys()
         if keys:
             self._credentials.update(dict.fromkeys(keys))
             # Oldest first, so that if AWS ever reused a key id the newest issue wins.
@@ -228,7 +240,6 @@ class Attributor:
                 .values_list("pk", "access_key_id", "grant_id", "grant__user_id", "grant__role__partner_id")
             ):
                 self._credentials[key] = _Credential(pk, grant_id, user_id, partner_id)
-        identities = {f[_SOURCE_IDENTITY] for f in facts if f[_SOURCE_IDENTITY]} - self._users.keys()
         if identities:
             self._users.update(dict.fromkeys(identities))
             by_public_id = {
@@ -240,7 +251,6 @@ class Attributor:
                 "public_id", "pk"
             ):
                 self._users[by_public_id[public_id]] = pk
-        grant_ids = {f[_SESSION_GRANT] for f in facts if f[_SESSION_GRANT] is not None} - self._grants.keys()
         if grant_ids:
             self._grants.update(dict.fromkeys(grant_ids))
             for pk, user_id, public_id, partner_id in Grant.objects.filter(pk__in=grant_ids).values_list(

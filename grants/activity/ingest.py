@@ -5,8 +5,8 @@ then move the prefix's cursor past the batch (compare-and-set: a concurrent run 
 one back and stops it). So a crash loses nothing and repeats nothing but the batch in flight, and a bad file never
 stops the files behind it.
 
-Downloading and decompressing run in a few threads ahead of the loop (I/O and zlib release the GIL); the
-database work stays on this thread, and overlaps with the parsing of the next files.
+Downloading and decompressing run in a few threads ahead of the loop (I/O and zlib release the GIL); parsing
+and the database work stay on this thread, and overlap (see `loading`).
 """
 
 from __future__ import annotations
@@ -14,33 +14,31 @@ from __future__ import annotations
 import gc
 import logging
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import timedelta
-from functools import partial
 from itertools import islice
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 from django.db import DataError, transaction
 from django.db.models import F
 from django.utils import timezone
 
 from grants.activity import store, trail
-from grants.activity.attribution import Attributor, Facts, read_facts
+from grants.activity.attribution import Attributor
+from grants.activity.loading import LogData, load_files
 from grants.activity.models import QuarantinedObject, TrailCursor
-from grants.activity.records import MalformedLog, gunzip, parse_document
-from grants.activity.store import Row
+from grants.activity.records import MalformedLog, gunzip
 from grants.activity.trail import TrailObject, TrailSource
-from grants.alerts.services import alerts_for_file
 from portal import aws
 
 log = logging.getLogger(__name__)
 PREFETCH = 4
 # Files per transaction (at most): a commit, and the cursor's update, per batch rather than per file.
-BATCH_FILES = 20
-BATCH_BYTES = 32 * 1024 * 1024  # decompressed
+BATCH_FILES = 50
+BATCH_BYTES = 64 * 1024 * 1024  # decompressed
 
 
 @dataclass
@@ -75,46 +73,6 @@ def fetch(source: TrailSource, key: str) -> Fetched:
 
     data = gunzip(chunks())
     return Fetched(b"".join(raw), data)
-
-
-class ReadLog(NamedTuple):
-    records: list[dict[str, Any]]  # as parsed (the alert rules read some records' request parameters)
-    facts: list[Facts]  # what each record says, in the same order
-
-
-def read_log(data: bytes, *, key: str) -> ReadLog:
-    """A decompressed log file's records and what each says (no database needed). Raises MalformedLog."""
-    records = parse_document(data)
-    return ReadLog(records, read_facts(records, path_account=trail.path_account(key)))
-
-
-class LoadedLog(NamedTuple):
-    events: int  # records in the file
-    inserted: list[Row]  # the rows new to the database (attribution.COLUMNS), in the file's order
-
-
-def load_log(
-    *,
-    bucket: str,
-    key: str,
-    content: bytes,
-    log: ReadLog,
-    attributor: Attributor,
-    while_inserting: Callable[[], object] | None = None,
-) -> LoadedLog:
-    """Keep a read log file and insert its new events, inside the caller's transaction. `while_inserting` runs
-    once the events are handed over, while the database inserts them."""
-    rows = attributor.attribute(log.facts)
-    if not rows:
-        return LoadedLog(0, [])
-    newest = max(row[1] for row in rows)  # event_time
-    file_id, new = store.file_store(bucket=bucket, key=key, content=content, events=len(rows), newest=newest)
-    positions = store.insert_events(rows, file_id=file_id, while_inserting=while_inserting)
-    inserted = [rows[position] for position in positions]
-    if new and not inserted:
-        store.file_forget(file_id)
-    alerts_for_file(rows=inserted, records=[log.records[position] for position in positions])
-    return LoadedLog(len(rows), inserted)
 
 
 def _fetch(source: TrailSource, obj: TrailObject) -> Fetched | MalformedLog | None:
@@ -301,76 +259,50 @@ def _ingest_objects(
     return True
 
 
-Parsed = ReadLog | MalformedLog | None
-_LOADED = ReadLog([], [])  # stands for the records of a file already loaded in this batch
-
-
 def _commit(
     source: TrailSource,
     state: _Prefix,
     batch: list[_Item],
     attributor: Attributor,
     report: IngestReport,
-    parsed: dict[str, Parsed],
+    refused: dict[str, MalformedLog],
 ) -> None:
-    """One transaction: the batch's files kept, their events inserted, the unreadable ones quarantined, and the
-    cursor moved past all of them. A file whose records cannot be read is quarantined as it is read; if the
-    database refuses a record, the batch is rolled back and committed again file by file, so that only the file
-    at fault is quarantined.
-
-    Each file is parsed and its records read (`read_log`: the largest share of this process's work) while the
-    database is still inserting the previous one's events (handed to psycopg's writer thread, the server works on
-    them on the other core): this process's work and the database's overlap."""
-
-    def parse(index: int) -> Parsed:
-        item = batch[index]
-        if parsed.get(item.obj.key, _LOADED) is _LOADED:
-            try:
-                fetched = item.fetched
-                parsed[item.obj.key] = (
-                    read_log(fetched.data, key=item.obj.key) if isinstance(fetched, Fetched) else fetched
-                )
-            except MalformedLog as exc:
-                parsed[item.obj.key] = exc
-        return parsed[item.obj.key]
-
-    read = inserted = 0
+    """One transaction: the batch's files kept, their events inserted (see `loading`), the unreadable ones
+    quarantined, and the cursor moved past all of them. If the database refuses a record, the batch is rolled
+    back and committed again file by file, so that only the file at fault is quarantined (`refused`)."""
+    logs = []
+    unreadable: dict[str, MalformedLog] = {}
+    for item in batch:
+        if isinstance(item.fetched, Fetched) and item.obj.key not in refused:
+            logs.append(LogData(item.obj.key, item.fetched.content, item.fetched.data))
+        elif item.fetched is not None:
+            unreadable[item.obj.key] = refused.get(item.obj.key) or item.fetched  # type: ignore[assignment]
     try:
         with transaction.atomic():
             store.relax_commit()
-            for index, item in enumerate(batch):
-                content = parse(index)
-                if isinstance(content, MalformedLog):
-                    quarantine(bucket=source.bucket, key=item.obj.key, size=item.obj.size, error=str(content))
-                elif isinstance(item.fetched, Fetched) and content is not None:
-                    loaded = load_log(
-                        bucket=source.bucket,
-                        key=item.obj.key,
-                        content=item.fetched.content,
-                        log=content,
-                        attributor=attributor,
-                        while_inserting=partial(parse, index + 1) if index + 1 < len(batch) else None,
-                    )
-                    # `loaded.inserted` are this file's events new to the database, stored in this transaction:
-                    # what reacts to new activity takes them from here (if the batch is rolled back, it is
-                    # stored again file by file, and this runs again).
-                    read, inserted = read + loaded.events, inserted + len(loaded.inserted)
-                    # Its records are in the database now: let them go (parsed again only if the batch is retried).
-                    parsed[item.obj.key] = _LOADED
+            loaded = load_files(bucket=source.bucket, logs=logs, attributor=attributor)
+            for result in loaded:
+                if result.error is not None:
+                    unreadable[result.key] = result.error
+            for item in batch:
+                if item.obj.key in unreadable:
+                    error = unreadable[item.obj.key]
+                    quarantine(bucket=source.bucket, key=item.obj.key, size=item.obj.size, error=str(error))
+            inserted = sum(len(result.inserted) for result in loaded)
             if not state.claim([item.obj.key for item in batch], inserted):
                 raise _Contended
     except (MalformedLog, DataError) as exc:
         state.reload()
         if len(batch) > 1:
             for item in batch:
-                _commit(source, state, [item], attributor, report, parsed)
+                _commit(source, state, [item], attributor, report, refused)
             return
         # A record the database refused: the file goes to quarantine instead.
-        parsed[batch[0].obj.key] = MalformedLog(str(exc).strip()[:2000])
-        _commit(source, state, batch, attributor, report, parsed)
+        refused[batch[0].obj.key] = MalformedLog(str(exc).strip()[:2000])
+        _commit(source, state, batch, attributor, report, refused)
         return
     report.objects += len(batch)
-    report.skipped += sum(parsed.get(item.obj.key) is None for item in batch)
-    report.quarantined += sum(isinstance(parsed.get(item.obj.key), MalformedLog) for item in batch)
-    report.events_read += read
+    report.skipped += sum(item.fetched is None for item in batch)
+    report.quarantined += len(unreadable)
+    report.events_read += sum(result.events for result in loaded)
     report.events_inserted += inserted

@@ -11,7 +11,8 @@ from django.utils import timezone
 
 from grants.activity import trail
 from grants.activity.attribution import Attributor
-from grants.activity.ingest import IngestReport, fetch, ingest, load_log, quarantine, read_log
+from grants.activity.ingest import IngestReport, fetch, ingest, quarantine
+from grants.activity.loading import load_log
 from grants.activity.models import ActivityEvent, QuarantinedObject, TrailFile
 from grants.activity.records import MalformedLog
 from portal.audit import audit_record
@@ -82,10 +83,13 @@ def quarantined_object_retry(*, obj: QuarantinedObject, actor: User | None = Non
     source = trail.S3TrailSource(bucket=obj.bucket, root="")
     try:
         fetched = fetch(source, obj.key)
-        read = read_log(fetched.data, key=obj.key)
         with transaction.atomic():
             loaded = load_log(
-                bucket=obj.bucket, key=obj.key, content=fetched.content, log=read, attributor=Attributor()
+                bucket=obj.bucket,
+                key=obj.key,
+                content=fetched.content,
+                data=fetched.data,
+                attributor=Attributor(),
             )
             _resolve(obj, actor=actor, how="retried", inserted=len(loaded.inserted))
     except (MalformedLog, DataError) as exc:

@@ -1,9 +1,9 @@
-"""The detection rules. Each reads the new events of one log file (`Batch`, prefiltered in one pass) and returns
-`Draft`s: what it found, keyed so that the same incident found twice is one alert.
+"""The detection rules. Each reads the new events of a batch of log files (`Batch`, prefiltered in one pass per
+file) and returns `Draft`s: what it found, keyed so that the same incident found twice is one alert.
 
 Cheap by design, since they run inside ingestion: a rule looks only at its candidates (chosen by error code,
-event name or attribution in one pass over the file), and reads the database once per file per rule, never per
-event.
+event name or attribution in one pass over each file), and reads the database once per batch per rule, never
+per event.
 """
 
 from __future__ import annotations
@@ -120,39 +120,69 @@ _UNDENIABLE = frozenset({("sts.amazonaws.com", "GetCallerIdentity")})
 # --- the batch ---------------------------------------------------------------------------------------------------
 
 
+Row = tuple[Any, ...]
+
+
 @dataclass
 class Batch:
-    """The new events of one log file, as rows (attribution.COLUMNS) with their records, and the candidates of
-    each rule (indexes into rows), chosen in one pass."""
+    """The new events of one or more log files (rows, attribution.COLUMNS), as the candidates of each rule, chosen
+    in one pass per file (`select`). Only rows are kept, never the parsed records: a file's records can be let
+    go as soon as it is selected, and the batches of several files added up (`extend`) to be judged at once."""
 
-    rows: list[tuple[Any, ...]]
-    records: list[dict[str, Any]]
-    denied: list[int] = field(default_factory=list)
-    sensitive: list[int] = field(default_factory=list)
-    porte: list[int] = field(default_factory=list)  # Porte sessions (for the access window)
-    granted: list[int] = field(default_factory=list)  # successful calls attributed to a grant
-    user_ips: dict[tuple[int, str], int] = field(default_factory=dict)  # (user, ip) -> first row
+    denied: list[Row] = field(default_factory=list)
+    sensitive: list[tuple[Row, str]] = field(default_factory=list)  # with its kind (see sensitive_kind)
+    porte: list[Row] = field(default_factory=list)  # Porte sessions (for the access window)
+    granted: list[Row] = field(default_factory=list)  # successful calls attributed to a grant
+    user_ips: dict[tuple[int, str], Row] = field(default_factory=dict)  # (user, ip) -> its first row
 
     @classmethod
-    def select(cls, rows: list[tuple[Any, ...]], records: list[dict[str, Any]]) -> Batch:
-        batch = cls(rows, records)
+    def select(cls, rows: list[Row], records: list[dict[str, Any]]) -> Batch:
+        """The candidates among a file's rows (`records` in the same order: a security-group ingress is judged by
+        its request parameters)."""
+        batch = cls()
         for index, row in enumerate(rows):
             error = row[_ERROR]
             if error:
                 if is_denied(error):
-                    batch.denied.append(index)
+                    batch.denied.append(row)
             else:
                 name = row[_NAME]
                 if name in _SENSITIVE_NAMES or (row[_SOURCE] == "iam.amazonaws.com" and _iam_change(name)):
-                    batch.sensitive.append(index)
+                    kind = sensitive_kind(row[_SOURCE], name, records[index])
+                    if kind is not None:
+                        batch.sensitive.append((row, kind))
                 if row[_GRANT] is not None:
-                    batch.granted.append(index)
+                    batch.granted.append(row)
             if row[_PORTE]:
-                batch.porte.append(index)
+                batch.porte.append(row)
             user, ip = row[_USER], row[_IP]
             if user is not None and ip and _is_ip(ip):
-                batch.user_ips.setdefault((user, ip), index)
+                batch.user_ips.setdefault((user, ip), row)
         return batch
+
+    def only(self, rows: Iterable[Row]) -> Batch:
+        """The candidates that are among `rows` (the same row objects): for a file only some of whose events
+        were new to the database."""
+        kept = {id(row) for row in rows}
+        return Batch(
+            [row for row in self.denied if id(row) in kept],
+            [(row, kind) for row, kind in self.sensitive if id(row) in kept],
+            [row for row in self.porte if id(row) in kept],
+            [row for row in self.granted if id(row) in kept],
+            {pair: row for pair, row in self.user_ips.items() if id(row) in kept},
+        )
+
+    def extend(self, other: Batch) -> None:
+        """Add the candidates of the files after this batch's."""
+        self.denied += other.denied
+        self.sensitive += other.sensitive
+        self.porte += other.porte
+        self.granted += other.granted
+        for pair, row in other.user_ips.items():
+            self.user_ips.setdefault(pair, row)
+
+    def __bool__(self) -> bool:
+        return bool(self.denied or self.sensitive or self.porte or self.granted or self.user_ips)
 
 
 @lru_cache(maxsize=4096)
@@ -240,8 +270,7 @@ def denied_bursts(batch: Batch) -> list[Draft]:
         return []
     window = timedelta(minutes=settings.ALERT_DENIED_BURST_MINUTES)
     by_principal: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
-    for index in batch.denied:
-        row = batch.rows[index]
+    for row in batch.denied:
         by_principal[_principal(row)].append(row)
     for rows in by_principal.values():
         rows.sort(key=lambda r: (r[_TIME], r[_ID]))
@@ -380,7 +409,7 @@ def outside_window(batch: Batch) -> list[Draft]:
     from partners.models import Partner
     from partners.windows import window_for
 
-    partner_ids = {batch.rows[i][_PARTNER] for i in batch.porte}
+    partner_ids = {row[_PARTNER] for row in batch.porte}
     windows = {
         partner.pk: window
         for partner in Partner.objects.filter(pk__in=partner_ids, access_start__isnull=False)
@@ -389,8 +418,7 @@ def outside_window(batch: Batch) -> list[Draft]:
     if not windows:
         return []
     outside: dict[tuple[int, int | None, str], list[tuple[Any, ...]]] = defaultdict(list)
-    for index in batch.porte:
-        row = batch.rows[index]
+    for row in batch.porte:
         window = windows.get(row[_PARTNER])
         if window is not None and not window.contains(row[_TIME]):
             local_day = row[_TIME].astimezone(window.timezone).date().isoformat()
@@ -416,13 +444,10 @@ def outside_window(batch: Batch) -> list[Draft]:
 
 def sensitive_actions(batch: Batch) -> list[Draft]:
     """Successful IAM, KMS key policy, CloudTrail, S3 bucket policy/ACL changes and security group ingress open to
-    the world: one alert per principal per file (a tool making twenty IAM changes is one incident)."""
+    the world: one alert per principal per batch of files (a tool making twenty IAM changes is one incident)."""
     found: dict[str, list[tuple[tuple[Any, ...], str]]] = defaultdict(list)
-    for index in batch.sensitive:
-        row = batch.rows[index]
-        kind = sensitive_kind(row[_SOURCE], row[_NAME], batch.records[index])
-        if kind is not None:
-            found[_principal(row)].append((row, kind))
+    for row, kind in batch.sensitive:
+        found[_principal(row)].append((row, kind))
     drafts = []
     for principal, hits in found.items():
         rows = [row for row, _ in hits]
@@ -456,12 +481,11 @@ def after_grant_end(batch: Batch) -> list[Draft]:
         return []
     from grants.models import Grant
 
-    by_grant: dict[int, list[int]] = defaultdict(list)
-    for index in batch.granted:
-        row = batch.rows[index]
+    by_grant: dict[int, list[Row]] = defaultdict(list)
+    for row in batch.granted:
         if (row[_SOURCE], row[_NAME]) not in _UNDENIABLE:
-            by_grant[row[_GRANT]].append(index)
-    latest = {grant: max(batch.rows[i][_TIME] for i in rows) for grant, rows in by_grant.items()}
+            by_grant[row[_GRANT]].append(row)
+    latest = {grant: max(row[_TIME] for row in rows) for grant, rows in by_grant.items()}
     propagation = timedelta(seconds=settings.ALERT_DENY_PROPAGATION_SECONDS)
     drafts = []
     for grant_id, ends_at, ended_at in Grant.objects.filter(pk__in=list(latest)).values_list(
@@ -472,7 +496,7 @@ def after_grant_end(batch: Batch) -> list[Draft]:
             end = min(end, ended_at + propagation)
         if latest[grant_id] <= end:
             continue
-        rows = [batch.rows[i] for i in by_grant[grant_id] if batch.rows[i][_TIME] > end]
+        rows = [row for row in by_grant[grant_id] if row[_TIME] > end]
         drafts.append(
             _draft(
                 Rule.AFTER_GRANT_END,
@@ -514,10 +538,9 @@ def new_source_ips(batch: Batch) -> list[Draft]:
     remembered = [*unknown]
     transaction.on_commit(lambda: _remember(remembered))
     drafts = []
-    for (user, ip), index in fresh.items():
+    for (user, ip), row in fresh.items():
         if not known[user]:
             continue
-        row = batch.rows[index]
         drafts.append(
             _draft(
                 Rule.NEW_SOURCE_IP,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import timedelta
-from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -18,16 +17,12 @@ from portal.models import User
 from portal.notifications import notify, staff_addresses
 
 
-def alerts_for_file(*, rows: list[tuple[Any, ...]], records: list[dict[str, Any]]) -> list[Alert]:
-    """Ingestion's hook, after a log file's events are stored (same transaction): the rules judge only the events
-    new to the database (`rows`, attribution.COLUMNS, with their `records`, in file order), so a file read again,
-    or overlapping one read before, raises nothing again."""
-    return alerts_evaluate(rows=rows, records=records) if rows else []
-
-
-def alerts_evaluate(*, rows: list[tuple[Any, ...]], records: list[dict[str, Any]]) -> list[Alert]:
-    """Run every rule on the new events of one log file and record what they find: the alerts created."""
-    batch = Batch.select(rows, records)
+def alerts_for_batch(batch: Batch) -> list[Alert]:
+    """Ingestion's hook, once a batch of log files is stored (same transaction): the rules judge only the events
+    new to the database (the batch is selected from them, see `Batch.only`), so a file read again, or
+    overlapping one read before, raises nothing again. Returns the alerts created."""
+    if not batch:
+        return []
     drafts = [draft for rule in RULES for draft in rule(batch)]
     return alerts_record(drafts=drafts) if drafts else []
 

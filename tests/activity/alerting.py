@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 from django.conf import settings
 
-from grants.activity import ingest
+from grants.activity import loading
 from grants.activity.attribution import Attributor
 from grants.activity.simulator import CloudTrailSimulator
 from grants.alerts.models import Alert
@@ -19,11 +19,11 @@ def load(
 ) -> tuple[int, int]:
     """One log file of `records`, kept and its events inserted and judged (the rules run in load_log)."""
     key = sim.log_key(account, at)
-    loaded = ingest.load_log(
+    loaded = loading.load_log(
         bucket=settings.ACTIVITY_TRAIL_BUCKET,
         key=key,
         content=sim.encode(records),
-        log=ingest.read_log(orjson.dumps({"Records": records}), key=key),
+        data=orjson.dumps({"Records": records}),
         attributor=Attributor(),
     )
     return loaded.events, len(loaded.inserted)

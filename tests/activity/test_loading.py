@@ -1,20 +1,23 @@
-"""Loading a batch of log files: the texts COPY needs escaped stored exactly, eventIDs repeated within a file and
-across the files of one batch stored once (the first record wins), a bad file in the middle of a batch quarantined
-alone, and `load_log` answering with exactly the rows that were new to the database.
+"""Loading a batch of log files: texts with tabs, backslashes, newlines, NUL and non-ASCII stored exactly;
+eventIDs repeated within a file and across the files of one batch stored once (the first record wins); a bad
+file in the middle of a batch quarantined alone; `load_log` answering with exactly the rows that were new to the
+database; a file naming keys first seen mid-batch attributed all the same.
 """
 
 from __future__ import annotations
 
+import gzip
 import uuid
 from datetime import timedelta
 
+import orjson
 import pytest
 from django.db import transaction
 from django.utils import timezone
 
 from grants.activity import services as activity
-from grants.activity.attribution import COLUMNS, Attributor, read_facts
-from grants.activity.ingest import ReadLog, load_log
+from grants.activity.attribution import COLUMNS, Attributor
+from grants.activity.loading import LogData, load_files, load_log
 from grants.models import ActivityEvent, QuarantinedObject, TrailCursor, TrailFile
 
 pytestmark = pytest.mark.django_db
@@ -22,15 +25,16 @@ pytestmark = pytest.mark.django_db
 EVENT_ID, EVENT_NAME = COLUMNS.index("event_id"), COLUMNS.index("event_name")
 
 
-def test_texts_that_copy_must_escape_are_stored_exactly(simulator, acme, alice_cli) -> None:  # type: ignore[no-untyped-def]
-    records = simulator.session_records(alice_cli, mint=False, reads=6, writes=0, denied=0)
+def test_odd_texts_are_stored_exactly(simulator, acme, alice_cli) -> None:  # type: ignore[no-untyped-def]
+    records = simulator.session_records(alice_cli, mint=False, reads=7, writes=0, denied=0)
     odd = {
         "eventName": "Describe\tInstances",
         "userAgent": "aws-cli/2 C:\\Users\\ops\\N",
-        "errorCode": "\\N",  # COPY's NULL, were it not escaped
+        "errorCode": "\\N",  # COPY's NULL in its text format
         "errorMessage": "line one\nline two\r\n",
         "sourceIPAddress": "None",
         "awsRegion": "eu-west-\x001",  # PostgreSQL keeps no NUL in a text: dropped
+        "eventType": "AwsApiCall é ✓ 🙂",
     }
     for record, (field, value) in zip(records, odd.items(), strict=True):
         record[field] = value
@@ -46,7 +50,8 @@ def test_texts_that_copy_must_escape_are_stored_exactly(simulator, acme, alice_c
     assert stored[records[3]["eventID"]].error_message == "line one\nline two\r\n"
     assert stored[records[4]["eventID"]].source_ip == "None"
     assert stored[records[5]["eventID"]].aws_region == "eu-west-1"
-    # Every event of the file is still attributed as before (the escaping is per chunk, the rest unchanged).
+    assert stored[records[6]["eventID"]].event_type == "AwsApiCall é ✓ 🙂"
+    # Every event of the file is still attributed as before.
     assert all(e.credential_id == alice_cli.pk and e.is_porte_session for e in stored.values())
 
 
@@ -92,9 +97,9 @@ def test_load_log_returns_the_rows_new_to_the_database(simulator, acme, alice_cl
     attributor = Attributor()
 
     def load(key: str, recs: list[dict]) -> list[tuple]:  # type: ignore[type-arg]
-        log = ReadLog(recs, read_facts(recs, path_account=account))
+        data = orjson.dumps({"Records": recs})
         with transaction.atomic():
-            loaded = load_log(bucket="b", key=key, content=key.encode(), log=log, attributor=attributor)
+            loaded = load_log(bucket="b", key=key, content=key.encode(), data=data, attributor=attributor)
         assert loaded.events == len(recs)
         return loaded.inserted
 
@@ -137,3 +142,36 @@ def test_a_record_that_is_not_one_quarantines_its_file_with_the_first_fault(  # 
 
     assert (report.objects, report.quarantined, report.events_inserted) == (5, 4, len(good))
     assert dict(QuarantinedObject.objects.values_list("key", "error")) == keys
+
+
+def test_a_batch_attributes_each_file_even_when_it_names_keys_first_seen_mid_batch(  # type: ignore[no-untyped-def]
+    simulator, acme, alice_cli, alice_console
+) -> None:
+    """The next file is prepared while the database inserts the current one, without lookups; a file naming a key
+    the run has not looked up yet is finished once the database is free. A replayed file adds nothing, and is not
+    kept."""
+    cli = simulator.session_records(alice_cli, reads=3, writes=1, denied=1)
+    console = simulator.session_records(alice_console, mint=False, reads=2, writes=1, denied=0)
+    documents = {
+        name: orjson.dumps({"Records": records}) for name, records in (("cli", cli), ("console", console))
+    }
+    documents["cli-again"] = documents["cli"]
+    logs = [LogData(name, gzip.compress(data), data) for name, data in documents.items()]
+
+    with transaction.atomic():
+        loaded = load_files(bucket="b", logs=logs, attributor=Attributor())
+
+    assert [(result.key, result.events, len(result.inserted)) for result in loaded] == [
+        ("cli", len(cli), len(cli)),
+        ("console", len(console), len(console)),
+        ("cli-again", len(cli), 0),
+    ]
+    stored = ActivityEvent.objects.filter(event_id__in=[r["eventID"] for r in console])
+    assert stored.count() == len(console)
+    # Console calls are signed with keys the console derives: attributed by Porte's role session name.
+    assert {(e.grant_id, e.user_id, e.is_porte_session) for e in stored} == {
+        (alice_console.grant_id, alice_console.grant.user_id, True)
+    }
+    assert ActivityEvent.objects.filter(credential_id=alice_cli.pk).count() == len(cli)
+    assert sorted(TrailFile.objects.values_list("key", flat=True)) == ["cli", "console"]
+    assert [e.record for e in stored.order_by("position")] == console
