@@ -382,9 +382,7 @@ def measure(env: BenchEnv, args: Any) -> int:
         after = activity_page(ActivityEvent.objects.all(), after=after).next
     assert after is not None
     deep = f"/activity/?cursor={quote(cursor_encode(after))}"
-    details = [
-        f"/activity/{pk}/" for pk in own.order_by("-event_time").values_list("pk", flat=True)[:2000:97]
-    ]
+    details = [event.get_absolute_url() for event in own.order_by("-event_time").only("pk")[:2000:97]]
 
     cases: list[tuple[str, Any, list[str]]] = [
         ("staff: all", staff, ["/activity/"]),

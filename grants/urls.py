@@ -1,10 +1,13 @@
-from django.urls import include, path
+from django.urls import include, path, register_converter
 
 from grants import api, metrics_views, role_views, staff_home, views
 from grants.activity import api as activity_api
 from grants.activity import views as activity_views
+from grants.activity.converters import EventTimeConverter
 from grants.alerts import views as alert_views
 from grants.approvals import views as approval_views
+
+register_converter(EventTimeConverter, "eventtime")
 
 urlpatterns = [
     path("", views.dashboard, name="home"),
@@ -55,7 +58,7 @@ urlpatterns = [
     # Activity views (CloudTrail): list, event detail, exports; staff: quarantined trail objects.
     path("activity/", activity_views.activity_list, name="activity_list"),
     path("activity/export.<str:fmt>", activity_views.activity_export, name="activity_export"),
-    path("activity/<uuid:event_id>/", activity_views.activity_detail, name="activity_detail"),
+    path("activity/<eventtime:at>/<uuid:event_id>/", activity_views.activity_detail, name="activity_detail"),
     path("staff/activity/quarantine/", activity_views.quarantine_list, name="activity_quarantine"),
     path(
         "staff/activity/quarantine/<int:object_id>/retry/",

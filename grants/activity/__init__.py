@@ -4,9 +4,13 @@
   TrailCursor (where ingestion is, per prefix), QuarantinedObject (files that could not be read);
 - `records`: log file bytes → parsed records (gunzip with a size limit, the documented record format);
 - `attribution`: who did it — account → partner, sourceIdentity → Porte user, access key / session name → grant;
-- `store`: bulk loading (PostgreSQL COPY; a staging table and INSERT ... ON CONFLICT DO NOTHING for files seen before);
+- `store`: bulk loading (PostgreSQL binary COPY; a staging table and INSERT ... ON CONFLICT DO NOTHING for events
+  seen before) and the log files kept;
+- `loading`: a batch of log files into the database, this process preparing the next file while the server inserts
+  the current one's events; the alert rules once per batch;
 - `trail`: where the log files are (S3 layout of an organisation trail) and the per-prefix cursor arithmetic;
 - `ingest`: the incremental, idempotent loop over new objects, with quarantine;
+- `converters`: the time part of an event's address (`/activity/<time>/<eventID>/`);
 - `services`: the actions (ingest, purge, retry or resolve a quarantined object); `selectors`: keyset pages;
 - `simulator`: writes realistic log files into the local emulator's trail bucket (moto emits no CloudTrail).
 

@@ -4,6 +4,7 @@ organisation's Porte sessions, a partner user their own. Missing and forbidden e
 
 from __future__ import annotations
 
+from datetime import datetime
 from uuid import UUID
 
 from django.db.models import QuerySet
@@ -25,8 +26,8 @@ def activity_visible_to(user: User) -> QuerySet[ActivityEvent]:
     return ActivityEvent.objects.filter(user_id=user.pk, partner_id=membership.partner_id)
 
 
-def activity_event_for_user(user: User, event_id: UUID) -> ActivityEvent:
-    event = activity_visible_to(user).filter(pk=event_id).first()
+def activity_event_for_user(user: User, at: datetime, event_id: UUID) -> ActivityEvent:
+    event = activity_visible_to(user).filter(pk=(at, event_id)).first()
     if event is None:
         raise Http404("No such event.")
     return event

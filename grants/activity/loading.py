@@ -45,7 +45,7 @@ class _File:
 
     def __init__(self, log: LogData, file_id: int | None) -> None:
         self.log = log
-        self.file_id = file_id  # known before loading, except for a new file on SQLite
+        self.file_id = file_id  # reserved before loading, except on SQLite
         self.error: MalformedLog | None = None
         self.records: list[Any] | None = None
         self.facts: list[Facts] | None = None
@@ -81,17 +81,20 @@ class _File:
 def load_files(*, bucket: str, logs: Sequence[LogData], attributor: Attributor) -> list[Loaded]:
     """Keep each readable file and insert its new events, inside the caller's transaction; then run the alert rules
     on every event new to the database. A file that cannot be read is reported (`Loaded.error`), not raised: the
-    caller quarantines it. A record the database refuses raises (DataError) and the caller rolls back."""
+    caller quarantines it. A record the database refuses raises (DataError) and the caller rolls back. One result
+    per file, in the order of `logs`."""
     stored = store.files_stored(bucket, {log.key: log.content for log in logs}) if logs else {}
-    reserved = iter(store.file_ids_reserve(len(logs) - len(stored)) if store.copies() and logs else ())
-    files = [_File(log, stored.get(log.key) or next(reserved, None)) for log in logs]
+    # A file kept already had every event stored when it was loaded: nothing to read again.
+    loaded = {key: Loaded(key, kept.events, [], None) for key, kept in stored.items()}
+    unread = [log for log in logs if log.key not in stored]
+    reserved = iter(store.file_ids_reserve(len(unread)) if store.copies() and unread else ())
+    files = [_File(log, next(reserved, None)) for log in unread]
     new_files: list[store.NewFile] = []
     batch = Batch()
-    loaded = []
     for index, file in enumerate(files):
         file.prepare(attributor, lookups=True)
         if file.error is not None or not file.rows:
-            loaded.append(Loaded(file.log.key, 0, [], file.error))
+            loaded[file.log.key] = Loaded(file.log.key, 0, [], file.error)
             continue
         rows = file.rows
         following = files[index + 1] if index + 1 < len(files) else None
@@ -115,20 +118,19 @@ def load_files(*, bucket: str, logs: Sequence[LogData], attributor: Attributor) 
         else:
             positions = store.insert_events(rows, file_id=file.file_id, while_inserting=prepare_following)
         inserted = [rows[position] for position in positions]
-        new = file.log.key not in stored
-        if new and inserted and not created:
+        if inserted and not created:
             new_files.append(
                 store.NewFile(file.file_id, file.log.key, file.log.content, len(rows), file.newest)
             )
         elif created and not inserted:
             store.file_forget(file.file_id)
         batch.extend(file.candidates if len(inserted) == len(rows) else file.candidates.only(inserted))
-        loaded.append(Loaded(file.log.key, len(rows), inserted, None))
+        loaded[file.log.key] = Loaded(file.log.key, len(rows), inserted, None)
         file.rows = file.copy = None
         file.candidates = Batch()
     store.files_insert(bucket, new_files)
     alerts_for_batch(batch)
-    return loaded
+    return [loaded[log.key] for log in logs]
 
 
 def load_log(*, bucket: str, key: str, content: bytes, data: bytes, attributor: Attributor) -> Loaded:

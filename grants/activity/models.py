@@ -10,6 +10,7 @@ from typing import Any
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.functional import cached_property
 
@@ -49,10 +50,15 @@ class ActivityEvent(models.Model):
     in its file (`record`), and one index per view, each ending in (event_time, event_id) so that pages are read by
     keyset (after the last row shown, newest first), never by OFFSET."""
 
-    # CloudTrail's eventID (a GUID) is the key: idempotent ingestion needs it unique anyway, so a second key and
-    # its index would only cost every insert. Stored as uuid: 16 bytes.
-    event_id = models.UUIDField(primary_key=True)
+    # The key is (eventTime, eventID): CloudTrail's eventID (a GUID, stored as uuid: 16 bytes) makes it unique, and
+    # an event delivered twice carries the same time, so ingestion stays idempotent. Led by the time, the key's
+    # index grows at its end as events arrive, where an index on the eventID alone takes each insert to a random
+    # page: past the memory the database has, every insert would read one (measured at 1,000,000 events: 19 % of
+    # the database's work per insert, and growing with the table). The same index serves the pages of all
+    # activity, newest first, and the retention purge.
+    pk = models.CompositePrimaryKey("event_time", "event_id")
     event_time = models.DateTimeField()
+    event_id = models.UUIDField()
     event_source = models.CharField(max_length=128)
     event_name = models.CharField(max_length=128)
     event_type = models.CharField(max_length=32, blank=True)
@@ -118,8 +124,7 @@ class ActivityEvent(models.Model):
     class Meta:
         ordering = ["-event_time", "-event_id"]
         indexes = [
-            # All activity (staff), and the retention purge.
-            models.Index(fields=["event_time", "event_id"], name="activity_time_idx"),
+            # (All activity, for staff, and the retention purge: the primary key.)
             models.Index(fields=["partner", "-event_time", "-event_id"], name="activity_partner_time_idx"),
             # Partial: events of other principals carry no user or grant and stay out of these.
             models.Index(
@@ -171,6 +176,9 @@ class ActivityEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.event_time:%Y-%m-%d %H:%M:%S} {self.event_source} {self.event_name}"
+
+    def get_absolute_url(self) -> str:
+        return reverse("activity_detail", kwargs={"at": self.event_time, "event_id": self.event_id})
 
     @cached_property
     def record(self) -> dict[str, Any] | None:

@@ -10,6 +10,7 @@ from typing import Any
 from django.db.models import QuerySet
 from django.urls import reverse
 
+from grants.activity.converters import event_time_text
 from grants.activity.models import ActivityEvent
 from grants.activity.selectors import activity_page
 from partners.models import Partner
@@ -32,7 +33,7 @@ class EventRow:
 
     @property
     def detail_url(self) -> str:
-        return f"{_activity_prefix()}{self.event.event_id}/"
+        return f"{_activity_prefix()}{event_time_text(self.event.event_time)}/{self.event.event_id}/"
 
     @property
     def grant_url(self) -> str:

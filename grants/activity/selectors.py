@@ -66,4 +66,4 @@ def activity_page(
     """One page of `events` (already filtered to what the viewer may see), newest first unless `oldest_first`."""
     rows = list(activity_page_query(events, after=after, size=size, oldest_first=oldest_first))
     page, more = rows[:size], len(rows) > size
-    return ActivityPage(page, Keyset(page[-1].event_time, page[-1].pk) if more and page else None)
+    return ActivityPage(page, Keyset(page[-1].event_time, page[-1].event_id) if more and page else None)

@@ -1,8 +1,8 @@
-"""Bulk loading of activity rows, idempotent on eventID, and of the log files they come from.
+"""Bulk loading of activity rows, idempotent on their key (eventTime, eventID), and of the log files they come from.
 
 PostgreSQL: the rows are copied straight into the table, in COPY's binary format; when some eventIDs are already
 stored (a file read again), they go through a temporary staging table and
-`INSERT ... SELECT ... ON CONFLICT (event_id) DO NOTHING` instead. The files of a batch get their ids from the
+`INSERT ... SELECT ... ON CONFLICT DO NOTHING` on the key instead. The files of a batch get their ids from the
 sequence up front and are inserted together at the end (one statement).
 SQLite (the embedded default of `make run`): batched `bulk_create(ignore_conflicts=True)`, and each file created
 as it is loaded.
@@ -60,10 +60,15 @@ def copies() -> bool:
     return connection.vendor == "postgresql"
 
 
-def files_stored(bucket: str, contents: dict[str, bytes]) -> dict[str, int]:
-    """Of these files (key -> bytes as delivered), those kept already: key -> file id. A file read again is stored
-    once: the same bytes under the same key are the same file (an object replaced with other bytes is another
-    file). One query for the batch; the bytes are read only for a key and size that match."""
+class StoredFile(NamedTuple):
+    file_id: int
+    events: int  # records in the file
+
+
+def files_stored(bucket: str, contents: dict[str, bytes]) -> dict[str, StoredFile]:
+    """Of these files (key -> bytes as delivered), those kept already, by key. A file read again is stored once:
+    the same bytes under the same key are the same file (an object replaced with other bytes is another file).
+    One query for the batch; the bytes are read only for a key and size that match."""
     sizes = {(key, len(content)) for key, content in contents.items()}
     candidates = [
         pk
@@ -72,13 +77,12 @@ def files_stored(bucket: str, contents: dict[str, bytes]) -> dict[str, int]:
         )
         if (key, size) in sizes
     ]
-    stored: dict[str, int] = {}
+    stored: dict[str, StoredFile] = {}
     if candidates:
-        for pk, key, content in TrailFile.objects.filter(pk__in=candidates).values_list(
-            "pk", "key", "content"
-        ):
+        found = TrailFile.objects.filter(pk__in=candidates).values_list("pk", "key", "content", "events")
+        for pk, key, content, events in found:
             if bytes(content) == contents[key]:
-                stored[key] = int(pk)
+                stored[key] = StoredFile(int(pk), int(events))
     return stored
 
 
@@ -206,8 +210,8 @@ def copy_insert(data: CopyData, *, while_inserting: Callable[[], object] | None 
     through it. (Left in the client's buffers, or to a writer thread, the data would wait: such a thread needs
     the GIL for every chunk it sends, and gets it only between the long C calls `while_inserting` makes, such as
     parsing a whole file. Measured: a third fewer events per second.) A file seen before makes the COPY fail on
-    the unique eventID: then the same rows go through a temporary staging table and
-    `INSERT ... SELECT ... ON CONFLICT (event_id) DO NOTHING`, which keeps only the new ones."""
+    the unique key: then the same rows go through a temporary staging table and
+    `INSERT ... SELECT ... ON CONFLICT DO NOTHING` on the key, which keeps only the new ones."""
     # Identifiers only, from the model's own metadata (quoted): nothing from a log file reaches the SQL text.
     table = connection.ops.quote_name(ActivityEvent._meta.db_table)
     columns = ", ".join(connection.ops.quote_name(c) for c in _COLUMNS)
@@ -236,7 +240,7 @@ def copy_insert(data: CopyData, *, while_inserting: Callable[[], object] | None 
         with cursor.copy(f"COPY activity_staging ({columns}) FROM STDIN (FORMAT BINARY)") as copy:
             copy.write(data.data)
         insert = f"INSERT INTO {table} ({columns}) SELECT {columns} FROM activity_staging"  # noqa: S608
-        cursor.execute(insert + ' ON CONFLICT (event_id) DO NOTHING RETURNING "position"')
+        cursor.execute(insert + ' ON CONFLICT (event_time, event_id) DO NOTHING RETURNING "position"')
         inserted = sorted(position for (position,) in cursor.fetchall())
         cursor.execute("DROP TABLE activity_staging")
     return inserted

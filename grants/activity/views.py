@@ -4,6 +4,7 @@ filter, and the staff page of quarantined trail objects. Everything is scoped by
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from uuid import UUID
 
 from django.conf import settings
@@ -50,8 +51,8 @@ def activity_list(request: HttpRequest) -> HttpResponse:
 
 @require_GET
 @login_required
-def activity_detail(request: HttpRequest, event_id: UUID) -> HttpResponse:
-    event = activity_event_for_user(acting_user(request), event_id)
+def activity_detail(request: HttpRequest, at: datetime, event_id: UUID) -> HttpResponse:
+    event = activity_event_for_user(acting_user(request), at, event_id)
     record = event.record
     context = {
         "row": event_rows([event])[0],

@@ -106,9 +106,13 @@ def test_load_log_returns_the_rows_new_to_the_database(simulator, acme, alice_cl
     inserted = load("one", records)
     assert [row[EVENT_ID] for row in inserted] == [r["eventID"] for r in records]
     assert inserted == attributor.rows(records, path_account=account)
-    # The same file again: nothing new, nothing returned (the staging path), and the file is not kept twice.
+    # The same file again: nothing new, nothing returned, and the file is not kept twice. It is not even read: its
+    # stored bytes are the proof that its events were stored (here the decompressed text given is not JSON).
     assert load("one", records) == []
     assert TrailFile.objects.filter(key="one").count() == 1
+    with transaction.atomic():
+        again = load_log(bucket="b", key="one", content=b"one", data=b"not json", attributor=attributor)
+    assert (again.events, again.inserted, again.error) == (len(records), [], None)
     # A file mixing new and stored events: only the new ones, in the file's order, the first of a repeat.
     new = load("two", mixed)
     assert [row[EVENT_ID] for row in new] == [extra[0]["eventID"], extra[1]["eventID"]]

@@ -27,6 +27,7 @@ from django.utils import timezone
 
 from grants import services
 from grants.activity import services as activity
+from grants.activity.converters import event_time_text
 from grants.activity.selectors import Keyset
 from grants.activity.simulator import CloudTrailSimulator
 from grants.activity.timeline import grant_timeline
@@ -151,13 +152,20 @@ def test_outsider_gets_404_or_nothing_everywhere(trail, acme, alice, mallory) ->
     client = _as(mallory)
     alice_event = ActivityEvent.objects.filter(user=alice).first()
     assert alice_event is not None
-    missing = client.get(f"/activity/{uuid.uuid4()}/")
-    foreign = client.get(f"/activity/{alice_event.pk}/")
+    missing = client.get(f"/activity/{event_time_text(alice_event.event_time)}/{uuid.uuid4()}/")
+    foreign = client.get(alice_event.get_absolute_url())
     assert missing.status_code == foreign.status_code == 404
     assert "Acme" not in foreign.content.decode()
     # Bob is in Acme but not an admin: Alice's events are not his either.
-    assert _as(trail.bob).get(f"/activity/{alice_event.pk}/").status_code == 404
-    assert _as(trail.pat).get(f"/activity/{alice_event.pk}/").status_code == 200
+    assert _as(trail.bob).get(alice_event.get_absolute_url()).status_code == 404
+    assert _as(trail.pat).get(alice_event.get_absolute_url()).status_code == 200
+    # An event is found by its whole key: the right id at another time is no event.
+    elsewhere = alice_event.event_time + timedelta(microseconds=1)
+    assert (
+        _as(trail.pat).get(f"/activity/{event_time_text(elsewhere)}/{alice_event.event_id}/").status_code
+        == 404
+    )
+    assert _as(trail.pat).get(f"/activity/20261399T000000.000000Z/{alice_event.event_id}/").status_code == 404
     # The grant timeline, as the grant page: 404 like a grant that does not exist.
     assert client.get(f"/grants/{trail.alice_grant.pk}/").status_code == 404
     # Filters naming Acme's person or grant answer exactly as unknown ones: an empty list, not an error.
@@ -269,7 +277,7 @@ def test_pages_return_every_event_once_in_order_and_a_tampered_cursor_is_400(  #
     url = "/activity/"
     for _ in range(10):
         page = client.get(url).content.decode()
-        seen += [event_id for event_id in expected if f"/activity/{event_id}/" in page]
+        seen += [event_id for event_id in expected if f"Z/{event_id}/" in page]
         older = re.search(r'href="\?([^"]*cursor=[^"]*)">Older', page)
         if older is None:
             break
@@ -342,7 +350,7 @@ def test_event_detail_shows_the_full_record_escaped(simulator, acme, alice, alic
     simulator.write_log(acme.partner.aws_account_id, records, at=at)
     activity.activity_ingest()
     event = ActivityEvent.objects.get(event_id=records[0]["eventID"])
-    page = _as(alice).get(f"/activity/{event.pk}/").content.decode()
+    page = _as(alice).get(event.get_absolute_url()).content.decode()
     assert "<script>alert(1)</script>" not in page
     assert "&quot;userAgent&quot;: &quot;&lt;script&gt;alert(1)&lt;/script&gt;&quot;" in page
     assert (
@@ -376,7 +384,7 @@ def test_grant_timeline_tells_lifecycle_and_events_in_order(simulator, acme, ali
     assert "for 60 minutes" in timeline and "Need to finish TICKET-7" in timeline and "done early" in timeline
     events = list(ActivityEvent.objects.filter(grant=grant).order_by("event_time", "event_id"))
     assert len(events) == 5
-    event_positions = [timeline.index(f"/activity/{e.pk}/") for e in events]
+    event_positions = [timeline.index(e.get_absolute_url()) for e in events]
     assert event_positions == sorted(event_positions)
     # The session is issued before what was done with it.
     assert positions[3] < event_positions[1]
