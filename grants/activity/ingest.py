@@ -22,7 +22,7 @@ from datetime import timedelta
 from itertools import islice
 from typing import NamedTuple
 
-from django.db import DataError, transaction
+from django.db import DataError, IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -266,10 +266,13 @@ def _commit(
     attributor: Attributor,
     report: IngestReport,
     refused: dict[str, MalformedLog],
+    fresh: bool = True,
 ) -> None:
     """One transaction: the batch's files kept, their events inserted (see `loading`), the unreadable ones
     quarantined, and the cursor moved past all of them. If the database refuses a record, the batch is rolled
-    back and committed again file by file, so that only the file at fault is quarantined (`refused`)."""
+    back and committed again file by file, so that only the file at fault is quarantined (`refused`). If a new
+    file holds an event stored before (`fresh`, see load_files), the batch is rolled back and loaded again on the
+    path that keeps only the new events."""
     logs = []
     unreadable: dict[str, MalformedLog] = {}
     for item in batch:
@@ -280,7 +283,7 @@ def _commit(
     try:
         with transaction.atomic():
             store.relax_commit()
-            loaded = load_files(bucket=source.bucket, logs=logs, attributor=attributor)
+            loaded = load_files(bucket=source.bucket, logs=logs, attributor=attributor, fresh=fresh)
             for result in loaded:
                 if result.error is not None:
                     unreadable[result.key] = result.error
@@ -291,15 +294,21 @@ def _commit(
             inserted = sum(len(result.inserted) for result in loaded)
             if not state.claim([item.obj.key for item in batch], inserted):
                 raise _Contended
+    except IntegrityError:
+        if not fresh:
+            raise
+        state.reload()
+        _commit(source, state, batch, attributor, report, refused, fresh=False)
+        return
     except (MalformedLog, DataError) as exc:
         state.reload()
         if len(batch) > 1:
             for item in batch:
-                _commit(source, state, [item], attributor, report, refused)
+                _commit(source, state, [item], attributor, report, refused, fresh)
             return
         # A record the database refused: the file goes to quarantine instead.
         refused[batch[0].obj.key] = MalformedLog(str(exc).strip()[:2000])
-        _commit(source, state, batch, attributor, report, refused)
+        _commit(source, state, batch, attributor, report, refused, fresh)
         return
     report.objects += len(batch)
     report.skipped += sum(item.fetched is None for item in batch)

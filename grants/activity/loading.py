@@ -78,11 +78,17 @@ class _File:
         return max(row[1] for row in self.rows) if self.rows else None  # event_time
 
 
-def load_files(*, bucket: str, logs: Sequence[LogData], attributor: Attributor) -> list[Loaded]:
+def load_files(
+    *, bucket: str, logs: Sequence[LogData], attributor: Attributor, fresh: bool = False
+) -> list[Loaded]:
     """Keep each readable file and insert its new events, inside the caller's transaction; then run the alert rules
     on every event new to the database. A file that cannot be read is reported (`Loaded.error`), not raised: the
     caller quarantines it. A record the database refuses raises (DataError) and the caller rolls back. One result
-    per file, in the order of `logs`."""
+    per file, in the order of `logs`.
+
+    `fresh`: the events of files not kept yet are taken to be new (the fast path, see store.copy_insert); one that
+    is stored already raises IntegrityError, and the caller rolls back and loads again without `fresh`. CloudTrail
+    delivers an event twice only rarely."""
     stored = store.files_stored(bucket, {log.key: log.content for log in logs}) if logs else {}
     # A file kept already had every event stored when it was loaded: nothing to read again.
     loaded = {key: Loaded(key, kept.events, [], None) for key, kept in stored.items()}
@@ -114,7 +120,7 @@ def load_files(*, bucket: str, logs: Sequence[LogData], attributor: Attributor) 
             )
         assert file.file_id is not None
         if file.copy is not None:
-            positions = store.copy_insert(file.copy, while_inserting=prepare_following)
+            positions = store.copy_insert(file.copy, fresh=fresh, while_inserting=prepare_following)
         else:
             positions = store.insert_events(rows, file_id=file.file_id, while_inserting=prepare_following)
         inserted = [rows[position] for position in positions]
@@ -125,6 +131,7 @@ def load_files(*, bucket: str, logs: Sequence[LogData], attributor: Attributor) 
         elif created and not inserted:
             store.file_forget(file.file_id)
         batch.extend(file.candidates if len(inserted) == len(rows) else file.candidates.only(inserted))
+        batch.files.add(file.file_id)
         loaded[file.log.key] = Loaded(file.log.key, len(rows), inserted, None)
         file.rows = file.copy = None
         file.candidates = Batch()

@@ -1,8 +1,8 @@
 """Bulk loading of activity rows, idempotent on their key (eventTime, eventID), and of the log files they come from.
 
-PostgreSQL: the rows are copied straight into the table, in COPY's binary format; when some eventIDs are already
-stored (a file read again), they go through a temporary staging table and
-`INSERT ... SELECT ... ON CONFLICT DO NOTHING` on the key instead. The files of a batch get their ids from the
+PostgreSQL: the rows are copied straight into the table, in COPY's binary format; when some events may be stored
+already, they go through a temporary staging table and `INSERT ... SELECT ... ON CONFLICT DO NOTHING` on the key
+instead. The files of a batch get their ids from the
 sequence up front and are inserted together at the end (one statement).
 SQLite (the embedded default of `make run`): batched `bulk_create(ignore_conflicts=True)`, and each file created
 as it is loaded.
@@ -18,11 +18,11 @@ from functools import cache
 from typing import Any, NamedTuple
 
 import psycopg
-from django.db import IntegrityError, connection, transaction
+from django.db import connection
 from django.utils import timezone
 from psycopg import postgres
 from psycopg.adapt import Dumper
-from psycopg.copy import Copy, FileWriter, LibpqWriter
+from psycopg.copy import Copy, FileWriter
 from psycopg.pq import Format
 
 from grants.activity.attribution import COLUMNS
@@ -163,7 +163,7 @@ def insert_events(
     positions in `rows`, in order. An eventID repeated within the file keeps its first record. `while_inserting`
     is called once, after the rows are handed over and while the server is still inserting them."""
     if copies():
-        return list(copy_insert(copy_data(rows, file_id), while_inserting=while_inserting))
+        return list(copy_insert(copy_data(rows, file_id), fresh=False, while_inserting=while_inserting))
     inserted = _bulk_insert(rows, _first_positions(rows), file_id)
     if while_inserting:
         while_inserting()
@@ -204,41 +204,39 @@ def copy_data(rows: Sequence[Row], file_id: int) -> CopyData:
     return CopyData(out.getvalue(), positions)
 
 
-def copy_insert(data: CopyData, *, while_inserting: Callable[[], object] | None = None) -> Sequence[int]:
-    """COPY the rows straight into the table; returns the positions inserted. The whole data is written and
-    flushed to the socket first, where the kernel buffers it, then `while_inserting` runs while the server works
-    through it. (Left in the client's buffers, or to a writer thread, the data would wait: such a thread needs
-    the GIL for every chunk it sends, and gets it only between the long C calls `while_inserting` makes, such as
-    parsing a whole file. Measured: a third fewer events per second.) A file seen before makes the COPY fail on
-    the unique key: then the same rows go through a temporary staging table and
-    `INSERT ... SELECT ... ON CONFLICT DO NOTHING` on the key, which keeps only the new ones."""
+def copy_insert(
+    data: CopyData, *, fresh: bool, while_inserting: Callable[[], object] | None = None
+) -> Sequence[int]:
+    """Insert the rows; returns the positions inserted. `while_inserting` is called once, while the server works.
+
+    `fresh`: the rows are taken to be new, and are copied straight into the table. The whole data is written to the
+    socket first, where the kernel buffers it, then `while_inserting` runs while the server works through it.
+    (Left in the client's buffers, or to a writer thread, the data would wait: such a thread needs the GIL for every
+    chunk it sends, and gets it only between the long C calls `while_inserting` makes, such as parsing a whole file.
+    Measured: a third fewer events per second.) An event stored before makes the COPY fail on the key, and with it
+    the caller's transaction (no savepoint per file: a batch's worth of subtransactions would slow every other
+    session's snapshots), which then loads again with `fresh=False`.
+
+    Otherwise the rows go through a temporary staging table and `INSERT ... SELECT ... ON CONFLICT DO NOTHING`,
+    which keeps only the new ones."""
     # Identifiers only, from the model's own metadata (quoted): nothing from a log file reaches the SQL text.
     table = connection.ops.quote_name(ActivityEvent._meta.db_table)
     columns = ", ".join(connection.ops.quote_name(c) for c in _COLUMNS)
-    waiting = [while_inserting] if while_inserting else []
     with connection.cursor() as wrapper, connection.wrap_database_errors:
         cursor = wrapper.cursor  # psycopg's own cursor: Django's wrapper has no copy()
-        try:
-            with (
-                transaction.atomic(),
-                connection.wrap_database_errors,
-                cursor.copy(
-                    f"COPY {table} ({columns}) FROM STDIN (FORMAT BINARY)",
-                    writer=LibpqWriter(cursor),
-                ) as copy,
-            ):
+        if fresh:
+            with cursor.copy(f"COPY {table} ({columns}) FROM STDIN (FORMAT BINARY)") as copy:
                 copy.write(data.data)
-                while waiting:
-                    waiting.pop()()
+                if while_inserting:
+                    while_inserting()
             return data.positions
-        except IntegrityError:
-            while waiting:  # the server refused before all was written: still called, once
-                waiting.pop()()
         cursor.execute(
             f"CREATE TEMP TABLE activity_staging ON COMMIT DROP AS SELECT {columns} FROM {table} WITH NO DATA"  # noqa: S608
         )
         with cursor.copy(f"COPY activity_staging ({columns}) FROM STDIN (FORMAT BINARY)") as copy:
             copy.write(data.data)
+            if while_inserting:
+                while_inserting()
         insert = f"INSERT INTO {table} ({columns}) SELECT {columns} FROM activity_staging"  # noqa: S608
         cursor.execute(insert + ' ON CONFLICT (event_time, event_id) DO NOTHING RETURNING "position"')
         inserted = sorted(position for (position,) in cursor.fetchall())

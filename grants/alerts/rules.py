@@ -115,6 +115,7 @@ _SEVERITY_ORDER = [Severity.LOW, Severity.MEDIUM, Severity.HIGH, Severity.CRITIC
 
 # Calls that succeed whatever the policies say (IAM cannot deny them): no evidence that a deny failed.
 _UNDENIABLE = frozenset({("sts.amazonaws.com", "GetCallerIdentity")})
+_UNDENIABLE_NAMES = frozenset(name for _, name in _UNDENIABLE)
 
 
 # --- the batch ---------------------------------------------------------------------------------------------------
@@ -132,8 +133,12 @@ class Batch:
     denied: list[Row] = field(default_factory=list)
     sensitive: list[tuple[Row, str]] = field(default_factory=list)  # with its kind (see sensitive_kind)
     porte: list[Row] = field(default_factory=list)  # Porte sessions (for the access window)
-    granted: list[Row] = field(default_factory=list)  # successful calls attributed to a grant
+    granted: list[Row] = field(default_factory=list)  # successful calls attributed to a grant (IAM can deny)
+    granted_latest: dict[int, datetime] = field(default_factory=dict)  # grant -> its latest such call
     user_ips: dict[tuple[int, str], Row] = field(default_factory=dict)  # (user, ip) -> its first row
+    # The log files these events were loaded from in this transaction (what a rule reads back from the database
+    # can leave their events out: it has them here).
+    files: set[int] = field(default_factory=set)
 
     @classmethod
     def select(cls, rows: list[Row], records: list[dict[str, Any]]) -> Batch:
@@ -151,8 +156,14 @@ class Batch:
                     kind = sensitive_kind(row[_SOURCE], name, records[index])
                     if kind is not None:
                         batch.sensitive.append((row, kind))
-                if row[_GRANT] is not None:
+                grant = row[_GRANT]
+                if grant is not None and (
+                    name not in _UNDENIABLE_NAMES or (row[_SOURCE], name) not in _UNDENIABLE
+                ):
                     batch.granted.append(row)
+                    at = row[_TIME]
+                    if grant not in batch.granted_latest or at > batch.granted_latest[grant]:
+                        batch.granted_latest[grant] = at
             if row[_PORTE]:
                 batch.porte.append(row)
             user, ip = row[_USER], row[_IP]
@@ -164,12 +175,18 @@ class Batch:
         """The candidates that are among `rows` (the same row objects): for a file only some of whose events
         were new to the database."""
         kept = {id(row) for row in rows}
+        granted = [row for row in self.granted if id(row) in kept]
+        latest: dict[int, datetime] = {}
+        for row in granted:
+            latest[row[_GRANT]] = max(row[_TIME], latest.get(row[_GRANT], row[_TIME]))
         return Batch(
             [row for row in self.denied if id(row) in kept],
             [(row, kind) for row, kind in self.sensitive if id(row) in kept],
             [row for row in self.porte if id(row) in kept],
-            [row for row in self.granted if id(row) in kept],
+            granted,
+            latest,
             {pair: row for pair, row in self.user_ips.items() if id(row) in kept},
+            set(self.files),
         )
 
     def extend(self, other: Batch) -> None:
@@ -178,8 +195,11 @@ class Batch:
         self.sensitive += other.sensitive
         self.porte += other.porte
         self.granted += other.granted
+        for grant, at in other.granted_latest.items():
+            self.granted_latest[grant] = max(at, self.granted_latest.get(grant, at))
         for pair, row in other.user_ips.items():
             self.user_ips.setdefault(pair, row)
+        self.files |= other.files
 
     def __bool__(self) -> bool:
         return bool(self.denied or self.sensitive or self.porte or self.granted or self.user_ips)
@@ -295,7 +315,7 @@ def denied_bursts(batch: Batch) -> list[Draft]:
         if rest:
             undecided[principal] = rest
     if undecided:
-        drafts += _new_bursts(undecided, window)
+        drafts += _new_bursts(undecided, window, batch.files, by_principal)
     return drafts
 
 
@@ -313,7 +333,11 @@ def _continuing(
     return joined, rest
 
 
-def _new_bursts(undecided: dict[str, list[tuple[Any, ...]]], window: timedelta) -> list[Draft]:
+def _new_bursts(
+    undecided: dict[str, list[Row]], window: timedelta, files: set[int], batch_rows: dict[str, list[Row]]
+) -> list[Draft]:
+    """Bursts among the `undecided` refusals, judged with the principal's other refusals around them: the batch's
+    own (`batch_rows`, from `files`), and those stored before, read back."""
     from grants.models import ActivityEvent
 
     threshold = settings.ALERT_DENIED_BURST_COUNT
@@ -328,6 +352,7 @@ def _new_bursts(undecided: dict[str, list[tuple[Any, ...]]], window: timedelta) 
             event_time__lte=max(row[_TIME] for row in rows) + window,
         )
         .exclude(error_code="")  # the partial index on errors by time
+        .exclude(file_id__in=files)  # the batch's own events: in `undecided` already
         .filter(DENIED_Q)
         .filter(
             Q(user_id__in=users)
@@ -343,9 +368,7 @@ def _new_bursts(undecided: dict[str, list[tuple[Any, ...]]], window: timedelta) 
     drafts = []
     for principal, new_rows in undecided.items():
         events = timeline[principal]
-        for (
-            row
-        ) in new_rows:  # stored already in this transaction; kept here too, so the rule reads what it judges
+        for row in batch_rows[principal]:  # stored in this transaction, not read back
             events.setdefault(str(row[_ID]), row[_TIME])
         ordered = sorted((at, event_id) for event_id, at in events.items())
         new_by_id = {str(row[_ID]): row for row in new_rows}
@@ -477,15 +500,11 @@ def after_grant_end(batch: Batch) -> list[Draft]:
     """A successful call by a grant's session after the grant ended: the strongest sign that a deny did not hold.
     The grant's own end (ends_at) is enforced by the session policy with AWS's clock, so it counts to the second;
     an earlier end (revocation) is enforced by the deny Porte puts, which IAM takes a little while to apply."""
-    if not batch.granted:
+    latest = batch.granted_latest  # the common case, every call within its grant, is judged on these alone
+    if not latest:
         return []
     from grants.models import Grant
 
-    by_grant: dict[int, list[Row]] = defaultdict(list)
-    for row in batch.granted:
-        if (row[_SOURCE], row[_NAME]) not in _UNDENIABLE:
-            by_grant[row[_GRANT]].append(row)
-    latest = {grant: max(row[_TIME] for row in rows) for grant, rows in by_grant.items()}
     propagation = timedelta(seconds=settings.ALERT_DENY_PROPAGATION_SECONDS)
     drafts = []
     for grant_id, ends_at, ended_at in Grant.objects.filter(pk__in=list(latest)).values_list(
@@ -496,7 +515,7 @@ def after_grant_end(batch: Batch) -> list[Draft]:
             end = min(end, ended_at + propagation)
         if latest[grant_id] <= end:
             continue
-        rows = [row for row in by_grant[grant_id] if row[_TIME] > end]
+        rows = [row for row in batch.granted if row[_GRANT] == grant_id and row[_TIME] > end]
         drafts.append(
             _draft(
                 Rule.AFTER_GRANT_END,

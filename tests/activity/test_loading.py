@@ -12,7 +12,7 @@ from datetime import timedelta
 
 import orjson
 import pytest
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from grants.activity import services as activity
@@ -179,3 +179,24 @@ def test_a_batch_attributes_each_file_even_when_it_names_keys_first_seen_mid_bat
     assert ActivityEvent.objects.filter(credential_id=alice_cli.pk).count() == len(cli)
     assert sorted(TrailFile.objects.values_list("key", flat=True)) == ["cli", "console"]
     assert [e.record for e in stored.order_by("position")] == console
+
+
+def test_the_fast_path_refuses_an_event_stored_before_and_the_careful_path_keeps_only_new_ones(  # type: ignore[no-untyped-def]
+    simulator, acme, alice_cli
+) -> None:
+    """Ingestion loads new files on the fast path (straight COPY, no savepoint per file); CloudTrail's rare second
+    delivery of an event in another file makes it fail, and the batch is loaded again on the careful path."""
+    records = simulator.session_records(alice_cli, reads=3, writes=0, denied=0)
+    first = orjson.dumps({"Records": records[:3]})
+    overlapping = orjson.dumps({"Records": records[2:]})
+    with transaction.atomic():
+        load_files(bucket="b", logs=[LogData("first", gzip.compress(first), first)], attributor=Attributor())
+    second = [LogData("second", gzip.compress(overlapping), overlapping)]
+
+    with pytest.raises(IntegrityError), transaction.atomic():
+        load_files(bucket="b", logs=second, attributor=Attributor(), fresh=True)
+    with transaction.atomic():
+        (loaded,) = load_files(bucket="b", logs=second, attributor=Attributor())
+
+    assert [row[EVENT_ID] for row in loaded.inserted] == [r["eventID"] for r in records[3:]]
+    assert ActivityEvent.objects.count() == len(records)
