@@ -7,7 +7,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from grants.alerts.models import Alert
@@ -58,12 +58,27 @@ def alerts_record(*, drafts: Sequence[Draft]) -> list[Alert]:
         existing[alert.dedupe_key] = alert
         _grow(alert, draft)
     if grown:
-        # One statement for every alert that grew (a flood of refusals grows a few alerts per file).
-        Alert.objects.bulk_update(
-            list(grown.values()),
-            ["event_count", "event_ids", "first_event_at", "last_event_at", "updated_at"],
-        )
+        _save_grown(list(grown.values()))
     return created
+
+
+def _save_grown(alerts: list[Alert]) -> None:
+    """Save the alerts that grew (a flood of refusals grows a few alerts per batch): one UPDATE per alert, sent
+    together (psycopg pipelines `executemany`). Django's bulk_update builds a CASE expression per field and alert
+    in Python, which cost more than the rules themselves."""
+    names = {"event_count", "event_ids", "first_event_at", "last_event_at", "updated_at"}
+    fields = [field for field in Alert._meta.concrete_fields if field.name in names]
+    quote = connection.ops.quote_name
+    assignments = ", ".join(f"{quote(str(field.column))} = %s" for field in fields)
+    with connection.cursor() as cursor:
+        cursor.executemany(
+            f"UPDATE {quote(Alert._meta.db_table)} SET {assignments} WHERE id = %s",  # noqa: S608
+            [
+                [field.get_db_prep_save(getattr(alert, field.attname), connection) for field in fields]
+                + [alert.pk]
+                for alert in alerts
+            ],
+        )
 
 
 def _continued_burst(draft: Draft) -> Alert | None:
