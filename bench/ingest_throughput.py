@@ -19,7 +19,10 @@ Measured, in this order:
    store / cursor code as production; only the listing and the GET differ);
 3. S3 GET only: every object fetched from moto (no parsing), with the same prefetch threads;
 4. Porte from moto S3: `activity_ingest()` — the beat task's service, unchanged — into an emptied table;
-5. replay: cursors forgotten, the same files from local again: nothing may be added.
+5. replay: cursors forgotten, the same files from local again: nothing may be added. With step 4, the table was
+   emptied and filled again from the S3 bucket, so the local files are files not kept yet whose events are all
+   stored: each batch fails on the fast path and is loaded again on the staging path (the costly case). With
+   `--no-s3`, the local files are kept already and are skipped unread.
 The row count after 2 and after 4 must equal files x events.
 
 Target: Porte (local files) / bare gunzip+orjson ≥ 0.25. What the ratio compares: Porte's ingestion as deployed,
