@@ -114,7 +114,8 @@ def compute(*, now: datetime | None = None) -> Figures:
 
     alerts = Alert.objects.filter(created_at__gte=since, created_at__lte=now)
     violations = _daily_counts(alerts.filter(rule__in=VIOLATION_RULES), "created_at", days)
-    incidents = _daily_counts(alerts, "created_at", days)
+    # The rules' own failure is an operational alert, not an incident (it is in the breakdown by rule).
+    incidents = _daily_counts(alerts.exclude(rule=Alert.Rule.RULES_FAILED), "created_at", days)
     add(
         "policy_violations",
         "Policy violations",
@@ -123,7 +124,14 @@ def compute(*, now: datetime | None = None) -> Figures:
         sum(violations),
         "Alerts of activity outside the access window, after a grant ended, or sensitive actions.",
     )
-    add("security_incidents", "Security incidents", "count", incidents, sum(incidents), "Alerts raised.")
+    add(
+        "security_incidents",
+        "Security incidents",
+        "count",
+        incidents,
+        sum(incidents),
+        "Alerts raised (but for the rules' own failures).",
+    )
     result.alerts_by_rule = {
         (rule, severity): count
         for rule, severity, count in alerts.values_list("rule", "severity").annotate(n=Count("id")).order_by()

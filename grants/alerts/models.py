@@ -18,6 +18,8 @@ class Alert(models.Model):
         SENSITIVE_ACTION = "sensitive_action", "Sensitive action"
         AFTER_GRANT_END = "after_grant_end", "Credentials used after their grant ended"
         NEW_SOURCE_IP = "new_source_ip", "New source IP for a user"
+        # Not a finding: the rules themselves failed on some events, which were stored but not judged.
+        RULES_FAILED = "rules_failed", "Alert rules failed"
 
     class Severity(models.TextChoices):
         LOW = "low", "Low"

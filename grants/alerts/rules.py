@@ -204,6 +204,15 @@ class Batch:
     def __bool__(self) -> bool:
         return bool(self.denied or self.sensitive or self.porte or self.granted or self.user_ips)
 
+    def rows(self) -> list[Row]:
+        """Every candidate row, once each (a row can be a candidate of several rules)."""
+        seen: dict[int, Row] = {}
+        for row in (*self.denied, *(row for row, _ in self.sensitive), *self.porte, *self.granted):
+            seen.setdefault(id(row), row)
+        for row in self.user_ips.values():
+            seen.setdefault(id(row), row)
+        return list(seen.values())
+
 
 @lru_cache(maxsize=4096)
 def _is_ip(text: str) -> bool:
@@ -586,3 +595,24 @@ def _remember(pairs: list[tuple[int, str]]) -> None:
 
 
 RULES = (denied_bursts, outside_window, sensitive_actions, after_grant_end, new_source_ips)
+
+
+def rules_failed(batch: Batch, exc: Exception) -> Draft:
+    """The alert that says the rules failed on these events: stored, but not judged."""
+    rows = sorted(batch.rows(), key=lambda row: (row[_TIME], str(row[_ID])))
+    first, last = rows[0][_TIME], rows[-1][_TIME]
+    return Draft(
+        rule=Rule.RULES_FAILED,
+        severity=Severity.HIGH,
+        dedupe_key=f"rules_failed:{rows[0][_ID]}:{len(rows)}",
+        summary=(
+            f"The alert rules failed on {len(rows)} new events ({first:%Y-%m-%d %H:%M:%S} to "
+            f"{last:%Y-%m-%d %H:%M:%S} UTC): they are stored but were not judged ({type(exc).__name__})"
+        ),
+        event_ids=[str(row[_ID]) for row in rows[:SAMPLE_EVENTS]],
+        event_count=len(rows),
+        first_event_at=first,
+        last_event_at=last,
+        principal="porte:alert-rules",
+        detail={"error": type(exc).__name__, "message": str(exc)[:500]},
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from datetime import timedelta
 
@@ -11,20 +12,31 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from grants.alerts.models import Alert
-from grants.alerts.rules import RULES, SAMPLE_EVENTS, Batch, Draft
+from grants.alerts.rules import RULES, SAMPLE_EVENTS, Batch, Draft, rules_failed
 from portal.audit import audit_record
 from portal.models import User
 from portal.notifications import notify, staff_addresses
+
+log = logging.getLogger(__name__)
 
 
 def alerts_for_batch(batch: Batch) -> list[Alert]:
     """Ingestion's hook, once a batch of log files is stored (same transaction): the rules judge only the events
     new to the database (the batch is selected from them, see `Batch.only`), so a file read again, or
-    overlapping one read before, raises nothing again. Returns the alerts created."""
+    overlapping one read before, raises nothing again. Returns the alerts created.
+
+    A rule that fails (a bug, which a crafted record could trigger) must neither stop ingestion — every run would
+    stop at the same batch — nor go unseen: what the rules did is undone, the events stay stored, and staff get an
+    alert saying which events were not judged."""
     if not batch:
         return []
-    drafts = [draft for rule in RULES for draft in rule(batch)]
-    return alerts_record(drafts=drafts) if drafts else []
+    try:
+        with transaction.atomic():
+            drafts = [draft for rule in RULES for draft in rule(batch)]
+            return alerts_record(drafts=drafts) if drafts else []
+    except Exception as exc:  # whatever the rule's bug: it becomes an alert (and the traceback is logged)
+        log.exception("the alert rules failed on a batch of new events; they are stored but not judged")
+        return alerts_record(drafts=[rules_failed(batch, exc)])
 
 
 @transaction.atomic

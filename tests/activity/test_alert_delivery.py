@@ -22,10 +22,7 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def on_call(db):  # type: ignore[no-untyped-def]
-    staff = make_staff("olivia")
-    staff.email = "olivia@porte.example"
-    staff.save()
-    return staff
+    return make_staff("olivia", email="olivia@porte.example")
 
 
 def _incident_files(simulator, acme, alice_cli):  # type: ignore[no-untyped-def]
