@@ -70,6 +70,18 @@ def _lease() -> timedelta:
 
 
 @shared_task(acks_late=True, ignore_result=True)
+def activity_ingest_notified() -> dict[str, int | bool]:
+    from grants.activity import services as activity
+
+    try:
+        return activity.activity_ingest_notified().as_dict()
+    except aws.AwsRejected as exc:
+        # The queue or the bucket cannot be read: the messages stay on the queue for the next tick.
+        log.warning("near-real-time activity ingestion skipped: %s", exc)
+        return {"skipped": True}
+
+
+@shared_task(acks_late=True, ignore_result=True)
 def activity_ingest() -> dict[str, int | bool]:
     from grants.activity import services as activity
 

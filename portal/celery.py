@@ -85,3 +85,11 @@ def _schedule(sender: Celery, **_: object) -> None:
             "options": {"expires": settings.HEALTH_SAMPLE_SECONDS},
         },
     }
+    if settings.ACTIVITY_SQS_QUEUE_URL:
+        # The near-real-time path: trail files named by the bucket's notifications, within seconds of delivery
+        # (the listing above stays the safety net).
+        sender.conf.beat_schedule["ingest-activity-notified"] = {
+            "task": "grants.tasks.activity_ingest_notified",
+            "schedule": settings.ACTIVITY_SQS_POLL_SECONDS,
+            "options": {"expires": settings.ACTIVITY_SQS_POLL_SECONDS},
+        }

@@ -221,6 +221,10 @@ ACTIVITY_INGEST_MAX_OBJECTS = env.int("PORTE_ACTIVITY_INGEST_MAX_OBJECTS", defau
 # CloudTrail may deliver a file whose name sorts before one already ingested; files named up to this long before
 # the newest ingested one are still picked up.
 ACTIVITY_LOOKBACK_SECONDS = env.int("PORTE_ACTIVITY_LOOKBACK_SECONDS", default=1800)
+# Optional near-real-time path: an SQS queue that the trail bucket's S3 event notifications reach (directly or
+# through SNS; CloudTrail's own SNS delivery notices work too), read every PORTE_ACTIVITY_SQS_POLL_SECONDS.
+ACTIVITY_SQS_QUEUE_URL = env.str("PORTE_ACTIVITY_SQS_QUEUE_URL", default="")
+ACTIVITY_SQS_POLL_SECONDS = env.float("PORTE_ACTIVITY_SQS_POLL_SECONDS", default=10.0)
 ACTIVITY_RETENTION_DAYS = env.int("PORTE_ACTIVITY_RETENTION_DAYS", default=400)
 if ACTIVITY_RETENTION_DAYS < 1 or ACTIVITY_INGEST_MAX_OBJECTS < 1 or ACTIVITY_LOOKBACK_SECONDS < 0:
     raise ImproperlyConfigured(

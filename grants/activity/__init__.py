@@ -11,7 +11,9 @@
 - `trail`: where the log files are (S3 layout of an organisation trail) and the per-prefix cursor arithmetic;
 - `ingest`: the incremental, idempotent loop over new objects, with quarantine;
 - `converters`: the time part of an event's address (`/activity/<time>/<eventID>/`);
-- `services`: the actions (ingest, purge, retry or resolve a quarantined object); `selectors`: keyset pages;
+- `notified`: the near-real-time path — which trail files an SQS message (an S3 or CloudTrail notification) names;
+- `services`: the actions (ingest by listing or from notifications, purge, retry or resolve a quarantined object);
+  `selectors`: keyset pages;
 - `simulator`: writes realistic log files into the local emulator's trail bucket (moto emits no CloudTrail).
 
 The views of it:

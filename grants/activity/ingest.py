@@ -187,6 +187,18 @@ def ingest(
     return report
 
 
+def ingest_keys(
+    source: TrailSource, keys: list[str], *, prefetch: int = PREFETCH, attributor: Attributor | None = None
+) -> IngestReport:
+    """Ingest the named log files (a notification's), in batches as `ingest` does, moving no cursor: the listing
+    finds them later kept already, and skips them unread."""
+    report = IngestReport()
+    objects = [TrailObject(key, 0) for key in keys]  # the size is only for the quarantine's record
+    with _cyclic_gc_paused():
+        _ingest_objects(source, None, objects, attributor or Attributor(), report, prefetch)
+    return report
+
+
 @contextmanager
 def _cyclic_gc_paused() -> Iterator[None]:
     """Parsed log files are hundreds of thousands of small dicts and strings alive at once. Python's cycle
@@ -235,14 +247,14 @@ class _Contended(Exception):
 
 def _ingest_objects(
     source: TrailSource,
-    state: _Prefix,
+    state: _Prefix | None,
     objects: list[TrailObject],
     attributor: Attributor,
     report: IngestReport,
     prefetch: int,
 ) -> bool:
-    """Ingest `objects` of one prefix in order, a batch of files per transaction; False when a concurrent run
-    moved the cursor first."""
+    """Ingest `objects` of one prefix (`state`: its cursor) in order, a batch of files per transaction; False when a
+    concurrent run moved the cursor first."""
     batch: list[_Item] = []
     size = 0
     try:
@@ -261,7 +273,7 @@ def _ingest_objects(
 
 def _commit(
     source: TrailSource,
-    state: _Prefix,
+    state: _Prefix | None,
     batch: list[_Item],
     attributor: Attributor,
     report: IngestReport,
@@ -269,10 +281,10 @@ def _commit(
     fresh: bool = True,
 ) -> None:
     """One transaction: the batch's files kept, their events inserted (see `loading`), the unreadable ones
-    quarantined, and the cursor moved past all of them. If the database refuses a record, the batch is rolled
-    back and committed again file by file, so that only the file at fault is quarantined (`refused`). If a new
-    file holds an event stored before (`fresh`, see load_files), the batch is rolled back and loaded again on the
-    path that keeps only the new events."""
+    quarantined, and the cursor (if any: files named by a notification have none) moved past all of them. If the
+    database refuses a record, the batch is rolled back and committed again file by file, so that only the file
+    at fault is quarantined (`refused`). If a new file holds an event stored before (`fresh`, see load_files), the
+    batch is rolled back and loaded again on the path that keeps only the new events."""
     logs = []
     unreadable: dict[str, MalformedLog] = {}
     for item in batch:
@@ -292,16 +304,18 @@ def _commit(
                     error = unreadable[item.obj.key]
                     quarantine(bucket=source.bucket, key=item.obj.key, size=item.obj.size, error=str(error))
             inserted = sum(len(result.inserted) for result in loaded)
-            if not state.claim([item.obj.key for item in batch], inserted):
+            if state is not None and not state.claim([item.obj.key for item in batch], inserted):
                 raise _Contended
     except IntegrityError:
         if not fresh:
             raise
-        state.reload()
+        if state is not None:
+            state.reload()
         _commit(source, state, batch, attributor, report, refused, fresh=False)
         return
     except (MalformedLog, DataError) as exc:
-        state.reload()
+        if state is not None:
+            state.reload()
         if len(batch) > 1:
             for item in batch:
                 _commit(source, state, [item], attributor, report, refused, fresh)

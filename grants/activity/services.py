@@ -1,9 +1,11 @@
-"""Activity actions: ingest the trail, purge past the retention, retry or resolve a quarantined object."""
+"""Activity actions: ingest the trail (listing it, or the files notifications name), purge past the retention,
+retry or resolve a quarantined object."""
 
 from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import DataError, transaction
@@ -11,15 +13,18 @@ from django.utils import timezone
 
 from grants.activity import trail
 from grants.activity.attribution import Attributor
-from grants.activity.ingest import IngestReport, fetch, ingest, quarantine
+from grants.activity.ingest import IngestReport, fetch, ingest, ingest_keys, quarantine
 from grants.activity.loading import load_log
 from grants.activity.models import ActivityEvent, QuarantinedObject, TrailFile
+from grants.activity.notified import notice
 from grants.activity.records import MalformedLog
+from portal import aws
 from portal.audit import audit_record
 from portal.models import User
 
 log = logging.getLogger(__name__)
 PURGE_BATCH = 10_000
+NOTIFIED_MAX_MESSAGES = 100  # per run; the next tick takes the rest
 
 
 def activity_ingest(*, max_objects: int | None = None) -> IngestReport:
@@ -36,6 +41,52 @@ def activity_ingest(*, max_objects: int | None = None) -> IngestReport:
     )
     if report.objects:
         log.info("activity ingested: %s", report.as_dict())
+    return report
+
+
+def activity_ingest_notified(*, max_messages: int = NOTIFIED_MAX_MESSAGES) -> IngestReport:
+    """The near-real-time path (PORTE_ACTIVITY_SQS_QUEUE_URL): ingest the trail files the queue's notifications name,
+    then delete those messages. A message is deleted only once its files are committed or quarantined: if this run
+    dies first, the queue delivers it again, and a file kept already is skipped unread."""
+    url = settings.ACTIVITY_SQS_QUEUE_URL
+    org_id = trail.organization_id() if url else None
+    if org_id is None:
+        return IngestReport()
+    root = trail.logs_root(org_id)
+    sqs = aws.management_client("sqs")
+    messages: list[dict[str, Any]] = []
+    with aws.aws_errors():
+        while len(messages) < max_messages:
+            received = sqs.receive_message(
+                QueueUrl=url, MaxNumberOfMessages=min(10, max_messages - len(messages)), WaitTimeSeconds=0
+            ).get("Messages", [])
+            if not received:
+                break
+            messages += received
+    keys: list[str] = []
+    ignored = unknown = 0
+    for message in messages:
+        found = notice(message.get("Body", ""), bucket=settings.ACTIVITY_TRAIL_BUCKET, root=root)
+        if found is None:
+            unknown += 1
+        else:
+            keys += found.keys
+            ignored += found.ignored
+    if ignored or unknown:
+        log.info(
+            "activity notifications: %d objects not trail log files, %d messages not notifications",
+            ignored,
+            unknown,
+        )
+    source = trail.S3TrailSource(bucket=settings.ACTIVITY_TRAIL_BUCKET, root=root)
+    report = ingest_keys(source, sorted(set(keys))) if keys else IngestReport()
+    with aws.aws_errors():
+        for start in range(0, len(messages), 10):
+            chunk = messages[start : start + 10]
+            entries = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(chunk)]
+            sqs.delete_message_batch(QueueUrl=url, Entries=entries)
+    if report.objects:
+        log.info("activity ingested from notifications: %s", report.as_dict())
     return report
 
 
