@@ -193,7 +193,7 @@ def ingest_keys(
     """Ingest the named log files (a notification's), in batches as `ingest` does, moving no cursor: the listing
     finds them later kept already, and skips them unread."""
     report = IngestReport()
-    objects = [TrailObject(key, 0) for key in keys]  # the size is only for the quarantine's record
+    objects = [TrailObject(key, None) for key in keys]
     with _cyclic_gc_paused():
         _ingest_objects(source, None, objects, attributor or Attributor(), report, prefetch)
     return report

@@ -28,7 +28,7 @@ _CHUNK = 1024 * 1024
 @dataclass(frozen=True, slots=True)
 class TrailObject:
     key: str
-    size: int
+    size: int | None  # as listed (None: named by a notification, not listed)
 
 
 class TrailSource(Protocol):
