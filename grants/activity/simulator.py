@@ -286,35 +286,22 @@ class CloudTrailSimulator:
                     },
                 )
             )
-        for i in range(reads):
-            source, name, request = READS[i % len(READS)]
-            records.append(
-                self.record(
-                    account,
-                    identity,
-                    source,
-                    name,
-                    at=start + timedelta(seconds=5 * next(step)),
-                    request=request,
-                    source_ip=ip,
-                    user_agent=agent,
+        for catalog, count, read_only in ((READS, reads, True), (WRITES, writes, False)):
+            for i in range(count):
+                source, name, request = catalog[i % len(catalog)]
+                records.append(
+                    self.record(
+                        account,
+                        identity,
+                        source,
+                        name,
+                        at=start + timedelta(seconds=5 * next(step)),
+                        read_only=read_only,
+                        request=request,
+                        source_ip=ip,
+                        user_agent=agent,
+                    )
                 )
-            )
-        for i in range(writes):
-            source, name, request = WRITES[i % len(WRITES)]
-            records.append(
-                self.record(
-                    account,
-                    identity,
-                    source,
-                    name,
-                    at=start + timedelta(seconds=5 * next(step)),
-                    read_only=False,
-                    request=request,
-                    source_ip=ip,
-                    user_agent=agent,
-                )
-            )
         for i in range(denied):
             source, name, code = DENIED[i % len(DENIED)]
             action = f"{source.split('.')[0]}:{name}"
