@@ -288,10 +288,12 @@ def _commit(
     logs = []
     unreadable: dict[str, MalformedLog] = {}
     for item in batch:
-        if isinstance(item.fetched, Fetched) and item.obj.key not in refused:
+        if item.obj.key in refused:
+            unreadable[item.obj.key] = refused[item.obj.key]
+        elif isinstance(item.fetched, MalformedLog):
+            unreadable[item.obj.key] = item.fetched
+        elif isinstance(item.fetched, Fetched):
             logs.append(LogData(item.obj.key, item.fetched.content, item.fetched.data))
-        elif item.fetched is not None:
-            unreadable[item.obj.key] = refused.get(item.obj.key) or item.fetched  # type: ignore[assignment]
     try:
         with transaction.atomic():
             store.relax_commit()

@@ -122,7 +122,8 @@ def load_files(
         if file.copy is not None:
             positions = store.copy_insert(file.copy, fresh=fresh, while_inserting=prepare_following)
         else:
-            positions = store.insert_events(rows, file_id=file.file_id, while_inserting=prepare_following)
+            positions = store.bulk_insert(rows, file_id=file.file_id)
+            prepare_following()
         inserted = [rows[position] for position in positions]
         if inserted and not created:
             new_files.append(

@@ -2,10 +2,10 @@
 
 PostgreSQL: the rows are copied straight into the table, in COPY's binary format; when some events may be stored
 already, they go through a temporary staging table and `INSERT ... SELECT ... ON CONFLICT DO NOTHING` on the key
-instead. The files of a batch get their ids from the
-sequence up front and are inserted together at the end (one statement).
-SQLite (the embedded default of `make run`): batched `bulk_create(ignore_conflicts=True)`, and each file created
-as it is loaded.
+instead. The files of a batch get their ids from the sequence up front and are inserted together at the end (one
+statement).
+SQLite (the embedded default of `make run`): batched `bulk_create(ignore_conflicts=True)` (`bulk_insert`), and each
+file created as it is loaded.
 Everything runs inside the caller's transaction, so a file's rows commit together with its cursor.
 """
 
@@ -156,20 +156,6 @@ def relax_commit() -> None:
 Row = tuple[Any, ...]
 
 
-def insert_events(
-    rows: Sequence[Row], *, file_id: int, while_inserting: Callable[[], object] | None = None
-) -> list[int]:
-    """Insert the rows (attribution.COLUMNS, in their file's record order) whose eventID is new; returns their
-    positions in `rows`, in order. An eventID repeated within the file keeps its first record. `while_inserting`
-    is called once, after the rows are handed over and while the server is still inserting them."""
-    if copies():
-        return list(copy_insert(copy_data(rows, file_id), fresh=False, while_inserting=while_inserting))
-    inserted = _bulk_insert(rows, _first_positions(rows), file_id)
-    if while_inserting:
-        while_inserting()
-    return inserted
-
-
 def _first_positions(rows: Sequence[Row]) -> Sequence[int]:
     """The positions of the rows to insert: all, but for an eventID repeated within the file, its first record."""
     first = {row[_EVENT_ID]: None for row in rows}
@@ -250,7 +236,11 @@ def _binary_types() -> list[str]:
     return [_BINARY_TYPES[db_type.split("(")[0]] for db_type in types]
 
 
-def _bulk_insert(rows: Sequence[Row], positions: Sequence[int], file_id: int) -> list[int]:
+def bulk_insert(rows: Sequence[Row], *, file_id: int) -> list[int]:
+    """Without COPY (SQLite): insert the rows (attribution.COLUMNS, in their file's record order) whose eventID is
+    new, by batched bulk_create; returns their positions in `rows`, in order. An eventID repeated within the file
+    keeps its first record."""
+    positions = _first_positions(rows)
     new = {rows[position][_EVENT_ID]: position for position in positions}
     ids = list(new)
     for start in range(0, len(ids), _SQLITE_BATCH):

@@ -39,6 +39,11 @@ def _denied(sim, issue: CredentialIssue, times: list[datetime]) -> list[dict[str
     ]
 
 
+def _load_refusals(sim, account: str, issue: CredentialIssue, times: list[datetime]) -> None:  # type: ignore[no-untyped-def]
+    """One log file of refused calls at `times`, delivered at the first of them."""
+    load(sim, account, _denied(sim, issue, times), times[0])
+
+
 # --- bursts of refused calls -----------------------------------------------------------------------------------
 
 
@@ -46,12 +51,7 @@ def test_a_burst_of_refused_calls_is_one_alert(simulator, acme, alice_cli) -> No
     account = acme.partner.aws_account_id
     start = timezone.now().replace(microsecond=0) - timedelta(minutes=30)
     # Ten in four minutes (the default: 10 within 5 min): one alert, not ten.
-    load(
-        simulator,
-        account,
-        _denied(simulator, alice_cli, [start + timedelta(seconds=25 * i) for i in range(10)]),
-        start,
-    )
+    _load_refusals(simulator, account, alice_cli, [start + timedelta(seconds=25 * i) for i in range(10)])
     [alert] = alerts(Rule.DENIED_BURST)
     assert alert.event_count == 10 and alert.severity == Alert.Severity.MEDIUM
     assert alert.user_id == alice_cli.grant.user_id and alert.partner_id == acme.partner.pk
@@ -68,18 +68,10 @@ def test_a_burst_of_refused_calls_is_one_alert(simulator, acme, alice_cli) -> No
 def test_a_burst_split_across_files_is_found(simulator, acme, alice_cli) -> None:  # type: ignore[no-untyped-def]
     account = acme.partner.aws_account_id
     start = timezone.now().replace(microsecond=0) - timedelta(minutes=30)
-    load(
-        simulator,
-        account,
-        _denied(simulator, alice_cli, [start + timedelta(seconds=10 * i) for i in range(6)]),
-        start,
-    )
+    _load_refusals(simulator, account, alice_cli, [start + timedelta(seconds=10 * i) for i in range(6)])
     assert alerts() == []
-    load(
-        simulator,
-        account,
-        _denied(simulator, alice_cli, [start + timedelta(minutes=2, seconds=10 * i) for i in range(6)]),
-        start + timedelta(minutes=2),
+    _load_refusals(
+        simulator, account, alice_cli, [start + timedelta(minutes=2, seconds=10 * i) for i in range(6)]
     )
     [alert] = alerts(Rule.DENIED_BURST)
     assert alert.event_count == 12
@@ -98,20 +90,10 @@ def test_refused_calls_below_the_threshold_or_spread_out_raise_nothing(simulator
     account = acme.partner.aws_account_id
     start = timezone.now().replace(microsecond=0) - timedelta(hours=2)
     # Nine within the window.
-    load(
-        simulator,
-        account,
-        _denied(simulator, alice_cli, [start + timedelta(seconds=20 * i) for i in range(9)]),
-        start,
-    )
+    _load_refusals(simulator, account, alice_cli, [start + timedelta(seconds=20 * i) for i in range(9)])
     # Ten, but one a minute: never ten within five minutes.
     later = start + timedelta(minutes=30)
-    load(
-        simulator,
-        account,
-        _denied(simulator, alice_cli, [later + timedelta(minutes=i) for i in range(10)]),
-        later,
-    )
+    _load_refusals(simulator, account, alice_cli, [later + timedelta(minutes=i) for i in range(10)])
     # Ten errors that are not refusals (throttling).
     records = _denied(simulator, alice_cli, [start + timedelta(minutes=60, seconds=i) for i in range(10)])
     for record in records:
