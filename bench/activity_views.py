@@ -267,8 +267,10 @@ def _load(events: int, file_ids: list[int]) -> float:
 def _client(user: Any) -> Any:
     from django.test import Client
 
+    from tests.fixtures.domain import sign_in_as
+
     client = Client(HTTP_HOST="127.0.0.1")
-    client.force_login(user)
+    sign_in_as(client, user)
     return client
 
 

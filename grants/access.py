@@ -2,32 +2,28 @@
 
 from __future__ import annotations
 
-from django.http import Http404
-
 from grants.models import Grant
 from grants.selectors import grants_visible_to
+from portal.access import actor_of, found_or_404
 from portal.models import User
 
 
 def grant_for_user(user: User, grant_id: int) -> Grant:
-    grant = grants_visible_to(user).filter(pk=grant_id).first()
-    if grant is None:
-        raise Http404("No such grant.")
-    return grant
+    return found_or_404(grants_visible_to(user).filter(pk=grant_id).first(), "grant")
 
 
 def can_revoke(user: User, grant: Grant) -> bool:
-    """Staff may revoke any grant, a partner admin their own organisation's."""
-    membership = getattr(user, "membership", None)
-    return user.is_staff or (
-        membership is not None
-        and membership.is_partner_admin
-        and membership.partner_id == grant.role.partner_id
+    """Staff may revoke any grant, a partner admin their organisation's, and a person their own."""
+    actor = actor_of(user)
+    if not actor.in_standing:
+        return False
+    return (
+        actor.is_staff
+        or grant.user_id == actor.user_id
+        or (actor.is_partner_admin and actor.partner_id == grant.role.partner_id)
     )
 
 
 def grant_for_revoker(user: User, grant_id: int) -> Grant:
     grant = grant_for_user(user, grant_id)
-    if not can_revoke(user, grant):
-        raise Http404("No such grant.")
-    return grant
+    return found_or_404(grant if can_revoke(user, grant) else None, "grant")

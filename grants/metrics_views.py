@@ -12,7 +12,7 @@ from django.views.decorators.http import require_GET
 
 from grants import metrics
 from grants.charts import bar_chart, humanize
-from portal.access import staff_required
+from portal.access import public, staff_required
 
 PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 _DASHBOARD = (
@@ -56,6 +56,7 @@ def metrics_dashboard(request: HttpRequest) -> HttpResponse:
     )
 
 
+@public
 @never_cache
 @require_GET
 def metrics_prometheus(request: HttpRequest) -> HttpResponse:

@@ -5,7 +5,6 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect, render
@@ -25,7 +24,7 @@ from grants.selectors import grants_visible_to, roles_requestable_by
 from partners.forms import ReasonForm
 from partners.models import Partner
 from portal import aws
-from portal.access import acting_user, staff_required
+from portal.access import acting, acting_user, partner_only, signed_in, staff_required
 from portal.http import client_ip
 
 
@@ -54,25 +53,24 @@ def _dashboard(
                 Grant.Status.REVOKING,
             ]
         )[:20],
-        "membership": getattr(user, "membership", None),
         # Approvals feature: the person's requests still waiting for a decision.
         "waiting": AccessRequest.objects.filter(requester=user, status=AccessRequest.Status.PENDING)
         .select_related("role")
         .order_by("-created_at")[:20],
         # Others' requests this person may decide (partner approvers; staff see theirs on the staff home).
-        "to_approve": [] if user.is_staff else pending_for_approver(user),
+        "to_approve": [] if acting(request).is_staff else pending_for_approver(user),
     }
     return render(request, "grants/dashboard.html", context, status=status)
 
 
+@signed_in
 @require_GET
-@login_required
 def dashboard(request: HttpRequest) -> HttpResponse:
     return _dashboard(request)
 
 
+@partner_only
 @require_POST
-@login_required
 def request_access(request: HttpRequest) -> HttpResponse:
     roles = roles_requestable_by(acting_user(request))
     form = AccessRequestForm(request.POST, roles=roles)
@@ -110,8 +108,8 @@ def request_access(request: HttpRequest) -> HttpResponse:
     return _dashboard(request, form, status=400)
 
 
+@signed_in
 @require_GET
-@login_required
 def grant_detail(request: HttpRequest, grant_id: int) -> HttpResponse:
     grant = grant_for_user(acting_user(request), grant_id)
     # The grant's timeline (activity views): lifecycle and events, paged by a signed cursor.
@@ -150,8 +148,8 @@ def _mint(request: HttpRequest, grant_id: int, kind: str) -> services.MintedCred
     return redirect("grant_detail", grant_id=grant.pk)
 
 
+@partner_only
 @require_POST
-@login_required
 @never_cache
 def grant_console(request: HttpRequest, grant_id: int) -> HttpResponse:
     minted = _mint(request, grant_id, CredentialIssue.Kind.CONSOLE)
@@ -165,8 +163,8 @@ def grant_console(request: HttpRequest, grant_id: int) -> HttpResponse:
     return HttpResponseRedirect(url)
 
 
+@partner_only
 @require_POST
-@login_required
 @never_cache
 def grant_cli(request: HttpRequest, grant_id: int) -> HttpResponse:
     minted = _mint(request, grant_id, CredentialIssue.Kind.CLI)
@@ -185,8 +183,8 @@ def grant_cli(request: HttpRequest, grant_id: int) -> HttpResponse:
     )
 
 
+@partner_only
 @require_POST
-@login_required
 def grant_extend(request: HttpRequest, grant_id: int) -> HttpResponse:
     grant = grant_for_user(acting_user(request), grant_id)
     form = ExtendForm(request.POST)
@@ -212,8 +210,8 @@ def grant_extend(request: HttpRequest, grant_id: int) -> HttpResponse:
 # --- staff and partner-admin actions ----------------------------------------------------------------------------
 
 
+@signed_in
 @require_POST
-@login_required
 def grant_revoke(request: HttpRequest, grant_id: int) -> HttpResponse:
     grant = grant_for_revoker(acting_user(request), grant_id)
     services.grant_revoke(

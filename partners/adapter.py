@@ -18,6 +18,7 @@ from allauth.core.exceptions import ImmediateHttpResponse
 from allauth.socialaccount.adapter import DefaultSocialAccountAdapter
 from allauth.socialaccount.models import SocialApp, SocialLogin
 from allauth.socialaccount.providers.base import AuthProcess
+from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.db.models import Q
 from django.http import HttpRequest
@@ -38,9 +39,19 @@ SIGN_IN_EVIDENCE_KEY = "porte_sign_in"
 
 
 class PorteAccountAdapter(DefaultAccountAdapter):
+    """Local accounts are Porte staff's, created by an administrator; partner people never hold a password."""
+
     def is_open_for_signup(self, request: HttpRequest) -> bool:
-        # Local accounts are for Porte staff and are created by an admin; partners never get a password.
         return False
+
+    def set_password(self, user: Any, password: str) -> None:
+        if not user.is_staff:
+            raise PermissionDenied("Partner people sign in through their organisation's identity provider.")
+        super().set_password(user, password)
+
+    def send_password_reset_mail(self, user: Any, email: str, context: dict[str, Any]) -> None:
+        if user.is_staff:
+            super().send_password_reset_mail(user, email, context)
 
 
 class PartnerSocialAccountAdapter(DefaultSocialAccountAdapter):

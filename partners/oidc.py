@@ -26,6 +26,7 @@ from allauth.socialaccount.providers.openid_connect.views import OpenIDConnectOA
 from django.http import HttpRequest, HttpResponse
 
 from partners.idp_validation import ALLOWED_ID_TOKEN_ALGORITHMS
+from portal.access import public
 
 
 class PorteOidcAdapter(OpenIDConnectOAuth2Adapter):
@@ -103,6 +104,7 @@ class PorteOidcCallbackView(OAuth2CallbackView):
         return response
 
 
+@public
 def callback(request: HttpRequest, provider_id: str) -> HttpResponse:
     """Drop-in for allauth's `openid_connect` callback view, using the hardened adapter."""
     from django.http import Http404

@@ -24,6 +24,8 @@ from django.http import HttpRequest, HttpResponse
 from lxml import etree
 from onelogin.saml2.xmlparser import DTDForbidden, EntitiesForbidden, NotSupportedError
 
+from portal.access import public
+
 TRANSIENT = "urn:oasis:names:tc:SAML:2.0:nameid-format:transient"
 REPLAY_MARGIN_SECONDS = 300  # python3-saml's accepted clock drift
 AUTHN_CONTEXT_KEY = "porte:authn_context"
@@ -91,6 +93,7 @@ class PorteSamlProvider(SAMLProvider):
 _UNSAFE_OR_MALFORMED_XML = (DTDForbidden, EntitiesForbidden, NotSupportedError, etree.XMLSyntaxError)
 
 
+@public
 def finish_acs(request: HttpRequest, organization_slug: str) -> HttpResponse:
     """Drop-in for allauth's `saml_finish_acs` view: hostile or malformed XML is a refused, recorded sign-in."""
     try:

@@ -21,7 +21,7 @@ from partners.models import IdentityProvider, Partner
 from partners.selectors import baseline_steps, identity_provider_for_email
 from partners.windows import window_for
 from portal import aws
-from portal.access import acting_user, staff_required
+from portal.access import acting_user, public, staff_required
 
 
 class SignInForm(forms.Form):
@@ -30,6 +30,7 @@ class SignInForm(forms.Form):
     )
 
 
+@public
 @require_http_methods(["GET", "POST"])
 def sign_in(request: HttpRequest) -> HttpResponse:
     """Partners sign in through their own IdP, found from the domain of their work email."""

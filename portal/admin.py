@@ -1,7 +1,6 @@
 from typing import Any
 
 from django.contrib import admin
-from django.contrib.auth.admin import UserAdmin
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest
 
@@ -40,4 +39,12 @@ class ApiTokenAdmin(ReadOnlyAdmin):
     exclude = ["key_hash", "password_fingerprint"]
 
 
-admin.site.register(User, UserAdmin)
+@admin.register(User)
+class PersonAdmin(ReadOnlyAdmin):
+    """Oversight only. Staff accounts are made with `manage.py createsuperuser`; partner people at their first
+    sign-in. Nobody sets a password or a staff flag here."""
+
+    list_display = ["username", "email", "first_name", "last_name", "is_staff", "is_active", "last_login"]
+    list_filter = ["is_staff", "is_active"]
+    search_fields = ["username", "email"]
+    exclude = ["password", "user_permissions", "groups"]

@@ -17,7 +17,7 @@ from rest_framework.authentication import BaseAuthentication, get_authorization_
 from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.request import Request
 
-from portal.access import may_hold_api_tokens
+from portal.access import REFUSAL_MESSAGES, actor_of
 from portal.models import ApiToken, User
 from portal.services import api_token_hash, api_token_parse
 
@@ -37,7 +37,11 @@ def _token_for(presented: str) -> ApiToken | None:
         return None
     prefix, secret = parsed
     # Looked up by the hash of the secret, so timing reveals nothing of the stored hashes.
-    token = ApiToken.objects.select_related("user").filter(key_hash=api_token_hash(secret)).first()
+    token = (
+        ApiToken.objects.select_related("user__membership__partner", "user__membership__identity_provider")
+        .filter(key_hash=api_token_hash(secret))
+        .first()
+    )
     if token is None or not hmac.compare_digest(token.prefix, prefix):
         return None
     return token
@@ -68,8 +72,10 @@ class PersonalTokenAuthentication(BaseAuthentication):
         refusal = _REFUSALS.get(token.state(timezone.now()))
         if refusal is not None:
             raise AuthenticationFailed(refusal)
-        if not may_hold_api_tokens(token.user):
-            raise AuthenticationFailed("This account can no longer use Porte.")
+        # The same standing as a session's (portal.access): it ends with the person's membership, partner or IdP.
+        refusal = actor_of(token.user).refusal
+        if refusal is not None:
+            raise AuthenticationFailed(REFUSAL_MESSAGES.get(refusal, "This account can no longer use Porte."))
         _note_use(token)
         return token.user, token
 

@@ -50,29 +50,3 @@ def session_limits(get_response: Callable[[HttpRequest], HttpResponse]):
         return get_response(request)
 
     return middleware
-
-
-_MFA_EXEMPT_PREFIXES = ("/accounts/", "/static/", "/health/", "/sign-in/")
-
-
-def staff_mfa_required(get_response: Callable[[HttpRequest], HttpResponse]):
-    """Staff act only with a second factor: a staff account without TOTP is sent to set it up first (and
-    allauth asks for the code at every sign-in once it exists)."""
-    from allauth.mfa.models import Authenticator
-    from django.shortcuts import redirect
-
-    def middleware(request: HttpRequest) -> HttpResponse:
-        user = request.user
-        if (
-            user.is_authenticated
-            and user.is_staff
-            and not request.path.startswith(_MFA_EXEMPT_PREFIXES)
-            and not Authenticator.objects.filter(user=user, type=Authenticator.Type.TOTP).exists()
-        ):
-            messages.info(
-                request, "Porte staff accounts need two-factor authentication: set it up to continue."
-            )
-            return redirect("mfa_activate_totp")
-        return get_response(request)
-
-    return middleware

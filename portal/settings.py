@@ -74,7 +74,8 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "allauth.account.middleware.AccountMiddleware",
     "portal.middleware.session_limits",
-    "portal.middleware.staff_mfa_required",
+    # Standing and audience of every request (portal/gate.py).
+    "portal.gate.Gate",
     "portal.middleware.content_security_policy",
 ]
 
@@ -93,6 +94,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "portal.context_processors.actor",
                 # Activity views: the ingestion-lag banner (lazy: computed only where a page shows it).
                 "grants.activity.context_processors.activity_lag",
             ],
@@ -259,10 +261,8 @@ METRICS_CACHE_SECONDS = env.int("PORTE_METRICS_CACHE_SECONDS", default=60)
 HEALTH_SAMPLE_SECONDS = env.float("PORTE_HEALTH_SAMPLE_SECONDS", default=60.0)
 
 # --- authentication (allauth) -------------------------------------------------------------------------------
-AUTHENTICATION_BACKENDS = [
-    "django.contrib.auth.backends.ModelBackend",
-    "allauth.account.auth_backends.AuthenticationBackend",
-]
+# Passwords sign in staff only; partner people sign in through their IdP (portal/auth_backends.py).
+AUTHENTICATION_BACKENDS = ["portal.auth_backends.PorteBackend"]
 LOGIN_URL = "sign_in"
 LOGIN_REDIRECT_URL = "home"
 ACCOUNT_LOGOUT_REDIRECT_URL = "home"
@@ -272,6 +272,9 @@ ACCOUNT_LOGIN_METHODS = {"username"}
 ACCOUNT_SIGNUP_FIELDS = ["username*", "password1*", "password2*"]
 ACCOUNT_EMAIL_VERIFICATION = "none"
 ACCOUNT_LOGOUT_ON_GET = False
+# Password reset mails go to staff accounts only, and never to an address Porte does not know.
+ACCOUNT_FORMS = {"reset_password": "portal.forms.StaffResetPasswordForm"}
+ACCOUNT_EMAIL_UNKNOWN_ACCOUNTS = False
 ACCOUNT_SESSION_REMEMBER = False
 # Identity is (IdP, subject): never look a user up, connect or sign up by email.
 SOCIALACCOUNT_AUTO_SIGNUP = True

@@ -4,7 +4,6 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
@@ -14,11 +13,12 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from portal import health as health_check
 from portal import services
-from portal.access import acting_user, api_token_for_user, may_hold_api_tokens
+from portal.access import acting, acting_user, api_token_for_user, may_hold_api_tokens, public, signed_in
 from portal.forms import ApiTokenForm
 from portal.models import ApiToken, User
 
 
+@public
 @never_cache
 @require_GET
 def health(request: HttpRequest) -> JsonResponse:
@@ -46,9 +46,9 @@ def _token_list(request: HttpRequest, user: User, form: ApiTokenForm, status: in
     return render(request, "portal/api_tokens.html", context, status=status)
 
 
+@signed_in
 @never_cache
 @require_http_methods(["GET", "POST"])
-@login_required
 def api_tokens(request: HttpRequest) -> HttpResponse:
     user = _token_holder(request)
     form = ApiTokenForm(request.POST or None)
@@ -73,13 +73,13 @@ def api_tokens(request: HttpRequest) -> HttpResponse:
             "token": token,
             "secret": secret,
             "porte_url": settings.PUBLIC_URL,
-            "membership": getattr(user, "membership", None),
+            "partner": acting(request).partner,
         },
     )
 
 
+@signed_in
 @require_POST
-@login_required
 def api_token_revoke(request: HttpRequest, token_id: int) -> HttpResponse:
     user = _token_holder(request)
     token = services.api_token_revoke(token=api_token_for_user(user, token_id), actor=user)

@@ -15,7 +15,7 @@ from django.test import Client
 from grants import services
 from grants.models import AccessRequest, CredentialIssue, Grant, Role
 from portal.models import User
-from tests.fixtures.domain import READ_ONLY, make_member
+from tests.fixtures.domain import READ_ONLY, make_member, sign_in_as
 
 pytestmark = pytest.mark.django_db
 
@@ -48,7 +48,7 @@ def acme_only_role(acme) -> Role:
 def _as(user: User | None) -> Client:
     client = Client()
     if user is not None:
-        client.force_login(user)
+        sign_in_as(client, user)
     return client
 
 

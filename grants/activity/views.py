@@ -9,7 +9,6 @@ from uuid import UUID
 
 from django.conf import settings
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
@@ -23,11 +22,11 @@ from grants.activity.rows import ExportRows, event_rows
 from grants.activity.selectors import activity_page
 from grants.activity.services import quarantined_object_resolve, quarantined_object_retry
 from portal import aws
-from portal.access import acting_user, staff_required
+from portal.access import acting_user, signed_in, staff_required
 
 
+@signed_in
 @require_GET
-@login_required
 def activity_list(request: HttpRequest) -> HttpResponse:
     user = acting_user(request)
     form = ActivityFilterForm(request.GET)
@@ -49,8 +48,8 @@ def activity_list(request: HttpRequest) -> HttpResponse:
     return render(request, "activity/list.html", context)
 
 
+@signed_in
 @require_GET
-@login_required
 def activity_detail(request: HttpRequest, at: datetime, event_id: UUID) -> HttpResponse:
     event = activity_event_for_user(acting_user(request), at, event_id)
     record = event.record
@@ -63,8 +62,8 @@ def activity_detail(request: HttpRequest, at: datetime, event_id: UUID) -> HttpR
     return render(request, "activity/detail.html", context)
 
 
+@signed_in
 @require_GET
-@login_required
 def activity_export(request: HttpRequest, fmt: str) -> HttpResponse | StreamingHttpResponse:
     if fmt not in ("csv", "json"):
         raise Http404("Exports are .csv or .json.")

@@ -3,36 +3,35 @@
 from __future__ import annotations
 
 from django.db.models import Q, QuerySet
-from django.http import Http404
 
 from grants.approvals.models import BreakGlassReview, RoleChange
 from grants.approvals.services import approvers_for
 from grants.models import AccessRequest, Role
-from partners.models import Membership
+from portal.access import actor_of, found_or_404, scoped
 from portal.models import User
+
+
+def _approvable_roles(user: User, roles: QuerySet[AccessRequest]) -> list[int]:
+    """Of the roles with a pending request, those this person approves (judged once per role)."""
+    pending_roles = set(roles.filter(status=AccessRequest.Status.PENDING).values_list("role_id", flat=True))
+    return [
+        role.pk
+        for role in Role.objects.filter(pk__in=pending_roles)
+        if approvers_for(role).filter(pk=user.pk).exists()
+    ]
 
 
 def requests_visible_to(user: User) -> QuerySet[AccessRequest]:
     """Staff see every request; a partner user their own, and their organisation's when they are its admin or
     an approver of the role; nobody sees another organisation's."""
     requests = AccessRequest.objects.select_related("role__partner", "requester", "decided_by")
-    if user.is_staff:
-        return requests
-    membership = getattr(user, "membership", None)
-    if membership is None or not membership.is_active:
-        return requests.none()
-    own_partner = requests.filter(role__partner_id=membership.partner_id)
-    if membership.is_partner_admin:
-        return own_partner
-    pending_roles = set(
-        own_partner.filter(status=AccessRequest.Status.PENDING).values_list("role_id", flat=True)
-    )
-    approvable_roles = [
-        role.pk
-        for role in Role.objects.filter(pk__in=pending_roles)
-        if approvers_for(role).filter(pk=user.pk).exists()
-    ]
-    return own_partner.filter(Q(requester=user) | Q(role_id__in=approvable_roles))
+    actor = actor_of(user)
+    member_sees = None
+    if actor.in_standing and actor.partner_id is not None and not actor.is_partner_admin:
+        member_sees = Q(
+            role_id__in=_approvable_roles(user, requests.filter(role__partner_id=actor.partner_id))
+        )
+    return scoped(requests, user, partner="role__partner_id", owner="requester_id", member_sees=member_sees)
 
 
 def pending_for_approver(user: User) -> list[AccessRequest]:
@@ -56,38 +55,14 @@ def pending_for_approver(user: User) -> list[AccessRequest]:
 
 
 def request_for_user(user: User, request_id: int) -> AccessRequest:
-    request = requests_visible_to(user).filter(pk=request_id).first()
-    if request is None:
-        raise Http404("No such request.")
-    return request
-
-
-def partner_admin_membership(user: User) -> Membership:
-    """The membership of an active partner admin; anyone else gets 404 on partner-admin pages."""
-    membership = getattr(user, "membership", None)
-    if membership is None or not membership.is_active or not membership.is_partner_admin:
-        raise Http404
-    return membership
+    return found_or_404(requests_visible_to(user).filter(pk=request_id).first(), "request")
 
 
 def review_for_staff(user: User, review_id: int) -> BreakGlassReview:
-    review = BreakGlassReview.objects.select_related("request__role__partner", "request__requester").filter(
-        pk=review_id
-    )
-    found = review.first() if user.is_staff else None
-    if found is None:
-        raise Http404("No such review.")
-    return found
+    reviews = BreakGlassReview.objects.select_related("request__role__partner", "request__requester")
+    return found_or_404(reviews.filter(pk=review_id).first() if actor_of(user).is_staff else None, "review")
 
 
 def change_for_staff(user: User, change_id: int) -> RoleChange:
-    found = (
-        RoleChange.objects.select_related("role__partner", "author", "decided_by")
-        .filter(pk=change_id)
-        .first()
-        if user.is_staff
-        else None
-    )
-    if found is None:
-        raise Http404("No such change.")
-    return found
+    changes = RoleChange.objects.select_related("role__partner", "author", "decided_by")
+    return found_or_404(changes.filter(pk=change_id).first() if actor_of(user).is_staff else None, "change")

@@ -4,7 +4,6 @@ reviews, role changes) and the partner admin's pages (members, approvals delegat
 from __future__ import annotations
 
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -13,7 +12,6 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from grants.approvals import changes, services
 from grants.approvals.access import (
     change_for_staff,
-    partner_admin_membership,
     pending_for_approver,
     request_for_user,
     review_for_staff,
@@ -22,7 +20,7 @@ from grants.approvals.forms import ApprovalPolicyForm, DecisionReasonForm, Revie
 from grants.approvals.models import BreakGlassReview, RoleChange
 from grants.models import AccessRequest, Grant, Role
 from partners.models import Membership
-from portal.access import acting_user, staff_required
+from portal.access import acting, acting_user, partner_admin_only, partner_only, signed_in, staff_required
 
 
 def _errors(exc: ValidationError) -> str:
@@ -36,8 +34,8 @@ def _errors(exc: ValidationError) -> str:
 # --- one request ------------------------------------------------------------------------------------------------
 
 
+@signed_in
 @require_GET
-@login_required
 def request_detail(request: HttpRequest, request_id: int) -> HttpResponse:
     user = acting_user(request)
     access_request = request_for_user(user, request_id)
@@ -86,14 +84,14 @@ def _decide(request: HttpRequest, request_id: int, decision: str) -> HttpRespons
     return redirect("request_detail", request_id=access_request.pk)
 
 
+@signed_in
 @require_POST
-@login_required
 def request_approve(request: HttpRequest, request_id: int) -> HttpResponse:
     return _decide(request, request_id, "approve")
 
 
+@signed_in
 @require_POST
-@login_required
 def request_deny(request: HttpRequest, request_id: int) -> HttpResponse:
     return _decide(request, request_id, "deny")
 
@@ -241,29 +239,26 @@ def role_approval_policy(request: HttpRequest, role_id: int) -> HttpResponse:
 # --- partner admin pages ----------------------------------------------------------------------------------------
 
 
+@partner_admin_only
 @require_GET
-@login_required
 def partner_members(request: HttpRequest) -> HttpResponse:
-    membership = partner_admin_membership(acting_user(request))
+    partner = acting(request).partner
     members = (
-        Membership.objects.filter(partner_id=membership.partner_id)
+        Membership.objects.filter(partner_id=partner.pk)
         .select_related("user")
         .order_by("-is_active", "user__username")
     )
-    return render(
-        request, "grants/approvals/members.html", {"partner": membership.partner, "members": members}
-    )
+    return render(request, "grants/approvals/members.html", {"partner": partner, "members": members})
 
 
+@partner_only
 @require_GET
-@login_required
 def partner_approvals(request: HttpRequest) -> HttpResponse:
-    user = acting_user(request)
-    membership = getattr(user, "membership", None)
-    if membership is None or not membership.is_active:
-        raise Http404
     return render(
         request,
         "grants/approvals/queue.html",
-        {"pending": pending_for_approver(user), "title": f"Approvals for {membership.partner.name}"},
+        {
+            "pending": pending_for_approver(acting_user(request)),
+            "title": f"Approvals for {acting(request).partner.name}",
+        },
     )

@@ -3,30 +3,21 @@
 from __future__ import annotations
 
 from django.db.models import QuerySet
-from django.http import Http404
 
 from grants.reviews.models import ReviewCampaign, ReviewItem
 from grants.reviews.services import may_decide
-from partners.models import Membership
+from portal.access import actor_of, found_or_404
 from portal.models import User
-
-
-def reviewing_membership(user: User) -> Membership | None:
-    """The partner-admin place from which a partner user reviews, or None."""
-    membership = getattr(user, "membership", None)
-    if membership is None or not membership.is_active or not membership.is_partner_admin:
-        return None
-    return membership
 
 
 def items_for_reviewer(user: User) -> QuerySet[ReviewItem]:
     """Items a partner admin answers: their partner's, assigned to its admins, never about themselves."""
-    membership = reviewing_membership(user)
-    if membership is None:
+    actor = actor_of(user)
+    if not (actor.in_standing and actor.is_partner_admin) or actor.partner_id is None:
         return ReviewItem.objects.none()
     return (
         ReviewItem.objects.filter(
-            campaign__partner_id=membership.partner_id, assignee=ReviewItem.Assignee.PARTNER_ADMINS
+            campaign__partner_id=actor.partner_id, assignee=ReviewItem.Assignee.PARTNER_ADMINS
         )
         .exclude(subject_id=user.pk)
         .select_related("campaign", "decided_by", "role")
@@ -34,21 +25,17 @@ def items_for_reviewer(user: User) -> QuerySet[ReviewItem]:
 
 
 def campaigns_for_reviewer(user: User) -> QuerySet[ReviewCampaign]:
-    membership = reviewing_membership(user)
-    if membership is None:
+    actor = actor_of(user)
+    if not (actor.in_standing and actor.is_partner_admin) or actor.partner_id is None:
         return ReviewCampaign.objects.none()
-    return ReviewCampaign.objects.filter(partner_id=membership.partner_id).select_related("partner")
+    return ReviewCampaign.objects.filter(partner_id=actor.partner_id).select_related("partner")
 
 
 def item_for_decider(user: User, item_id: int) -> ReviewItem:
     item = ReviewItem.objects.select_related("campaign__partner").filter(pk=item_id).first()
-    if item is None or not (user.is_staff or may_decide(user, item)):
-        raise Http404("No such review item.")
-    return item
+    return found_or_404(item if item is not None and may_decide(user, item) else None, "review item")
 
 
 def campaign_for_staff(user: User, campaign_id: int) -> ReviewCampaign:
     campaign = ReviewCampaign.objects.select_related("partner").filter(pk=campaign_id).first()
-    if campaign is None or not user.is_staff:
-        raise Http404("No such review.")
-    return campaign
+    return found_or_404(campaign if actor_of(user).is_staff else None, "review")

@@ -28,6 +28,7 @@ from grants.reviews.models import (
 )
 from partners import services as partner_services
 from partners.models import Membership, Partner
+from portal.access import actor_of
 from portal.audit import audit_record
 from portal.models import User
 from portal.notifications import notify, staff_addresses
@@ -370,14 +371,12 @@ def may_decide(user: User, item: ReviewItem) -> bool:
     """Staff decide any item; a partner admin the items assigned to the partner's admins, never about themselves."""
     if item.subject_id is not None and item.subject_id == user.pk:
         return False
-    if user.is_staff:
-        return True
-    membership = getattr(user, "membership", None)
-    return (
-        membership is not None
-        and membership.is_active
-        and membership.is_partner_admin
-        and membership.partner_id == item.campaign.partner_id
+    actor = actor_of(user)
+    if not actor.in_standing:
+        return False
+    return actor.is_staff or (
+        actor.is_partner_admin
+        and actor.partner_id == item.campaign.partner_id
         and item.assignee == ReviewItem.Assignee.PARTNER_ADMINS
     )
 

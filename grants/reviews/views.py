@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import timedelta
 
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.db.models import Count, Q, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse
@@ -19,12 +18,11 @@ from grants.reviews.access import (
     campaigns_for_reviewer,
     item_for_decider,
     items_for_reviewer,
-    reviewing_membership,
 )
 from grants.reviews.forms import DecisionForm, ReviewSettingsForm, StartCampaignForm
 from grants.reviews.models import ReviewCampaign, ReviewItem
 from partners.models import Partner
-from portal.access import acting_user, staff_required
+from portal.access import acting, acting_user, partner_admin_only, signed_in, staff_required
 
 PAGE = 500
 
@@ -160,13 +158,10 @@ def staff_follow_up_done(request: HttpRequest, item_id: int) -> HttpResponse:
     return redirect("review_staff_detail", campaign_id=item.campaign_id)
 
 
+@partner_admin_only
 @require_GET
-@login_required
 def partner_reviews(request: HttpRequest) -> HttpResponse:
     user = acting_user(request)
-    membership = reviewing_membership(user)
-    if membership is None:
-        raise Http404
     show, items = _filtered(
         request, items_for_reviewer(user).filter(campaign__status=ReviewCampaign.Status.OPEN)
     )
@@ -174,7 +169,7 @@ def partner_reviews(request: HttpRequest) -> HttpResponse:
         request,
         "grants/reviews/partner_reviews.html",
         {
-            "partner": membership.partner,
+            "partner": acting(request).partner,
             "campaigns": _with_counts(campaigns_for_reviewer(user))[:20],
             "items": items.select_related("subject")[:PAGE],
             "show": show,
@@ -184,8 +179,8 @@ def partner_reviews(request: HttpRequest) -> HttpResponse:
     )
 
 
+@signed_in
 @require_POST
-@login_required
 def item_decide(request: HttpRequest, item_id: int) -> HttpResponse:
     user = acting_user(request)
     item = item_for_decider(user, item_id)

@@ -12,6 +12,7 @@ from grants.alerts.models import Alert
 from grants.alerts.rules import Draft
 from grants.alerts.services import alerts_record
 from portal.models import AuditEvent
+from tests.fixtures.domain import sign_in_as
 
 pytestmark = pytest.mark.django_db
 
@@ -43,7 +44,7 @@ def two_alerts(acme):  # type: ignore[no-untyped-def]
 
 def _client(user) -> Client:  # type: ignore[no-untyped-def]
     client = Client()
-    client.force_login(user)
+    sign_in_as(client, user)
     return client
 
 

@@ -22,7 +22,7 @@ from portal.health import health_sample_record
 from portal.models import HealthSample
 from tests.activity.alerting import load
 from tests.activity.conftest import active_grant
-from tests.fixtures.domain import make_member
+from tests.fixtures.domain import make_member, sign_in_as
 
 pytestmark = pytest.mark.django_db
 TOKEN = "scrape-me-0123456789abcdef"
@@ -114,7 +114,7 @@ def test_figures_from_a_known_setup(known) -> None:  # type: ignore[no-untyped-d
 
 def test_dashboard_shows_the_figures_as_svg(known, staff) -> None:  # type: ignore[no-untyped-def]
     client = Client()
-    client.force_login(staff)
+    sign_in_as(client, staff)
     response = client.get("/staff/metrics/")
     page = response.content.decode()
     assert response.status_code == 200
@@ -215,11 +215,11 @@ def test_metrics_are_refused_without_the_token(settings, staff, alice) -> None: 
     assert wrong.status_code == 401 and wrong["WWW-Authenticate"].startswith("Bearer")
     assert Client().get("/metrics", HTTP_AUTHORIZATION=f"Basic {TOKEN}").status_code == 401
     partner_user = Client()
-    partner_user.force_login(alice)
+    sign_in_as(partner_user, alice)
     assert partner_user.get("/metrics").status_code == 404
     assert partner_user.get("/metrics", HTTP_AUTHORIZATION="Bearer guess").status_code == 401
     staff_client = Client()
-    staff_client.force_login(staff)
+    sign_in_as(staff_client, staff)
     assert staff_client.get("/metrics").status_code == 200
     # No token configured: no token is ever right, even an empty one.
     settings.METRICS_TOKEN = ""

@@ -35,7 +35,7 @@ from grants.models import ActivityEvent, CredentialIssue, Grant, QuarantinedObje
 from portal.models import User
 from portal.services import api_token_create
 from tests.activity.conftest import active_grant, mint
-from tests.fixtures.domain import World, make_member
+from tests.fixtures.domain import World, make_member, sign_in_as
 
 pytestmark = pytest.mark.django_db
 
@@ -54,7 +54,7 @@ class Trail:
 
 def _as(user: User) -> Client:
     client = Client()
-    client.force_login(user)
+    sign_in_as(client, user)
     return client
 
 

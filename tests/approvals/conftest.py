@@ -11,12 +11,12 @@ from grants.approvals.models import ApprovalPolicy
 from grants.models import Role
 from portal import notifications
 from portal.models import Notification, User
-from tests.fixtures.domain import World, make_member, make_staff
+from tests.fixtures.domain import World, make_member, make_staff, sign_in_as
 
 
 def client_for(user: User, **defaults: str) -> Client:
     client = Client(**defaults)
-    client.force_login(user)
+    sign_in_as(client, user)
     return client
 
 

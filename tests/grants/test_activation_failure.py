@@ -19,6 +19,7 @@ from grants.models import CredentialIssue, Grant
 from partners.models import Partner
 from portal import aws
 from portal.models import AuditEvent
+from tests.fixtures.domain import sign_in_as
 from tests.helpers import purge_broker, wait_for
 from tests.peers.oidc_idp import free_port
 
@@ -84,7 +85,7 @@ def test_unreachable_aws_is_recorded_then_redrive_activates_through_the_worker(
 
     # The holder sees what happened and that Porte keeps trying; no way to use the grant is offered.
     alice_client = Client()
-    alice_client.force_login(alice)
+    sign_in_as(alice_client, alice)
     page = alice_client.get(f"/grants/{grant.pk}/").content.decode()
     assert f"{UNREACHABLE} — retrying automatically (attempt {runs})." in page
     assert "Activating" in page and "Open AWS console" not in page

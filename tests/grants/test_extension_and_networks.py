@@ -13,7 +13,7 @@ from grants import policies, services
 from grants.models import CredentialIssue, Grant
 from partners.models import Partner
 from portal.models import AuditEvent
-from tests.fixtures.domain import World, make_member
+from tests.fixtures.domain import World, make_member, sign_in_as
 
 pytestmark = pytest.mark.django_db
 
@@ -67,7 +67,7 @@ def test_only_the_holder_extends_and_only_active_grants(acme: World, alice) -> N
 def test_a_second_request_never_cuts_the_first_short(acme: World, alice) -> None:  # type: ignore[no-untyped-def]
     grant = _active_grant(acme, alice)
     client = Client()
-    client.force_login(alice)
+    sign_in_as(client, alice)
     response = client.post(
         "/api/v1/access-requests/",
         {"role": "readonly", "justification": "Second request now", "duration_minutes": 15},
@@ -80,7 +80,7 @@ def test_a_second_request_never_cuts_the_first_short(acme: World, alice) -> None
 def test_extend_page_round_trip(acme: World, alice) -> None:  # type: ignore[no-untyped-def]
     grant = _active_grant(acme, alice)
     client = Client()
-    client.force_login(alice)
+    sign_in_as(client, alice)
     client.post(f"/grants/{grant.pk}/extend/", {"minutes": 15, "justification": "Need to finish the job"})
     assert Grant.objects.get(pk=grant.pk).ends_at == grant.ends_at + timedelta(minutes=15)
 

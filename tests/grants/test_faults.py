@@ -37,7 +37,7 @@ from grants.models import CredentialIssue, Grant, Role
 from portal import aws
 from portal.audit import verify_chain
 from portal.models import AuditEvent
-from tests.fixtures.domain import READ_ONLY, World, make_member
+from tests.fixtures.domain import READ_ONLY, World, make_member, sign_in_as
 from tests.fixtures.peers import WorkerProcess
 from tests.helpers import denied_identities, purge_broker, role_inline_policy, wait_for
 from tests.peers.aws_proxy import AwsCall, AwsProxy
@@ -474,7 +474,7 @@ def test_console_view_redirects_the_holder_to_the_federation_login(
     federation endpoint (the loopback stand-in: the real one cannot run here) and the browser sent to the login
     URL. The session sent is the one moto issued for the grant's role."""
     client = Client()
-    client.force_login(alice)
+    sign_in_as(client, alice)
 
     response = client.post(f"/grants/{alice_grant.pk}/console/")
 

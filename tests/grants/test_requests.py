@@ -15,7 +15,7 @@ from django.test import Client
 from grants import services
 from grants.models import AccessRequest, Grant, Role
 from portal.models import AuditEvent
-from tests.fixtures.domain import READ_ONLY, make_member
+from tests.fixtures.domain import READ_ONLY, make_member, sign_in_as
 
 pytestmark = pytest.mark.django_db
 
@@ -40,7 +40,7 @@ def admin_role(acme) -> Role:
 
 def _client(user) -> Client:  # type: ignore[no-untyped-def]
     client = Client()
-    client.force_login(user)
+    sign_in_as(client, user)
     return client
 
 

@@ -11,7 +11,7 @@ from grants import tasks
 from grants.approvals.models import RoleChange
 from grants.models import Role
 from portal.models import AuditEvent
-from tests.fixtures.domain import World, make_staff
+from tests.fixtures.domain import World, make_staff, sign_in_as
 from tests.helpers import role_inline_policy
 
 pytestmark = pytest.mark.django_db
@@ -20,7 +20,7 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def staff_client(staff) -> Client:  # type: ignore[no-untyped-def]
     client = Client()
-    client.force_login(staff)
+    sign_in_as(client, staff)
     return client
 
 
@@ -70,7 +70,7 @@ def test_valid_role_is_saved_audited_and_provisioned(
     assert not role.eligibilities.exists()
     change = RoleChange.objects.get(role=role, status=RoleChange.Status.PENDING)
     second = Client()
-    second.force_login(make_staff("sue"))
+    sign_in_as(second, make_staff("sue"))
     second.post(f"/staff/changes/{change.pk}/approve/")
     assert sorted(role.eligibilities.values_list("group", flat=True)) == ["engineers", "operators"]
     tasks.role_provision.apply(args=[role.pk])  # what the worker runs
@@ -141,7 +141,7 @@ def test_edit_is_audited_with_the_change_and_reaches_iam(staff_client: Client, a
     change = RoleChange.objects.get(role=acme.role, status=RoleChange.Status.PENDING)
     assert not AuditEvent.objects.filter(action="role.updated").exists()
     second = Client()
-    second.force_login(make_staff("sue"))
+    sign_in_as(second, make_staff("sue"))
     second.post(f"/staff/changes/{change.pk}/approve/")
     event = AuditEvent.objects.get(action="role.updated", object_id=str(acme.role.pk))
     assert set(event.data) == {"policy", "max_duration_s"}
@@ -153,7 +153,7 @@ def test_edit_is_audited_with_the_change_and_reaches_iam(staff_client: Client, a
 
 def test_partner_users_get_404_on_role_pages(acme: World, alice) -> None:  # type: ignore[no-untyped-def]
     client = Client()
-    client.force_login(alice)
+    sign_in_as(client, alice)
     assert client.get("/staff/partners/acme/roles/").status_code == 404
     assert client.get("/staff/partners/acme/roles/new/").status_code == 404
     assert client.get(f"/staff/roles/{acme.role.pk}/").status_code == 404

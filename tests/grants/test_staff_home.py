@@ -17,14 +17,14 @@ from grants.approvals.models import ApprovalPolicy
 from grants.reviews.services import review_campaign_start
 from partners import services as partner_services
 from portal.models import User
-from tests.fixtures.domain import build_partner, make_member, make_staff
+from tests.fixtures.domain import build_partner, make_member, make_staff, sign_in_as
 
 pytestmark = pytest.mark.django_db
 
 
 def client_for(user: User) -> Client:
     client = Client()
-    client.force_login(user)
+    sign_in_as(client, user)
     return client
 
 

@@ -20,6 +20,7 @@ from partners import aws_account, services, tasks
 from partners.models import BaselineStep, Partner
 from portal import aws
 from portal.models import AuditEvent
+from tests.fixtures.domain import sign_in_as
 
 pytestmark = pytest.mark.django_db
 
@@ -259,7 +260,7 @@ def test_synchronous_provision_is_idempotent(local_aws: str) -> None:
 @pytest.fixture
 def staff_client(staff: Any) -> Client:
     client = Client()
-    client.force_login(staff)
+    sign_in_as(client, staff)
     return client
 
 

@@ -18,7 +18,7 @@ from partners import aws_account, network, services
 from partners.models import BaselineStep, Partner
 from portal import aws
 from portal.models import AuditEvent
-from tests.fixtures.domain import make_member
+from tests.fixtures.domain import make_member, sign_in_as
 
 pytestmark = pytest.mark.django_db
 
@@ -302,7 +302,7 @@ def test_an_internet_gateway_someone_attached_fails_the_vpc_step(partner: Partne
 @pytest.fixture
 def staff_client(staff: Any) -> Client:
     client = Client()
-    client.force_login(staff)
+    sign_in_as(client, staff)
     return client
 
 
@@ -365,7 +365,7 @@ def test_partner_users_get_404_from_the_staff_provision_post(
 ) -> None:
     partner_admin = make_member(acme.partner, "pat", partner_admin=True)
     client = Client()
-    client.force_login(partner_admin)
+    sign_in_as(client, partner_admin)
     steps_before, audit_before = BaselineStep.objects.count(), AuditEvent.objects.count()
 
     with django_capture_on_commit_callbacks() as queued:

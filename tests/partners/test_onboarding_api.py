@@ -6,7 +6,7 @@ import pytest
 from django.test import Client
 
 from partners.models import IdentityProvider, Partner
-from tests.fixtures.domain import make_member
+from tests.fixtures.domain import make_member, sign_in_as
 from tests.peers.oidc_idp import OidcIdp
 
 pytestmark = pytest.mark.django_db
@@ -15,13 +15,13 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def staff_client(staff) -> Client:  # type: ignore[no-untyped-def]
     client = Client()
-    client.force_login(staff)
+    sign_in_as(client, staff)
     return client
 
 
 def test_partner_users_and_anonymous_cannot_onboard(acme, alice) -> None:  # type: ignore[no-untyped-def]
     partner_client = Client()
-    partner_client.force_login(alice)
+    sign_in_as(partner_client, alice)
     body = {"name": "Initech", "slug": "initech", "domains": ["initech.example"]}
     assert (
         partner_client.post("/api/v1/partners/new/", body, content_type="application/json").status_code == 403
@@ -141,5 +141,5 @@ def test_unknown_partner_answers_404(staff_client: Client) -> None:
 def test_partner_admin_is_not_staff(acme) -> None:  # type: ignore[no-untyped-def]
     admin = make_member(acme.partner, "pam", partner_admin=True)
     client = Client()
-    client.force_login(admin)
+    sign_in_as(client, admin)
     assert client.get("/api/v1/partners/").status_code == 403

@@ -28,7 +28,7 @@ from partners import idp_validation, services
 from partners.models import IdentityProvider, Partner
 from portal.crypto import decrypt
 from portal.models import AuditEvent, User
-from tests.fixtures.domain import STAFF_TOTP_SECRET, build_saml_partner, make_staff, saml_sp
+from tests.fixtures.domain import STAFF_TOTP_SECRET, build_saml_partner, make_staff, saml_sp, sign_in_as
 from tests.fixtures.peers import ALICE
 from tests.helpers import begin_oidc_sign_in, begin_saml_sign_in, csrf_headers, refusals, staff_sign_in
 from tests.peers.oidc_idp import OidcIdp, OidcIdpError
@@ -56,7 +56,7 @@ def sam(db) -> User:  # type: ignore[no-untyped-def]
 @pytest.fixture
 def console(sam: User) -> Client:
     client = Client()
-    client.force_login(sam)
+    sign_in_as(client, sam)
     return client
 
 
@@ -439,7 +439,7 @@ def test_onboarding_an_oidc_partner_end_to_end_with_a_test_sign_in(live_server, 
     activate, and Alice can sign in for real."""
     settings.PUBLIC_URL = live_server.url
     console = Client()
-    console.force_login(sam)
+    sign_in_as(console, sam)
     _partner(console)
     assert console.post("/staff/partners/acme/idp/oidc/", _oidc_form(acme_idp.issuer)).status_code == 302
     http = _staff_browser(live_server)
@@ -490,7 +490,7 @@ def test_onboarding_a_saml_partner_from_its_metadata_url_with_a_test_sign_in(liv
     settings.PUBLIC_URL = live_server.url
     with SamlIdp([SAML_ALICE], [saml_sp(live_server.url, "acme")]) as idp:
         console = Client()
-        console.force_login(sam)
+        sign_in_as(console, sam)
         _partner(console)
         response = console.post(
             "/staff/partners/acme/idp/saml/", {"display_name": "Acme SAML", "metadata_url": idp.metadata_url}
@@ -589,7 +589,7 @@ def test_rotating_the_oidc_client_secret_takes_effect_at_the_next_sign_in(
     ]
 
     console = Client()
-    console.force_login(sam)
+    sign_in_as(console, sam)
     form = console.get("/staff/partners/acme/idp/oidc/")
     assert (
         form.status_code == 200
@@ -614,7 +614,7 @@ def test_a_saml_certificate_rollover_is_loaded_from_new_metadata(live_server, se
     settings.PUBLIC_URL = live_server.url
     sps = [saml_sp(live_server.url, "acme")]
     console = Client()
-    console.force_login(sam)
+    sign_in_as(console, sam)
 
     def alice_signs_in() -> requests.Response:
         http = requests.Session()

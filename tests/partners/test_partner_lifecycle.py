@@ -23,7 +23,7 @@ from grants.models import Grant
 from partners.models import IdentityProvider, Membership, Partner
 from portal.audit import verify_chain
 from portal.models import AuditEvent, User
-from tests.fixtures.domain import World, build_partner, make_staff
+from tests.fixtures.domain import World, build_partner, make_staff, sign_in_as
 from tests.fixtures.peers import ALICE
 from tests.helpers import (
     begin_oidc_sign_in,
@@ -65,7 +65,7 @@ def signed_in(live_server, settings, acme_idp, local_aws) -> Iterator[tuple[Worl
 @pytest.fixture
 def console(db) -> Client:  # type: ignore[no-untyped-def]
     client = Client()
-    client.force_login(make_staff("sam"))
+    sign_in_as(client, make_staff("sam"))
     return client
 
 

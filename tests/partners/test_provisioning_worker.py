@@ -12,6 +12,7 @@ from django.test import Client
 from partners import aws_account, services
 from partners.models import BaselineStep, Partner
 from portal import aws
+from tests.fixtures.domain import sign_in_as
 from tests.fixtures.peers import WorkerProcess, _purge_broker
 from tests.helpers import wait_for
 
@@ -77,7 +78,7 @@ def test_staff_post_provisions_account_and_network_through_the_worker(
     services.organization_ensure()
     partner = services.partner_create(name="Initech Corp", slug="initech", domains=["initech.example"])
     client = Client()
-    client.force_login(staff)
+    sign_in_as(client, staff)
 
     response = client.post(f"/staff/partners/{partner.slug}/provision/", {"email": EMAIL}, follow=True)
     assert "Provisioning queued" in response.content.decode()

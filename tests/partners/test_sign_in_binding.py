@@ -18,7 +18,7 @@ from django.test import Client
 from partners.models import IdentityProvider, Membership, Partner
 from partners.selectors import identity_provider_for_email
 from portal.models import AuditEvent, User
-from tests.fixtures.domain import build_partner
+from tests.fixtures.domain import build_partner, sign_in_as
 from tests.fixtures.peers import ALICE, running_idp
 from tests.helpers import begin_oidc_sign_in
 from tests.peers.oidc_idp import OidcIdp, sign_in
@@ -245,7 +245,7 @@ def test_staff_account_is_never_signed_in_through_a_partner_idp(
     assert landed.status_code == 403 and WRONG_IDP in landed.text
     assert _session_user_id(http) is None
     admin = http.get(f"{live_server.url}/admin/", allow_redirects=False)
-    assert admin.status_code == 302 and admin.headers["Location"].startswith("/admin/login/")
+    assert admin.status_code == 302 and admin.headers["Location"] == "/sign-in/?next=/admin/"
     assert _refusals() == [
         {
             "partner_id": world.partner.pk,
@@ -322,6 +322,6 @@ def test_sign_in_page_sends_a_signed_in_user_home(acme_offline):
     from tests.fixtures.domain import make_member
 
     client = Client()
-    client.force_login(make_member(acme_offline, "alice"))
+    sign_in_as(client, make_member(acme_offline, "alice"))
     response = client.get("/sign-in/")
     assert response.status_code == 302 and response["Location"] == "/"

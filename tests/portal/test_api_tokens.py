@@ -24,7 +24,7 @@ from grants.models import CredentialIssue, Grant
 from portal import services
 from portal.audit import verify_chain
 from portal.models import ApiToken, AuditEvent, User
-from tests.fixtures.domain import make_member
+from tests.fixtures.domain import make_member, sign_in_as
 
 pytestmark = pytest.mark.django_db
 
@@ -43,7 +43,7 @@ def alice_grant(acme, alice) -> Grant:
 
 def _as(user: User) -> Client:
     client = Client()
-    client.force_login(user)
+    sign_in_as(client, user)
     return client
 
 
@@ -117,13 +117,13 @@ def test_only_partner_users_and_staff_hold_tokens(alice, staff):
     assert _create_on_page(_as(staff), name="staff laptop")
     assert ApiToken.objects.get().user == staff
 
+    # A local account that is neither staff nor a partner person has no standing: its session ends at once.
     local = User.objects.create_user(username="local", password="Local-pw-12345")
-    client = _as(local)
-    assert client.get("/tokens/").status_code == 404
-    assert client.post("/tokens/", {"name": "laptop", "lifetime_days": 90}).status_code == 404
+    for method, url in [("get", "/tokens/"), ("post", "/tokens/")]:
+        response = getattr(_as(local), method)(url, {"name": "laptop", "lifetime_days": 90})
+        assert response.status_code == 302 and response["Location"].startswith("/sign-in/?next=/tokens/")
     with pytest.raises(PermissionDenied):
         services.api_token_create(user=local, name="laptop")
-    assert "API tokens" not in client.get("/").content.decode()
     assert "API tokens" in _as(alice).get("/").content.decode()
     assert ApiToken.objects.count() == 1
 
@@ -234,7 +234,7 @@ def test_a_token_ends_when_its_owner_is_signed_out_everywhere(alice, acme, staff
 def test_a_token_of_a_deactivated_user_is_refused(alice):
     _, secret = services.api_token_create(user=alice, name="laptop")
     User.objects.filter(pk=alice.pk).update(is_active=False)
-    _refused(secret, "This account can no longer use Porte.")
+    _refused(secret, "Your Porte account is disabled. Contact your organisation's Porte administrator.")
 
 
 # --- managing: session-only pages, own tokens only ----------------------------------------------------------------
@@ -255,7 +255,7 @@ def test_revoking_needs_post_and_the_csrf_token(alice):
     token, _ = services.api_token_create(user=alice, name="laptop")
     assert _as(alice).get(f"/tokens/{token.pk}/revoke/").status_code == 405
     strict = Client(enforce_csrf_checks=True)
-    strict.force_login(alice)
+    sign_in_as(strict, alice)
     assert strict.post(f"/tokens/{token.pk}/revoke/").status_code == 403
     assert ApiToken.objects.get().revoked_at is None
 

@@ -19,7 +19,7 @@ from django.test import Client
 
 from grants.models import Grant, Role
 from portal.models import User
-from tests.fixtures.domain import build_partner, make_member
+from tests.fixtures.domain import build_partner, make_member, sign_in_as
 from tests.fixtures.peers import ALICE
 from tests.helpers import begin_oidc_sign_in, purge_broker, session_user_id
 from tests.peers.oidc_idp import sign_in
@@ -176,7 +176,7 @@ def test_the_idle_limit_on_the_real_clock(live_server, browser, settings):
 def alice_client(db) -> Iterator[Client]:  # type: ignore[no-untyped-def]
     world = build_partner("acme", provision=False)
     client = Client(enforce_csrf_checks=True)
-    client.force_login(make_member(world.partner, "alice"))
+    sign_in_as(client, make_member(world.partner, "alice"))
     client.get("/")  # the dashboard sets the CSRF cookie, as a browser would see it
     yield client
     purge_broker()  # the accepted requests queue an activation; no worker runs here

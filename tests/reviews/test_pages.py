@@ -9,7 +9,7 @@ from django.test import Client
 from grants.reviews import services
 from grants.reviews.models import ReviewCampaign, ReviewerMode, ReviewItem
 from portal.models import User
-from tests.fixtures.domain import make_member
+from tests.fixtures.domain import make_member, sign_in_as
 from tests.reviews.conftest import ReviewWorld
 
 pytestmark = pytest.mark.django_db
@@ -17,7 +17,7 @@ pytestmark = pytest.mark.django_db
 
 def _as(user: User, *, csrf: bool = False) -> Client:
     client = Client(enforce_csrf_checks=csrf)
-    client.force_login(user)
+    sign_in_as(client, user)
     return client
 
 
