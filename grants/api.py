@@ -15,7 +15,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.throttling import UserRateThrottle
 
-from grants import services
+from grants import limits, services
 from grants.access import grant_for_user
 from grants.approvals import services as approvals
 from grants.approvals.access import request_for_user
@@ -28,22 +28,23 @@ from portal.http import client_ip
 
 
 class RoleSerializer(serializers.ModelSerializer):
-    partner = serializers.CharField(source="partner.slug")
+    partner = serializers.CharField(source="partner.slug", read_only=True)
     max_duration_minutes = serializers.SerializerMethodField()
 
     class Meta:
         model = Role
         fields = ["slug", "name", "description", "partner", "max_duration_minutes"]
+        read_only_fields = fields
 
     def get_max_duration_minutes(self, role: Role) -> int:
         return int(role.max_duration.total_seconds() // 60)
 
 
 class GrantSerializer(serializers.ModelSerializer):
-    role = serializers.CharField(source="role.slug")
-    partner = serializers.CharField(source="role.partner.slug")
-    user = serializers.UUIDField(source="user.public_id")
-    justification = serializers.CharField(source="request.justification")
+    role = serializers.CharField(source="role.slug", read_only=True)
+    partner = serializers.CharField(source="role.partner.slug", read_only=True)
+    user = serializers.UUIDField(source="user.public_id", read_only=True)
+    justification = serializers.CharField(source="request.justification", read_only=True)
 
     class Meta:
         model = Grant
@@ -60,12 +61,17 @@ class GrantSerializer(serializers.ModelSerializer):
             "justification",
             "failure_reason",
         ]
+        read_only_fields = fields
 
 
 class AccessRequestInput(serializers.Serializer):
-    role = serializers.SlugField(help_text="Slug of a role you are eligible for.")
-    justification = serializers.CharField(max_length=2000)
-    duration_minutes = serializers.IntegerField(min_value=1, max_value=24 * 60)
+    role = serializers.SlugField(max_length=48, help_text="Slug of a role you are eligible for.")
+    justification = serializers.CharField(max_length=limits.TEXT_MAX_CHARS)
+    duration_minutes = serializers.IntegerField(
+        min_value=limits.REQUEST_MIN_MINUTES,
+        max_value=limits.ROLE_MAX_MINUTES,
+        error_messages={"min_value": limits.SHORTEST_REQUEST},
+    )
     break_glass = serializers.BooleanField(
         default=False,
         help_text="Emergency access without approval, where the role allows it (loud, reviewed).",
@@ -73,9 +79,9 @@ class AccessRequestInput(serializers.Serializer):
 
 
 class AccessRequestSerializer(serializers.ModelSerializer):
-    role = serializers.CharField(source="role.slug")
-    partner = serializers.CharField(source="role.partner.slug")
-    requester = serializers.UUIDField(source="requester.public_id")
+    role = serializers.CharField(source="role.slug", read_only=True)
+    partner = serializers.CharField(source="role.partner.slug", read_only=True)
+    requester = serializers.UUIDField(source="requester.public_id", read_only=True)
     approvals = serializers.SerializerMethodField()
 
     class Meta:
@@ -94,13 +100,14 @@ class AccessRequestSerializer(serializers.ModelSerializer):
             "is_break_glass",
             "approvals",
         ]
+        read_only_fields = fields
 
     def get_approvals(self, request: AccessRequest) -> int:
         return request.approvals.count()
 
 
 class DenyInput(serializers.Serializer):
-    reason = serializers.CharField(max_length=2000)
+    reason = serializers.CharField(max_length=limits.TEXT_MAX_CHARS)
 
 
 class RoleList(ListAPIView):

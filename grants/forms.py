@@ -7,6 +7,8 @@ from typing import Any
 
 from django import forms
 
+from grants import limits
+from grants.authoring import MAX_POLICY_CHARS
 from grants.models import Role
 
 
@@ -17,10 +19,16 @@ class RoleChoiceField(forms.ModelChoiceField):
 
 class AccessRequestForm(forms.Form):
     role = RoleChoiceField(queryset=Role.objects.none(), empty_label=None)
-    duration_minutes = forms.IntegerField(min_value=1, initial=60, label="Duration (minutes)")
+    duration_minutes = forms.IntegerField(
+        min_value=limits.REQUEST_MIN_MINUTES,
+        max_value=limits.ROLE_MAX_MINUTES,
+        initial=60,
+        label="Duration (minutes)",
+        error_messages={"min_value": limits.SHORTEST_REQUEST},
+    )
     justification = forms.CharField(
         widget=forms.Textarea(attrs={"rows": 3}),
-        max_length=2000,
+        max_length=limits.TEXT_MAX_CHARS,
         help_text="What you will do, and the ticket it belongs to.",
     )
     # Approvals feature: immediate access without approval where the role allows it (loud, reviewed after).
@@ -42,16 +50,24 @@ class RoleForm(forms.Form):
     template = forms.ChoiceField(required=False, label="Start from a template", choices=[("", "—")])
     name = forms.CharField(max_length=120)
     slug = forms.SlugField(max_length=48, help_text="The IAM role is named porte-<slug>.")
-    description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
+    description = forms.CharField(
+        required=False, max_length=limits.TEXT_MAX_CHARS, widget=forms.Textarea(attrs={"rows": 2})
+    )
     inline_policy = forms.CharField(
-        widget=forms.Textarea(attrs={"rows": 18, "spellcheck": "false"}), label="Inline policy (JSON)"
+        max_length=MAX_POLICY_CHARS,
+        widget=forms.Textarea(attrs={"rows": 18, "spellcheck": "false"}),
+        label="Inline policy (JSON)",
     )
     permissions_boundary_arn = forms.CharField(max_length=2048, label="Permissions boundary ARN")
     max_duration_minutes = forms.IntegerField(
-        min_value=15, max_value=720, initial=60, label="Maximum duration (minutes)"
+        min_value=limits.ROLE_MIN_MINUTES,
+        max_value=limits.ROLE_MAX_MINUTES,
+        initial=60,
+        label="Maximum duration (minutes)",
     )
     eligible_groups = forms.CharField(
         required=False,
+        max_length=limits.GROUPS_MAX * (limits.GROUP_NAME_MAX_CHARS + 2),
         help_text="IdP groups whose members may request this role, separated by spaces or commas.",
     )
 
@@ -72,7 +88,7 @@ class RoleForm(forms.Form):
         return document
 
     def clean_eligible_groups(self) -> list[str]:
-        return sorted({g for g in re.split(r"[\s,]+", self.cleaned_data["eligible_groups"]) if g})
+        return group_names(self.cleaned_data["eligible_groups"])
 
     @property
     def max_duration(self) -> timedelta:
@@ -80,5 +96,24 @@ class RoleForm(forms.Form):
 
 
 class ExtendForm(forms.Form):
-    minutes = forms.IntegerField(min_value=5, max_value=720, initial=30)
-    justification = forms.CharField(max_length=2000)
+    minutes = forms.IntegerField(
+        min_value=limits.EXTEND_MIN_MINUTES, max_value=limits.EXTEND_MAX_MINUTES, initial=30
+    )
+    justification = forms.CharField(max_length=limits.TEXT_MAX_CHARS)
+
+
+class RevokeForm(forms.Form):
+    reason = forms.CharField(required=False, max_length=limits.TEXT_MAX_CHARS)
+
+
+def group_names(text: str) -> list[str]:
+    """IdP group names typed into a field (spaces or commas between), bounded in length and number."""
+    names = sorted({g for g in re.split(r"[\s,]+", text) if g})
+    if len(names) > limits.GROUPS_MAX:
+        raise forms.ValidationError(f"At most {limits.GROUPS_MAX} groups.")
+    for name in names:
+        if len(name) > limits.GROUP_NAME_MAX_CHARS:
+            raise forms.ValidationError(
+                f"“{name[:40]}…” is longer than {limits.GROUP_NAME_MAX_CHARS} characters: is it a group name?"
+            )
+    return names

@@ -24,6 +24,7 @@ from django.utils import timezone
 from grants.alerts.models import Alert
 from grants.alerts.rules import DENIED_Q
 from grants.models import ActivityEvent, Grant
+from portal.audit import unsealed
 from portal.models import AuditEvent, HealthSample
 
 DAYS = 30
@@ -377,5 +378,24 @@ def prometheus_text(f: Figures) -> str:
         "gauge",
         "When these figures were computed (they are cached briefly).",
         [({}, f.computed_at.timestamp())],
+    )
+    return out.text()
+
+
+def audit_tail_text() -> str:
+    """The audit chain's unsealed tail, live (not cached): it should stay a few seconds long."""
+    tail = unsealed()
+    out = _Exposition()
+    out.metric(
+        "porte_audit_unsealed_events",
+        "gauge",
+        "Audit events committed but not sealed yet.",
+        [({}, tail.events)],
+    )
+    out.metric(
+        "porte_audit_unsealed_oldest_seconds",
+        "gauge",
+        "Age of the oldest audit event not sealed yet (0 when none).",
+        [({}, tail.oldest_age.total_seconds() if tail.oldest_age else 0.0)],
     )
     return out.text()

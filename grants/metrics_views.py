@@ -12,7 +12,7 @@ from django.views.decorators.http import require_GET
 
 from grants import metrics
 from grants.charts import bar_chart, humanize
-from portal.access import public, staff_required
+from portal.access import acting, public, staff_required
 
 PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 _DASHBOARD = (
@@ -74,6 +74,7 @@ def metrics_prometheus(request: HttpRequest) -> HttpResponse:
             response = HttpResponse("Invalid metrics token.\n", status=401, content_type="text/plain")
             response["WWW-Authenticate"] = 'Bearer realm="porte-metrics"'
             return response
-    elif not (request.user.is_authenticated and request.user.is_staff):
+    elif not (actor := acting(request)).is_staff or not actor.in_standing:
         raise Http404
-    return HttpResponse(metrics.prometheus_text(metrics.figures()), content_type=PROMETHEUS_CONTENT_TYPE)
+    text = metrics.prometheus_text(metrics.figures()) + metrics.audit_tail_text()
+    return HttpResponse(text, content_type=PROMETHEUS_CONTENT_TYPE)

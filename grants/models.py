@@ -26,6 +26,12 @@ class Role(models.Model):
     provisioned_at = models.DateTimeField(null=True, blank=True)
     # Emergency "revoke all sessions of this role": every session issued before this instant is denied.
     sessions_revoked_before = models.DateTimeField(null=True, blank=True)
+    # One writer of the role's IAM at a time (grants/role_lease.py): a lease claimed and committed before any
+    # AWS call, never a row lock held across one; and the backoff after the role's AWS calls failed.
+    iam_lease_until = models.DateTimeField(null=True, blank=True)
+    iam_lease_token = models.CharField(max_length=32, blank=True)
+    iam_retry_at = models.DateTimeField(null=True, blank=True)
+    iam_failures = models.PositiveIntegerField(default=0)
 
     class Meta:
         ordering = ["partner__name", "name"]

@@ -75,7 +75,7 @@ def role_provision(*, role: Role, actor: User | None = None) -> Role:
             PolicyDocument=json.dumps(want["permissions"]),
         )
     with transaction.atomic():
-        locked = Role.objects.select_for_update().get(pk=role.pk)
+        locked = Role.objects.select_for_update(of=("self",), no_key=True).get(pk=role.pk)
         locked.aws_role_arn = arn
         locked.provisioned_at = timezone.now()
         locked.save(update_fields=["aws_role_arn", "provisioned_at"])
@@ -155,7 +155,8 @@ def role_reconcile(*, role: Role, now: datetime) -> list[str]:
 
     Checked: the role exists; trust policy; permissions boundary; maximum session; inline policies (exactly
     `porte-permissions` and, when due, `porte-revocations`, with the documents Porte wrote); no attached managed
-    policies; Porte's tags. The caller holds the role's row lock, so no sweeper writes denies meanwhile.
+    policies; Porte's tags. The caller holds the role's IAM lease (grants/role_lease.py), so no sweeper writes
+    denies meanwhile.
     """
     iam = _iam(role)
     want = desired_role(role)

@@ -9,6 +9,7 @@ from django.core.exceptions import ValidationError
 from django.db.models import Count, Q
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from grants import authoring, services
@@ -19,6 +20,7 @@ from partners.forms import ReasonForm
 from partners.models import Partner
 from partners.services import boundary_arn
 from portal.access import acting_user, staff_required
+from portal.responses import bad_request, form_errors
 
 
 def _apply_errors(form: RoleForm, exc: ValidationError) -> None:
@@ -159,10 +161,9 @@ def role_revoke_sessions(request: HttpRequest, role_id: int) -> HttpResponse:
     role = get_object_or_404(Role.objects.select_related("partner"), pk=role_id)
     form = ReasonForm(request.POST)
     if not form.is_valid():
-        messages.error(request, "Give a reason: it is recorded in the audit log.")
-    else:
-        services.role_revoke_all_sessions(
-            role=role, reason=form.cleaned_data["reason"], actor=acting_user(request)
-        )
-        messages.success(request, f"Every session of porte-{role.slug} issued until now is being denied.")
+        return bad_request(request, form_errors(form), back=reverse("role_list", args=[role.partner.slug]))
+    services.role_revoke_all_sessions(
+        role=role, reason=form.cleaned_data["reason"], actor=acting_user(request)
+    )
+    messages.success(request, f"Every session of porte-{role.slug} issued until now is being denied.")
     return redirect("role_list", slug=role.partner.slug)

@@ -4,15 +4,17 @@ transaction; every action is idempotent so a replayed task is harmless."""
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Max, Q
 from django.utils import timezone
 
-from grants import authoring, policies, provisioning
+from grants import authoring, limits, policies, provisioning, role_lease
 from grants.activity.attribution import role_session_name
 from grants.approvals import services as approvals
 from grants.approvals.context import Evidence, window_close, window_refusal
@@ -20,6 +22,7 @@ from grants.models import AccessRequest, CredentialIssue, Grant, Role
 from partners import services as partner_services
 from partners.models import Partner, ip_allowed
 from portal import aws
+from portal.access import REFUSAL_MESSAGES, actor_of
 from portal.audit import Entry, audit_record, audit_record_many
 from portal.models import User
 
@@ -39,6 +42,8 @@ class GrantNotUsable(Exception):
 class MintedCredentials:
     credentials: aws.Credentials
     issue: CredentialIssue
+    # The AWS console sign-in URL, when the session was exchanged for one.
+    sign_in_url: str | None = None
 
     def credential_process(self) -> dict[str, object]:
         """The JSON the AWS CLI/SDKs read from a `credential_process` command."""
@@ -105,6 +110,7 @@ def grant_activate(*, grant_id: int) -> Grant:
                 partner_id=grant.role.partner_id,
                 data={"attempts": grant.attempts + 1},
             )
+            _queue_expiry(grant)
     grant.refresh_from_db()
     return grant
 
@@ -112,7 +118,7 @@ def grant_activate(*, grant_id: int) -> Grant:
 @transaction.atomic
 def grant_record_failure(*, grant_id: int, reason: str, permanent: bool) -> Grant:
     """Remember why activation failed; a permanent failure ends the grant in the visible `failed` state."""
-    grant = Grant.objects.select_for_update().select_related("role").get(pk=grant_id)
+    grant = Grant.objects.select_for_update(of=("self",), no_key=True).select_related("role").get(pk=grant_id)
     if grant.status != Grant.Status.PENDING:
         return grant
     grant.attempts += 1
@@ -158,45 +164,37 @@ def _duration_seconds(grant: Grant, now: datetime, ends_at: datetime | None = No
 
 
 def credential_mint(
-    *, grant_id: int, user: User, kind: str, source_ip: str | None = None
+    *,
+    grant_id: int,
+    user: User,
+    kind: str,
+    source_ip: str | None = None,
+    exchange: Callable[[aws.Credentials], str] | None = None,
 ) -> MintedCredentials:
     """Mint an STS session for the grant's holder: attributable, tagged, and dead at the grant's end.
 
-    The grant row stays locked until the session is recorded, so an expiry or revocation that claims the grant
-    meanwhile waits and its deny cutoff covers this session.
+    No lock or transaction is held while AWS answers: the grant is checked, the session assumed (and, for the
+    console, exchanged by `exchange` for a sign-in URL), then recorded in a short transaction that checks the grant
+    again. A grant revoked or ended meanwhile is refused and its credentials are never handed out (its deny
+    cutoff, taken when it was claimed, covers them); a failed exchange records nothing.
     """
-    with transaction.atomic():
-        grant = (
-            Grant.objects.select_for_update()
-            .select_related("role__partner", "request")
-            .filter(pk=grant_id, user=user)
-            .first()
-        )
-        now = timezone.now()
-        if grant is None:
-            raise GrantNotUsable("No such grant.")
-        if grant.status != Grant.Status.ACTIVE or grant.ends_at <= now:
-            raise GrantNotUsable(f"This grant is {grant.get_status_display().lower()}: request access again.")
-        role, partner = grant.role, grant.role.partner
-        if partner.status != Partner.Status.ACTIVE:
-            raise GrantNotUsable("Your organisation's access is suspended.")
-        if not role.aws_role_arn:
-            raise GrantNotUsable("This role is not provisioned yet; try again in a minute.")
-        refusal = _mint_refusal(grant, source_ip, now)
-        if refusal is None:
-            minted = _mint_locked(grant, user, kind, source_ip, now)
-        else:
-            # Recorded and committed with this transaction; the refusal is raised once it is over.
-            _mint_refuse(grant, user, refusal)
-    if refusal is not None:
-        raise GrantNotUsable(refusal[1])
-    return minted
-
-
-def _mint_locked(
-    grant: Grant, user: User, kind: str, source_ip: str | None, now: datetime
-) -> MintedCredentials:
+    standing = actor_of(user).refusal
+    if standing is not None:
+        raise GrantNotUsable(REFUSAL_MESSAGES.get(standing, "This account can no longer use Porte."))
+    grant = Grant.objects.select_related("role__partner", "request").filter(pk=grant_id, user=user).first()
+    if grant is None:
+        raise GrantNotUsable("No such grant.")
+    now = timezone.now()
+    _check_usable(grant, now)
     role, partner = grant.role, grant.role.partner
+    if not role.aws_role_arn:
+        raise GrantNotUsable("This role is not provisioned yet; try again in a minute.")
+    refusal = _mint_refusal(grant, source_ip, now)
+    if refusal is not None:
+        _mint_refuse(grant, user, refusal)
+        raise GrantNotUsable(refusal[1])
+    _wait_past_revocations(grant)
+    now = timezone.now()
     # Credentials never outlive the partner's open access window (break-glass is not bound by it).
     close = None if grant.request.is_break_glass else window_close(partner, now)
     session_ends_at = min(grant.ends_at, close) if close else grant.ends_at
@@ -216,27 +214,73 @@ def _mint_locked(
             policies.session_policy(ends_at=session_ends_at, source_cidrs=partner.source_ip_allowlist)
         ),
     )
-    issue = CredentialIssue.objects.create(
-        grant=grant,
-        kind=kind,
-        access_key_id=credentials.access_key_id,
-        issued_at=now,
-        expires_at=min(credentials.expiration, session_ends_at),
-        source_ip=source_ip,
+    sign_in_url = exchange(credentials) if exchange is not None else None
+    with transaction.atomic():
+        locked = Grant.objects.select_for_update(of=("self",), no_key=True).filter(pk=grant.pk).first()
+        if locked is None:
+            raise GrantNotUsable("No such grant.")
+        _check_usable(locked, timezone.now())
+        issue = CredentialIssue.objects.create(
+            grant=grant,
+            kind=kind,
+            access_key_id=credentials.access_key_id,
+            issued_at=now,
+            expires_at=min(credentials.expiration, session_ends_at),
+            source_ip=source_ip,
+        )
+        audit_record(
+            action="credential.issued",
+            obj=issue,
+            actor=user,
+            partner_id=partner.pk,
+            data={
+                "grant": grant.pk,
+                "kind": kind,
+                "access_key_id": credentials.access_key_id,
+                "expires_at": credentials.expiration.isoformat(),
+            },
+        )
+    return MintedCredentials(credentials, issue, sign_in_url)
+
+
+def _check_usable(grant: Grant, now: datetime) -> None:
+    """Refuse, saying truly why, a grant that cannot be used now."""
+    if grant.status == Grant.Status.PENDING and grant.ends_at > now:
+        raise GrantNotUsable("This grant is still activating; try again in a moment.")
+    if grant.status == Grant.Status.ACTIVE and grant.ends_at > now:
+        return
+    if grant.status in (Grant.Status.REVOKING, Grant.Status.REVOKED):
+        when = grant.deny_cutoff or grant.ended_at
+        raise GrantNotUsable(f"This grant was revoked{_at(when)}: request access again.")
+    if grant.status == Grant.Status.FAILED:
+        raise GrantNotUsable("This grant could not be activated: request access again.")
+    raise GrantNotUsable(
+        f"This grant expired{_at(min(grant.ends_at, grant.ended_at or grant.ends_at))}: request access again."
     )
-    audit_record(
-        action="credential.issued",
-        obj=issue,
-        actor=user,
-        partner_id=partner.pk,
-        data={
-            "grant": grant.pk,
-            "kind": kind,
-            "access_key_id": credentials.access_key_id,
-            "expires_at": credentials.expiration.isoformat(),
-        },
-    )
-    return MintedCredentials(credentials, issue)
+
+
+def _at(moment: datetime | None) -> str:
+    return f" at {moment:%Y-%m-%d %H:%M} UTC" if moment else ""
+
+
+# A session minted just after a revocation must not carry an issue time before that revocation's cutoff (the same
+# second): it would be denied on arrival. The margin covers the clocks of Porte and AWS disagreeing a little.
+_CUTOFF_MARGIN = timedelta(milliseconds=100)
+_CUTOFF_MAX_WAIT = timedelta(seconds=2)
+
+
+def _wait_past_revocations(grant: Grant) -> None:
+    """Wait until the holder's latest revocation cutoff on this role (and the role's revoke-all) has passed."""
+    latest = Grant.objects.filter(user_id=grant.user_id, role_id=grant.role_id).aggregate(
+        latest=Max("deny_cutoff")
+    )["latest"]
+    cutoffs = [c for c in (latest, grant.role.sessions_revoked_before) if c is not None]
+    wait = max(cutoffs) + _CUTOFF_MARGIN - timezone.now() if cutoffs else timedelta(0)
+    if wait <= timedelta(0):
+        return
+    if wait > _CUTOFF_MAX_WAIT:
+        raise GrantNotUsable("Sessions of this role were revoked a moment ago; try again in a few seconds.")
+    time.sleep(wait.total_seconds())
 
 
 def _mint_refusal(grant: Grant, source_ip: str | None, now: datetime) -> tuple[str, str] | None:
@@ -273,14 +317,17 @@ def _compact(document: dict[str, object]) -> str:
 # --- expiry ---------------------------------------------------------------------------------------------------
 
 
-def grants_expire_due(*, now: datetime | None = None, lease: timedelta = timedelta(seconds=60)) -> int:
-    """End every grant whose time is up. Safe to run concurrently and repeatedly.
+def grants_expire_due(*, now: datetime | None = None) -> int:
+    """End every grant whose time is up. Safe to run concurrently and repeatedly (beat runs it every
+    EXPIRY_SWEEP_SECONDS as the safety net; each grant also has its own task at its end, `grant_expire`).
 
-    1. Claim due grants (active → expiring) in one short transaction; rows locked by another sweeper are skipped,
-       so two sweepers never claim the same grant.
-    2. Per role: put the revocation deny (computed from the database, so idempotent), then mark the grants ended
-       and audit each one — only after AWS accepted the deny.
-    Claims left by a sweeper that died are picked up once older than `lease`.
+    1. Claim due grants (active → expiring, deny cutoff set) in one short transaction; rows locked by another
+       sweeper are skipped, so two sweepers never claim the same grant.
+    2. Per role with grants waiting to end (claimed by this sweep or any earlier one, expiring or revoking):
+       put the revocation deny computed from the database, then mark those grants ended and audit them
+       (`role_finish_endings`). A role whose AWS call fails is backed off and retried by a later sweep; its
+       grants stay waiting (refused by Porte, denied by the session policy at their end) and nothing waits
+       for a lease to run out.
     Returns the number of grants ended.
     """
     now = now or timezone.now()
@@ -288,7 +335,7 @@ def grants_expire_due(*, now: datetime | None = None, lease: timedelta = timedel
     with transaction.atomic():
         due = list(
             Grant.objects.due(now)
-            .select_for_update(skip_locked=True)
+            .select_for_update(of=("self",), no_key=True, skip_locked=True)
             .order_by("ends_at")
             .values_list("id", flat=True)[:SWEEP_BATCH]
         )
@@ -298,31 +345,85 @@ def grants_expire_due(*, now: datetime | None = None, lease: timedelta = timedel
             )
     for grant in Grant.objects.filter(status=Grant.Status.PENDING, ends_at__lte=now).select_related("role"):
         _grant_end_unused(grant)
-    claims = Grant.objects.filter(status__in=[Grant.Status.EXPIRING, Grant.Status.REVOKING]).filter(
-        Q(id__in=due) | Q(claimed_at__lt=now - lease)
+    waiting = set(
+        Grant.objects.filter(status__in=[Grant.Status.EXPIRING, Grant.Status.REVOKING]).values_list(
+            "role_id", flat=True
+        )
     )
-    by_role: dict[int, list[int]] = {}
-    for grant_id, role_id in claims.values_list("id", "role_id"):
-        by_role.setdefault(role_id, []).append(grant_id)
     ended = 0
-    for role_id, grant_ids in by_role.items():
+    for role_id in sorted(role_lease.ready_roles(waiting, now)):
         try:
-            ended += _role_end_grants(role_id, grant_ids, now)
+            ended += role_finish_endings(role_id=role_id)
+        except role_lease.RoleBusy:
+            continue  # its writer covers these grants, or the next sweep does
         except aws.AwsError as exc:
-            # The claims stay; the next sweep after the lease retries them. Nothing is marked ended.
             log.warning("could not put revocation deny on role %s: %s", role_id, exc)
-            Grant.objects.filter(id__in=grant_ids).update(failure_reason=f"Revocation pending: {exc}"[:2000])
     return ended
 
 
-def _role_end_grants(role_id: int, grant_ids: list[int], now: datetime) -> int:
+def grant_expire(*, grant_id: int) -> int:
+    """End one grant at its time (its own task, queued for ends_at at activation and extension). Early, or
+    extended meanwhile: nothing to do (the later task or the sweeper ends it). Returns grants ended."""
+    now = timezone.now()
     with transaction.atomic():
-        # The role lock serialises deny writes per role: two sweepers cannot overwrite each other's document.
-        role = Role.objects.select_for_update().select_related("partner").get(pk=role_id)
-        provisioning.role_put_revocations(role, now)
-        # Only after AWS accepted the deny: end the claimed grants, in one statement per final state.
+        claimed = Grant.objects.filter(pk=grant_id, status=Grant.Status.ACTIVE, ends_at__lte=now).update(
+            status=Grant.Status.EXPIRING, deny_cutoff=policies.ceil_to_second(now), claimed_at=now
+        )
+    role_id = Grant.objects.filter(pk=grant_id).values_list("role_id", flat=True).first()
+    if role_id is None or (not claimed and not _waiting(role_id)):
+        return 0
+    return role_finish_endings(role_id=role_id)
+
+
+def grant_time_left(*, grant_id: int) -> timedelta | None:
+    """How long an active grant has left (None when it is not active)."""
+    ends_at = Grant.objects.filter(pk=grant_id, status=Grant.Status.ACTIVE).values_list("ends_at", flat=True)
+    return ends_at[0] - timezone.now() if ends_at else None
+
+
+def _waiting(role_id: int) -> bool:
+    return Grant.objects.filter(
+        role_id=role_id, status__in=[Grant.Status.EXPIRING, Grant.Status.REVOKING]
+    ).exists()
+
+
+def _queue_expiry(grant: Grant) -> None:
+    """On commit, queue the grant's own expiry for its end (the beat sweeper stays the safety net)."""
+    from grants import tasks
+
+    grant_id, ends_at = grant.pk, grant.ends_at
+    transaction.on_commit(lambda: tasks.grant_expire.apply_async(args=[grant_id], eta=ends_at))
+
+
+def role_finish_endings(*, role_id: int) -> int:
+    """Put the role's revocation deny as the database says it is, then mark the grants waiting to end as ended.
+
+    No lock or transaction is held across the AWS call: the role's IAM lease (grants/role_lease.py) keeps a
+    second writer out, the grants are read before the document is computed (so each is in it), and they are
+    marked ended in a short transaction afterwards. Raises role_lease.RoleBusy when another writer holds the
+    lease (try again in a moment), aws.AwsError after backing the role off."""
+    with role_lease.role_iam_lease(role_id):
+        role = Role.objects.select_related("partner").get(pk=role_id)
+        waiting = list(
+            Grant.objects.filter(
+                role_id=role_id, status__in=[Grant.Status.EXPIRING, Grant.Status.REVOKING]
+            ).values_list("id", flat=True)
+        )
+        try:
+            provisioning.role_put_revocations(role, timezone.now())
+        except aws.AwsError as exc:
+            role_lease.record_failure(role, whole_partner=isinstance(exc, aws.AwsUnavailable))
+            Grant.objects.filter(id__in=waiting).update(failure_reason=f"Revocation pending: {exc}"[:2000])
+            raise
+        role_lease.record_success(role)
+        return _record_endings(role, waiting)
+
+
+def _record_endings(role: Role, grant_ids: list[int]) -> int:
+    """Only after AWS accepted the deny: end the grants, in one statement per final state, and audit them."""
+    with transaction.atomic():
         claimed = list(
-            Grant.objects.select_for_update()
+            Grant.objects.select_for_update(of=("self",), no_key=True)
             .filter(id__in=grant_ids, status__in=[Grant.Status.EXPIRING, Grant.Status.REVOKING])
             .select_related("user")
         )
@@ -334,7 +435,6 @@ def _role_end_grants(role_id: int, grant_ids: list[int], now: datetime) -> int:
             ids = [g.pk for g in claimed if g.status == claim]
             if ids:
                 Grant.objects.filter(id__in=ids).update(status=final, ended_at=ended_at, failure_reason="")
-        # Audits last, in one append: the chain lock is taken after every row lock, never before one.
         audit_record_many(
             [
                 Entry(
@@ -362,7 +462,7 @@ def grant_extend(*, grant: Grant, by: timedelta, justification: str, actor: User
     Auto-approved like requests for now; the grant may not run past now + the role's maximum duration. Sessions
     already issued still stop at the old end (their session policy says so): mint new ones after extending.
     """
-    grant = Grant.objects.select_for_update().select_related("role").get(pk=grant.pk)
+    grant = Grant.objects.select_for_update(of=("self",), no_key=True).select_related("role").get(pk=grant.pk)
     justification = justification.strip()
     errors: dict[str, str] = {}
     if grant.user_id != actor.pk:
@@ -375,8 +475,9 @@ def grant_extend(*, grant: Grant, by: timedelta, justification: str, actor: User
     if policy is not None and (policy.approvals_required or policy.auto_approve_requires_mfa):
         # Extensions are not approved by anyone: on a role that needs approvers they would bypass them.
         errors["grant"] = f"{grant.role.name} needs approval: request access again once this grant ends."
-    if by < timedelta(minutes=5):
-        errors["duration"] = "Extend by at least 5 minutes."
+    errors.update(limits.too_long(justification=justification))
+    if by < limits.EXTEND_MIN:
+        errors["duration"] = f"Extend by at least {limits.EXTEND_MIN_MINUTES} minutes."
     latest = timezone.now() + grant.role.max_duration
     if grant.ends_at + by > latest:
         errors["duration"] = (
@@ -400,6 +501,7 @@ def grant_extend(*, grant: Grant, by: timedelta, justification: str, actor: User
             "policy": "auto",
         },
     )
+    _queue_expiry(grant)
     return grant
 
 
@@ -411,7 +513,7 @@ def grant_revoke(*, grant: Grant, reason: str, actor: User | None = None) -> Gra
     """End a grant before its time. An active grant is claimed (revoking) with a deny cutoff now; the deny is
     put on the role by a task queued on commit (and by the sweeper if that task is lost), and only then is the
     grant marked revoked. A grant that never became active is revoked at once: no session exists."""
-    grant = Grant.objects.select_for_update().select_related("role").get(pk=grant.pk)
+    grant = Grant.objects.select_for_update(of=("self",), no_key=True).select_related("role").get(pk=grant.pk)
     now = timezone.now()
     if grant.status == Grant.Status.PENDING:
         grant.status, grant.ended_at = Grant.Status.REVOKED, now
@@ -447,21 +549,11 @@ def _queue_role_endings(role_id: int) -> None:
     transaction.on_commit(lambda: tasks.role_finish_endings.delay(role_id))
 
 
-def role_finish_endings(*, role_id: int) -> int:
-    """Put the role's revocation deny as the database says it is, then mark the grants claimed to end as ended."""
-    ids = list(
-        Grant.objects.filter(
-            role_id=role_id, status__in=[Grant.Status.EXPIRING, Grant.Status.REVOKING]
-        ).values_list("id", flat=True)
-    )
-    return _role_end_grants(role_id, ids, timezone.now())
-
-
 @transaction.atomic
 def role_revoke_all_sessions(*, role: Role, reason: str, actor: User | None = None) -> Role:
     """Emergency: deny every session of the role issued until now, whoever holds it. Grants stay as they are;
     holders of active grants can mint new sessions (revoke their grants too if that is the intent)."""
-    role = Role.objects.select_for_update().get(pk=role.pk)
+    role = Role.objects.select_for_update(of=("self",), no_key=True).get(pk=role.pk)
     role.sessions_revoked_before = policies.ceil_to_second(timezone.now())
     role.save(update_fields=["sessions_revoked_before"])
     audit_record(
@@ -529,22 +621,33 @@ def roles_reconcile(*, now: datetime | None = None) -> dict[int, list[str]]:
         .exclude(partner__aws_account_id="")
         .values_list("id", flat=True)
     )
-    for role_id in list(role_ids):
+    # Roles with grants waiting to end have Porte's own work in flight (their deny is being written, or will be
+    # after a backoff): comparing IAM with the database now would report that work as drift.
+    busy = set(
+        Grant.objects.filter(status__in=[Grant.Status.EXPIRING, Grant.Status.REVOKING]).values_list(
+            "role_id", flat=True
+        )
+    )
+    for role_id in sorted(role_lease.ready_roles(set(role_ids) - busy, now)):
         try:
-            with transaction.atomic():
-                role = Role.objects.select_for_update().select_related("partner").get(pk=role_id)
+            with role_lease.role_iam_lease(role_id):
+                role = Role.objects.select_related("partner").get(pk=role_id)
                 drift = provisioning.role_reconcile(role=role, now=now)
-                significant = [d for d in drift if d != "revocations_pruned"]
-                if significant:
-                    audit_record(
-                        action="role.drift_repaired",
-                        obj=role,
-                        partner_id=role.partner_id,
-                        data={"drift": significant},
-                    )
-                    repaired[role_id] = significant
+        except role_lease.RoleBusy:
+            continue
         except aws.AwsError as exc:
             log.warning("could not reconcile role %s: %s", role_id, exc)
+            continue
+        significant = [d for d in drift if d != "revocations_pruned"]
+        if significant:
+            with transaction.atomic():
+                audit_record(
+                    action="role.drift_repaired",
+                    obj=role,
+                    partner_id=role.partner_id,
+                    data={"drift": significant},
+                )
+            repaired[role_id] = significant
     return repaired
 
 
@@ -561,8 +664,10 @@ def _checked_role_fields(
         errors["inline_policy"] = str(exc)
     if not permissions_boundary_arn.startswith("arn:aws:iam::") or ":policy/" not in permissions_boundary_arn:
         errors["permissions_boundary_arn"] = "A permissions boundary (an IAM policy ARN) is required."
-    if not timedelta(minutes=15) <= max_duration <= timedelta(hours=12):
-        errors["max_duration"] = "The maximum duration must be between 15 minutes and 12 hours."
+    if not limits.ROLE_MIN <= max_duration <= limits.ROLE_MAX:
+        errors["max_duration"] = (
+            f"The maximum duration must be between {limits.ROLE_MIN_MINUTES} and {limits.ROLE_MAX_MINUTES} minutes."
+        )
     if errors:
         raise ValidationError(errors)
 
@@ -638,7 +743,7 @@ def role_update(
         permissions_boundary_arn=permissions_boundary_arn,
         max_duration=max_duration,
     )
-    role = Role.objects.select_for_update().get(pk=role.pk)
+    role = Role.objects.select_for_update(of=("self",), no_key=True).get(pk=role.pk)
     before = {
         "policy": role.inline_policy,
         "boundary": role.permissions_boundary_arn,

@@ -8,7 +8,7 @@ from datetime import timedelta
 from celery import shared_task
 from django.conf import settings
 
-from grants import services
+from grants import role_lease, services
 from portal import aws
 
 log = logging.getLogger(__name__)
@@ -26,12 +26,28 @@ def grant_activate(self, grant_id: int) -> str:
         return services.grant_record_failure(grant_id=grant_id, reason=str(exc), permanent=True).status
 
 
+# Revocations and expiries go to the `revocations` queue (portal/settings.py), ahead of other work.
 @shared_task(bind=True, max_retries=8, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
 def role_finish_endings(self, role_id: int) -> int:
     try:
         return services.role_finish_endings(role_id=role_id)
+    except role_lease.RoleBusy as exc:
+        raise self.retry(countdown=1, exc=exc) from exc  # another writer is at the role: right after it
     except aws.AwsError as exc:
-        # The grants stay claimed (still denied nothing yet): retry soon; the sweeper also re-drives them.
+        # The grants stay waiting (refused by Porte already): retry with backoff; the sweeper also re-drives.
+        raise self.retry(countdown=min(60, 2 ** (self.request.retries + 1)), exc=exc) from exc
+
+
+@shared_task(bind=True, max_retries=8, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+def grant_expire(self, grant_id: int) -> int:
+    left = services.grant_time_left(grant_id=grant_id)
+    if left is not None and timedelta(0) < left <= timedelta(seconds=5):
+        raise self.retry(countdown=left.total_seconds())  # this worker's clock ran a little ahead
+    try:
+        return services.grant_expire(grant_id=grant_id)
+    except role_lease.RoleBusy as exc:
+        raise self.retry(countdown=1, exc=exc) from exc
+    except aws.AwsError as exc:
         raise self.retry(countdown=min(60, 2 ** (self.request.retries + 1)), exc=exc) from exc
 
 
@@ -51,7 +67,7 @@ def role_provision(self, role_id: int) -> None:
 
 @shared_task(acks_late=True, ignore_result=True)
 def expiry_sweep() -> int:
-    return services.grants_expire_due(lease=_lease())
+    return services.grants_expire_due()
 
 
 @shared_task(acks_late=True, ignore_result=True)

@@ -2,12 +2,14 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
+from functools import partial
 
 from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
@@ -18,7 +20,7 @@ from grants.activity.timeline import grant_timeline
 from grants.approvals.access import pending_for_approver
 from grants.approvals.context import Evidence
 from grants.federation import ConsoleUnavailable, console_sign_in_url
-from grants.forms import AccessRequestForm, ExtendForm
+from grants.forms import AccessRequestForm, ExtendForm, RevokeForm
 from grants.models import AccessRequest, CredentialIssue, Grant
 from grants.selectors import grants_visible_to, roles_requestable_by
 from partners.forms import ReasonForm
@@ -26,6 +28,7 @@ from partners.models import Partner
 from portal import aws
 from portal.access import acting, acting_user, partner_only, signed_in, staff_required
 from portal.http import client_ip
+from portal.responses import bad_request, form_errors, validation_messages
 
 
 def _dashboard(
@@ -134,14 +137,17 @@ def grant_detail(request: HttpRequest, grant_id: int) -> HttpResponse:
 
 def _mint(request: HttpRequest, grant_id: int, kind: str) -> services.MintedCredentials | HttpResponse:
     grant = grant_for_user(acting_user(request), grant_id)
+    console = kind == CredentialIssue.Kind.CONSOLE
     try:
         return services.credential_mint(
             grant_id=grant.pk,
             user=acting_user(request),
             kind=kind,
             source_ip=client_ip(request),
+            # The console needs a sign-in token first: a session that cannot open the console is not recorded.
+            exchange=partial(console_sign_in_url, issuer=settings.PUBLIC_URL) if console else None,
         )
-    except services.GrantNotUsable as exc:
+    except (services.GrantNotUsable, ConsoleUnavailable) as exc:
         messages.error(request, str(exc))
     except aws.AwsError as exc:
         messages.error(request, f"AWS did not issue credentials: {exc}. Try again in a moment.")
@@ -155,12 +161,8 @@ def grant_console(request: HttpRequest, grant_id: int) -> HttpResponse:
     minted = _mint(request, grant_id, CredentialIssue.Kind.CONSOLE)
     if isinstance(minted, HttpResponse):
         return minted
-    try:
-        url = console_sign_in_url(minted.credentials, issuer=settings.PUBLIC_URL)
-    except ConsoleUnavailable as exc:
-        messages.error(request, str(exc))
-        return redirect("grant_detail", grant_id=grant_id)
-    return HttpResponseRedirect(url)
+    assert minted.sign_in_url is not None
+    return HttpResponseRedirect(minted.sign_in_url)
 
 
 @partner_only
@@ -188,23 +190,20 @@ def grant_cli(request: HttpRequest, grant_id: int) -> HttpResponse:
 def grant_extend(request: HttpRequest, grant_id: int) -> HttpResponse:
     grant = grant_for_user(acting_user(request), grant_id)
     form = ExtendForm(request.POST)
-    if form.is_valid():
-        try:
-            services.grant_extend(
-                grant=grant,
-                by=timedelta(minutes=form.cleaned_data["minutes"]),
-                justification=form.cleaned_data["justification"],
-                actor=acting_user(request),
-            )
-        except ValidationError as exc:
-            messages.error(request, " ".join(e for errors in exc.message_dict.values() for e in errors))
-        else:
-            messages.success(
-                request, "Access extended. Sessions issued before stop at the old end: mint new ones."
-            )
-    else:
-        messages.error(request, "Give the extra minutes and a justification.")
-    return redirect("grant_detail", grant_id=grant.pk)
+    back = reverse("grant_detail", args=[grant.pk])
+    if not form.is_valid():
+        return bad_request(request, form_errors(form), back=back)
+    try:
+        services.grant_extend(
+            grant=grant,
+            by=timedelta(minutes=form.cleaned_data["minutes"]),
+            justification=form.cleaned_data["justification"],
+            actor=acting_user(request),
+        )
+    except ValidationError as exc:
+        return bad_request(request, " ".join(validation_messages(exc)), back=back)
+    messages.success(request, "Access extended. Sessions issued before stop at the old end: mint new ones.")
+    return HttpResponseRedirect(back)
 
 
 # --- staff and partner-admin actions ----------------------------------------------------------------------------
@@ -214,10 +213,11 @@ def grant_extend(request: HttpRequest, grant_id: int) -> HttpResponse:
 @require_POST
 def grant_revoke(request: HttpRequest, grant_id: int) -> HttpResponse:
     grant = grant_for_revoker(acting_user(request), grant_id)
+    form = RevokeForm(request.POST)
+    if not form.is_valid():
+        return bad_request(request, form_errors(form), back=reverse("grant_detail", args=[grant.pk]))
     services.grant_revoke(
-        grant=grant,
-        reason=request.POST.get("reason", "")[:500] or "revoked early",
-        actor=acting_user(request),
+        grant=grant, reason=form.cleaned_data["reason"] or "revoked early", actor=acting_user(request)
     )
     messages.success(request, f"Grant #{grant.pk} is being revoked; sessions already issued are denied.")
     return redirect("grant_detail", grant_id=grant.pk)
@@ -226,21 +226,20 @@ def grant_revoke(request: HttpRequest, grant_id: int) -> HttpResponse:
 def _partner_lifecycle(request: HttpRequest, slug: str, action: str) -> HttpResponse:
     partner = get_object_or_404(Partner, slug=slug)
     form = ReasonForm(request.POST)
+    back = reverse("partner_detail", args=[slug])
     if not form.is_valid():
-        messages.error(request, "Give a reason: it is recorded in the audit log.")
-        return redirect("partner_detail", slug=slug)
+        return bad_request(request, form_errors(form), back=back)
     act = services.partner_suspend if action == "suspend" else services.partner_offboard
     try:
         act(partner=partner, reason=form.cleaned_data["reason"], actor=acting_user(request))
     except ValueError as exc:
-        messages.error(request, str(exc))
-    else:
-        messages.success(
-            request,
-            f"{partner.name} {'suspended' if action == 'suspend' else 'offboarded'}: "
-            "sign-ins refused, sessions ended, open grants revoked.",
-        )
-    return redirect("partner_detail", slug=slug)
+        return bad_request(request, str(exc), back=back, status=409)
+    messages.success(
+        request,
+        f"{partner.name} {'suspended' if action == 'suspend' else 'offboarded'}: "
+        "sign-ins refused, sessions ended, open grants revoked.",
+    )
+    return HttpResponseRedirect(back)
 
 
 @staff_required

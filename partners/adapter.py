@@ -27,6 +27,7 @@ from django.shortcuts import redirect, render
 from partners import services
 from partners.federation import Assertion, assertion_from, social_app_for
 from partners.models import IdentityProvider
+from partners.refusals import protocol_refusal
 from partners.selectors import identity_provider_by_provider_id
 from portal.models import User
 
@@ -127,10 +128,12 @@ class PartnerSocialAccountAdapter(DefaultSocialAccountAdapter):
     ) -> None:
         # Protocol failures (bad signature, state, nonce, issuer, replay...) count as refused sign-ins too.
         provider_id = getattr(getattr(provider, "app", None), "provider_id", "") or ""
+        reason, detail = protocol_refusal(error, exception, extra_context)
         services.sign_in_refuse(
             identity_provider=identity_provider_by_provider_id(provider_id) if provider_id else None,
             provider_id=provider_id,
-            reason=f"protocol_error:{type(exception).__name__ if exception else error}"[:120],
+            reason=reason,
+            detail=detail,
         )
 
     def pre_social_login(self, request: HttpRequest, sociallogin: SocialLogin) -> None:

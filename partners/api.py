@@ -15,14 +15,16 @@ from rest_framework.response import Response
 from partners import federation, idp_validation, services
 from partners.forms import PartnerForm
 from partners.models import IdentityProvider, Partner
-from portal.access import acting_user
+from partners.selectors import shared_idp_warning
+from portal.access import acting_user, actor_of
 
 
 class IsStaff(permissions.BasePermission):
     message = "Porte staff only."
 
     def has_permission(self, request: Any, view: Any) -> bool:
-        return bool(request.user and request.user.is_authenticated and request.user.is_staff)
+        actor = actor_of(request.user)
+        return actor.is_staff and actor.in_standing
 
 
 class IdentityProviderSerializer(serializers.ModelSerializer):
@@ -84,7 +86,7 @@ class PartnerList(ListAPIView):
 class PartnerInput(serializers.Serializer):
     name = serializers.CharField(max_length=120)
     slug = serializers.SlugField(max_length=40)
-    domains = serializers.ListField(child=serializers.CharField(max_length=253), min_length=1)
+    domains = serializers.ListField(child=serializers.CharField(max_length=253), min_length=1, max_length=50)
     aws_region = serializers.CharField(max_length=32, default="eu-west-1")
     enforce_email_domains = serializers.BooleanField(default=True)
 
@@ -112,10 +114,10 @@ def partner_create(request: Request) -> Response:
 class IdpInput(serializers.Serializer):
     protocol = serializers.ChoiceField(choices=IdentityProvider.Protocol.choices)
     display_name = serializers.CharField(max_length=120)
-    issuer = serializers.URLField(required=False, help_text="OIDC")
+    issuer = serializers.URLField(required=False, max_length=200, help_text="OIDC")
     client_id = serializers.CharField(required=False, max_length=255, help_text="OIDC")
     client_secret = serializers.CharField(required=False, max_length=2000, write_only=True, help_text="OIDC")
-    metadata_url = serializers.URLField(required=False, help_text="SAML: metadata URL …")
+    metadata_url = serializers.URLField(required=False, max_length=1024, help_text="SAML: metadata URL …")
     metadata_xml = serializers.CharField(
         required=False,
         max_length=idp_validation.MAX_DOCUMENT_BYTES,
@@ -174,4 +176,6 @@ def identity_provider_create(request: Request, slug: str) -> Response:
             )
     except idp_validation.IdpConfigError as exc:
         raise ValidationError({"detail": str(exc)}) from exc
-    return Response(IdentityProviderSerializer(idp).data, status=status.HTTP_201_CREATED)
+    warning = shared_idp_warning(idp)
+    body = {**IdentityProviderSerializer(idp).data, "warnings": [warning] if warning else []}
+    return Response(body, status=status.HTTP_201_CREATED)

@@ -123,7 +123,7 @@ def partner_provisioning_request(*, partner: Partner, email: str = "", actor: Us
     """Staff asked for the partner's account and network: mark unfinished steps pending and queue the work."""
     from partners import network, tasks
 
-    partner = Partner.objects.select_for_update().get(pk=partner.pk)
+    partner = Partner.objects.select_for_update(of=("self",), no_key=True).get(pk=partner.pk)
     if partner.status == Partner.Status.OFFBOARDED:
         raise ValueError("An offboarded partner gets no AWS resources.")
     if not partner.aws_account_id:
@@ -221,7 +221,7 @@ def account_creation_start(*, partner: Partner) -> Partner:
     flight (by account name) or the finished account (by email) and adopts it instead of creating another."""
     orgs = aws.management_client("organizations")
     with transaction.atomic():
-        partner = Partner.objects.select_for_update().get(pk=partner.pk)
+        partner = Partner.objects.select_for_update(of=("self",), no_key=True).get(pk=partner.pk)
         if partner.aws_account_id or partner.aws_account_request_id:
             return partner
         if not partner.aws_account_email:
@@ -283,7 +283,7 @@ def _account_creation_poll(partner: Partner) -> dict[str, Any]:
             return _account_resources(partner, how="existing with this email")
     with transaction.atomic():
         # The request is over: forget it, so that asking again (after fixing the cause) creates anew.
-        locked = Partner.objects.select_for_update().get(pk=partner.pk)
+        locked = Partner.objects.select_for_update(of=("self",), no_key=True).get(pk=partner.pk)
         locked.aws_account_request_id = ""
         locked.save(update_fields=["aws_account_request_id"])
         audit_record(
@@ -300,7 +300,7 @@ def _account_creation_poll(partner: Partner) -> dict[str, Any]:
 
 def _account_record(*, partner_id: int, account_id: str, how: str, actor: User | None = None) -> Partner:
     with transaction.atomic():
-        partner = Partner.objects.select_for_update().get(pk=partner_id)
+        partner = Partner.objects.select_for_update(of=("self",), no_key=True).get(pk=partner_id)
         if partner.aws_account_id == account_id:
             return partner
         if partner.aws_account_id:
@@ -484,7 +484,7 @@ def partner_account_provision(
     `timeout` seconds for AWS; what the console's task does, for callers that need the account right away."""
     if not partner.aws_account_id and not partner.aws_account_email:
         with transaction.atomic():
-            locked = Partner.objects.select_for_update().get(pk=partner.pk)
+            locked = Partner.objects.select_for_update(of=("self",), no_key=True).get(pk=partner.pk)
             if not locked.aws_account_email:
                 locked.aws_account_email = email
                 locked.save(update_fields=["aws_account_email"])

@@ -15,7 +15,9 @@ _DOMAIN = re.compile(r"^(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a
 class PartnerForm(forms.Form):
     name = forms.CharField(max_length=120)
     slug = forms.SlugField(max_length=40, help_text="Short id used in URLs and AWS names, e.g. acme.")
-    domains = forms.CharField(help_text="Email domains the partner owns, separated by spaces or commas.")
+    domains = forms.CharField(
+        max_length=2000, help_text="Email domains the partner owns, separated by spaces or commas."
+    )
     sponsor = forms.ModelChoiceField(
         queryset=User.objects.filter(is_staff=True, is_active=True),
         help_text="The Porte staff member accountable for this partner.",
@@ -47,14 +49,16 @@ class PartnerForm(forms.Form):
 class ClaimMappingFields(forms.Form):
     subject_claim = forms.CharField(
         required=False,
+        max_length=200,
         label="Subject claim/attribute",
         help_text="Immutable identifier. Empty: OIDC 'sub' / SAML persistent NameID.",
     )
-    email_claim = forms.CharField(required=False, initial="email")
-    name_claim = forms.CharField(required=False, label="Display-name claim/attribute")
-    groups_claim = forms.CharField(required=False, initial="groups")
+    email_claim = forms.CharField(required=False, max_length=200, initial="email")
+    name_claim = forms.CharField(required=False, max_length=200, label="Display-name claim/attribute")
+    groups_claim = forms.CharField(required=False, max_length=200, initial="groups")
     mfa_values = forms.CharField(
         required=False,
+        max_length=2000,
         label="Values meaning MFA",
         help_text="amr/acr (OIDC) or AuthnContextClassRef (SAML) values that prove a second factor, "
         "space-separated. Empty: Porte's defaults.",
@@ -76,12 +80,14 @@ class OidcIdpForm(ClaimMappingFields):
     display_name = forms.CharField(max_length=120, help_text="Shown on the sign-in button.")
     issuer = forms.URLField(
         assume_scheme="https",
+        max_length=200,
         help_text="The IdP's issuer; Porte reads <issuer>/.well-known/openid-configuration.",
     )
     client_id = forms.CharField(max_length=255)
     client_secret = forms.CharField(
         widget=forms.PasswordInput(render_value=False),
         max_length=2000,
+        validators=[idp_validation.client_secret_strength],
         help_text="Stored encrypted; never shown again.",
     )
     discovered: idp_validation.OidcProviderInfo | None = None
@@ -123,13 +129,27 @@ class SamlIdpForm(ClaimMappingFields):
 
 class SecretRotationForm(forms.Form):
     client_secret = forms.CharField(
-        widget=forms.PasswordInput(render_value=False), max_length=2000, label="New client secret"
+        widget=forms.PasswordInput(render_value=False),
+        max_length=2000,
+        validators=[idp_validation.client_secret_strength],
+        label="New client secret",
     )
 
 
 class ReasonForm(forms.Form):
     reason = forms.CharField(
-        max_length=500, help_text="Recorded in the audit log and shown to the partner's sponsor."
+        max_length=500,
+        help_text="Recorded in the audit log and shown to the partner's sponsor.",
+        error_messages={"required": "Give a reason: it is recorded in the audit log."},
+    )
+
+
+class ActivationForm(forms.Form):
+    exception_reason = forms.CharField(
+        required=False,
+        max_length=500,
+        label="Activate anyway, because",
+        help_text="Only when a step above cannot be finished: the reason and the missing steps are audited.",
     )
 
 
@@ -177,6 +197,7 @@ class PartnerAccessForm(forms.Form):
     )
     source_ip_allowlist = forms.CharField(
         required=False,
+        max_length=4000,
         widget=forms.Textarea(attrs={"rows": 3}),
         label="Networks (CIDRs)",
         help_text="One per line or separated by spaces/commas. Empty: any address.",

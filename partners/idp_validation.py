@@ -1,13 +1,12 @@
 """Checking a partner's IdP before Porte trusts it: OIDC discovery documents and SAML metadata.
 
 Everything fetched here comes from an address a staff member typed, so fetching is conservative: https only
-(plain http only to loopback, for local IdPs), no redirects, short timeouts, a size cap. Every problem becomes an
-`IdpConfigError` whose message says what is wrong and what to fix.
+(plain http only where PORTE_IDP_ALLOW_HTTP says so, for local test IdPs), no redirects, short timeouts, a size
+cap. Every problem becomes an `IdpConfigError` whose message says what is wrong and what to fix.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -16,10 +15,13 @@ from urllib.parse import urlparse
 
 import requests
 from cryptography import x509
+from django.conf import settings
+from django.core.exceptions import ValidationError
 from onelogin.saml2.idp_metadata_parser import OneLogin_Saml2_IdPMetadataParser
 from onelogin.saml2.xmlparser import DTDForbidden, EntitiesForbidden
 
 MAX_DOCUMENT_BYTES = 1_000_000
+DISCOVERY_PATH = "/.well-known/openid-configuration"
 TIMEOUT_SECONDS = 5
 # Asymmetric signatures only: "none" and shared-secret HS* algorithms would let anyone holding the client secret
 # (or nobody at all) mint ID tokens.
@@ -41,24 +43,29 @@ class IdpConfigError(ValueError):
     """The IdP's configuration cannot be used; the message is meant for the staff member onboarding it."""
 
 
-def _is_loopback(host: str | None) -> bool:
-    if host in ("localhost",):
-        return True
-    try:
-        return ipaddress.ip_address(host or "").is_loopback
-    except ValueError:
-        return False
+# An IdP generates client secrets of 32+ random characters; anything this short or this uniform was typed by hand.
+SECRET_MIN_CHARS = 16
+SECRET_MIN_DISTINCT = 8
+
+
+def client_secret_strength(value: str) -> None:
+    if len(value) < SECRET_MIN_CHARS or len(set(value)) < SECRET_MIN_DISTINCT:
+        raise ValidationError(
+            f"This does not look like a client secret your IdP generated (at least {SECRET_MIN_CHARS} characters, "
+            f"{SECRET_MIN_DISTINCT} of them different): copy the secret from the IdP's application page."
+        )
 
 
 def check_url(url: str, what: str) -> str:
     parsed = urlparse(url)
     if parsed.scheme == "https" and parsed.hostname:
         return url
-    if parsed.scheme == "http" and _is_loopback(parsed.hostname):
+    if parsed.scheme == "http" and parsed.hostname and settings.IDP_ALLOW_HTTP:
         return url
-    raise IdpConfigError(
-        f"The {what} must be an https:// address (plain http is only accepted on loopback): {url!r}."
+    why = (
+        " (PORTE_IDP_ALLOW_HTTP=1 allows plain http for a local test IdP)" if parsed.scheme == "http" else ""
     )
+    raise IdpConfigError(f"The {what} must be an https:// address: {url!r}{why}.")
 
 
 def fetch(url: str, what: str) -> bytes:
@@ -94,9 +101,9 @@ class OidcProviderInfo:
 
 def oidc_discover(issuer: str) -> OidcProviderInfo:
     """Fetch and validate `<issuer>/.well-known/openid-configuration` (OpenID Connect Discovery 1.0)."""
-    issuer = issuer.rstrip("/")
+    issuer = issuer.rstrip("/").removesuffix(DISCOVERY_PATH).rstrip("/")
     check_url(issuer, "issuer")
-    raw = fetch(f"{issuer}/.well-known/openid-configuration", "discovery document")
+    raw = fetch(f"{issuer}{DISCOVERY_PATH}", "discovery document")
     try:
         doc: dict[str, Any] = json.loads(raw)
     except ValueError:

@@ -150,6 +150,8 @@ class IdentityProvider(models.Model):
     claim_mapping = models.JSONField(default=dict, blank=True)
     is_enabled = models.BooleanField(default=True)
     verified_at = models.DateTimeField(null=True, blank=True, help_text="Last successful test sign-in.")
+    # The configuration that test sign-in ran with (see `config_fingerprint`): a change asks for a new test.
+    verified_fingerprint = models.CharField(max_length=64, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -175,6 +177,30 @@ class IdentityProvider(models.Model):
         if left.total_seconds() <= 0:
             return "expired"
         return "expires soon" if left.days < CERTIFICATE_WARNING_DAYS else ""
+
+    def config_fingerprint(self) -> str:
+        """A digest of everything that decides how sign-ins through this IdP go (endpoints, client, secret,
+        certificates, claim mapping). A new secret, new metadata or a new mapping gives a new fingerprint."""
+        import hashlib
+        import json
+
+        config = [
+            self.protocol,
+            self.issuer,
+            self.client_id,
+            self.client_secret_encrypted,
+            self.saml_entity_id,
+            self.saml_sso_url,
+            self.saml_certificates,
+            self.claim_mapping,
+            self.is_enabled,
+        ]
+        return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()
+
+    @property
+    def is_verified(self) -> bool:
+        """A test sign-in passed with the configuration the IdP has now."""
+        return bool(self.verified_at) and self.verified_fingerprint == self.config_fingerprint()
 
     def mapping(self, key: str) -> str:
         return str(self.claim_mapping.get(key) or DEFAULT_CLAIMS[self.protocol].get(key, ""))

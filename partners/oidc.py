@@ -16,6 +16,7 @@ import secrets
 from typing import Any
 
 import jwt
+from allauth.socialaccount.adapter import get_adapter as get_social_adapter
 from allauth.socialaccount.helpers import render_authentication_error
 from allauth.socialaccount.internal import jwtkit
 from allauth.socialaccount.models import SocialApp
@@ -24,9 +25,17 @@ from allauth.socialaccount.providers.oauth2.views import OAuth2CallbackView
 from allauth.socialaccount.providers.openid_connect.provider import OpenIDConnectProvider
 from allauth.socialaccount.providers.openid_connect.views import OpenIDConnectOAuth2Adapter
 from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+from requests import RequestException
 
 from partners.idp_validation import ALLOWED_ID_TOKEN_ALGORITHMS
+from partners.refusals import OidcRefused
 from portal.access import public
+
+UNREACHABLE = (
+    "Your organisation's identity provider cannot be reached just now, so Porte cannot sign you in. "
+    "Try again in a few minutes; if it persists, tell your IT team."
+)
 
 
 class PorteOidcAdapter(OpenIDConnectOAuth2Adapter):
@@ -41,16 +50,20 @@ class PorteOidcAdapter(OpenIDConnectOAuth2Adapter):
     def openid_config(self) -> dict[str, Any]:
         config: dict[str, Any] = super().openid_config
         if config.get("issuer") != self.pinned_issuer:
-            raise OAuth2Error("The IdP's discovery document names another issuer than the one onboarded.")
+            raise OidcRefused(
+                "issuer_changed", "The IdP's discovery document names another issuer than the one onboarded."
+            )
         return config
 
     def _decode_id_token(self, app: SocialApp, id_token: str) -> dict[str, Any]:
         try:
             algorithm = jwt.get_unverified_header(id_token).get("alg")
         except jwt.PyJWTError as exc:
-            raise OAuth2Error("The ID token is malformed.") from exc
+            raise OidcRefused("id_token_malformed", "The ID token is malformed.") from exc
         if algorithm not in ALLOWED_ID_TOKEN_ALGORITHMS:
-            raise OAuth2Error(f"ID token algorithm {algorithm!r} is not accepted.")
+            raise OidcRefused(
+                "id_token_algorithm", f"ID token algorithm {str(algorithm)[:20]!r} is not accepted."
+            )
         claims: dict[str, Any] = jwtkit.verify_and_decode(
             credential=id_token,
             keys_url=self.openid_config["jwks_uri"],
@@ -61,7 +74,7 @@ class PorteOidcAdapter(OpenIDConnectOAuth2Adapter):
         )
         expected = (self.state or {}).get("nonce")
         if not expected or not hmac.compare_digest(str(claims.get("nonce", "")), str(expected)):
-            raise OAuth2Error("The ID token's nonce does not match this sign-in.")
+            raise OidcRefused("id_token_nonce", "The ID token's nonce does not match this sign-in.")
         return claims
 
 
@@ -77,15 +90,25 @@ class PorteOidcProvider(OpenIDConnectProvider):
     ) -> HttpResponse:
         nonce = secrets.token_urlsafe(32)
         auth_params = kwargs.pop("auth_params", None) or self.get_auth_params()
-        response: HttpResponse = super().redirect(
-            request,
-            process,
-            next_url,
-            data,
-            auth_params={**auth_params, "nonce": nonce},
-            nonce=nonce,
-            **kwargs,
-        )
+        try:
+            response: HttpResponse = super().redirect(
+                request,
+                process,
+                next_url,
+                data,
+                auth_params={**auth_params, "nonce": nonce},
+                nonce=nonce,
+                **kwargs,
+            )
+        except (RequestException, OAuth2Error) as exc:
+            # Discovery failed before the browser left Porte (IdP down, or its document changed issuer).
+            get_social_adapter(request).on_authentication_error(request, self, exception=exc)
+            return render(
+                request,
+                "partners/sign_in_refused.html",
+                {"message": UNREACHABLE if isinstance(exc, RequestException) else str(exc)},
+                status=403,
+            )
         return response
 
 
@@ -99,7 +122,11 @@ class PorteOidcCallbackView(OAuth2CallbackView):
         issuer = request.GET.get("iss")
         if issuer is not None and issuer != self.adapter.pinned_issuer:
             # RFC 9207: the response comes from another IdP than the one this sign-in was sent to (mix-up).
-            return render_authentication_error(request, self.adapter.get_provider())
+            return render_authentication_error(
+                request,
+                self.adapter.get_provider(),
+                exception=OidcRefused("iss_mismatch", f"The response's iss is {issuer[:200]!r} (mix-up)."),
+            )
         response: HttpResponse = super().dispatch(request, *args, **kwargs)
         return response
 
@@ -110,8 +137,12 @@ def callback(request: HttpRequest, provider_id: str) -> HttpResponse:
     from django.http import Http404
 
     try:
-        view = PorteOidcCallbackView.adapter_view(PorteOidcAdapter(request, provider_id))
+        adapter = PorteOidcAdapter(request, provider_id)
+        view = PorteOidcCallbackView.adapter_view(adapter)
         response: HttpResponse = view(request)
         return response
     except SocialApp.DoesNotExist:
         raise Http404 from None
+    except RequestException as exc:
+        # The IdP went away between the browser's redirect and its return (discovery or JWKS unreachable).
+        return render_authentication_error(request, adapter.get_provider(), exception=exc)

@@ -23,3 +23,27 @@ def baseline_steps(partner: Partner) -> list[BaselineStep]:
     """Every account and network step in the order they run; steps never run yet as unsaved pending rows."""
     saved = {step.name: step for step in partner.baseline_steps.all()}
     return [saved.get(name) or BaselineStep(partner=partner, name=name) for name in BaselineStep.Name.values]
+
+
+def partners_sharing_idp(idp: IdentityProvider) -> list[Partner]:
+    """Other partners registered with the same IdP (OIDC issuer or SAML entity id). Allowed (a parent company's
+    tenant may serve two partners) but worth a warning: identity is (IdP, subject), so one IdP's people can then
+    be bound to either partner depending on which button they use."""
+    oidc = idp.protocol == IdentityProvider.Protocol.OIDC
+    field, value = ("issuer", idp.issuer) if oidc else ("saml_entity_id", idp.saml_entity_id)
+    if not value:
+        return []
+    twins = IdentityProvider.objects.filter(protocol=idp.protocol, **{field: value}).exclude(
+        partner_id=idp.partner_id
+    )
+    return list(Partner.objects.filter(identity_providers__in=twins).distinct().order_by("name"))
+
+
+def shared_idp_warning(idp: IdentityProvider) -> str | None:
+    twins = partners_sharing_idp(idp)
+    if not twins:
+        return None
+    return (
+        f"This IdP is also registered for {', '.join(p.name for p in twins)}: its people can be bound to either "
+        "partner. Make sure that is intended (e.g. one parent company's tenant)."
+    )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
@@ -45,7 +46,44 @@ def partner_create(
     return partner
 
 
-def partner_activate(*, partner: Partner, actor: User | None = None) -> Partner:
+def activation_missing(partner: Partner) -> list[str]:
+    """What stands between the partner and activation, in words for staff (empty: ready)."""
+    from partners.selectors import baseline_steps
+
+    missing = []
+    idp = partner.identity_providers.first()
+    if idp is None or not idp.is_enabled:
+        missing.append("The partner has no enabled identity provider.")
+    elif not idp.is_verified:
+        missing.append("Its identity provider has not passed a test sign-in with its current configuration.")
+    if not partner.aws_account_id:
+        missing.append("Its dedicated AWS account is not provisioned.")
+    unfinished = [
+        step.get_name_display() for step in baseline_steps(partner) if step.status != step.Status.DONE
+    ]
+    if unfinished:
+        missing.append("Its account and network baseline is not complete: " + ", ".join(unfinished) + ".")
+    return missing
+
+
+@transaction.atomic
+def partner_activate(*, partner: Partner, actor: User | None = None, exception_reason: str = "") -> Partner:
+    """Let the partner's people in. Only once its IdP passed a test sign-in with its current configuration and its
+    account and network baseline is in place — or with an explicit exception, whose reason is audited."""
+    if partner.status == Partner.Status.OFFBOARDED:
+        raise ValidationError({"partner": "An offboarded partner cannot be reactivated."})
+    missing = activation_missing(partner)
+    reason = exception_reason.strip()
+    if missing and not reason:
+        raise ValidationError({"partner": missing})
+    if missing:
+        audit_record(
+            action="partner.activation_exception",
+            obj=partner,
+            actor=actor,
+            partner_id=partner.pk,
+            data={"missing": missing, "reason": reason[:500]},
+        )
     return partner_set_status(partner=partner, status=Partner.Status.ACTIVE, reason="activated", actor=actor)
 
 
@@ -116,7 +154,11 @@ def membership_record_sign_in(
 ) -> Membership:
     """A known person signed in again: refresh groups and display attributes (a changed email at the IdP keeps
     the same Porte user, since identity is the subject)."""
-    membership = Membership.objects.select_for_update().select_related("user").get(pk=membership.pk)
+    membership = (
+        Membership.objects.select_for_update(of=("self",), no_key=True)
+        .select_related("user")
+        .get(pk=membership.pk)
+    )
     new_groups = sorted(set(groups))
     changes: dict[str, Any] = {}
     if new_groups != membership.groups:
@@ -148,14 +190,22 @@ def email_in_partner_domains(partner: Partner, email: str) -> bool:
 
 @transaction.atomic
 def sign_in_refuse(
-    *, identity_provider: IdentityProvider | None, provider_id: str, reason: str, subject: str = ""
+    *,
+    identity_provider: IdentityProvider | None,
+    provider_id: str,
+    reason: str,
+    subject: str = "",
+    detail: str = "",
 ) -> None:
     """Record a refused partner sign-in (it feeds the "unauthorised access attempts" metric)."""
+    data = {"provider_id": provider_id, "reason": reason[:120], "subject": subject[:128]}
+    if detail:
+        data["detail"] = detail[:300]
     audit_record(
         action="signin.refused",
         obj=identity_provider,
         partner_id=identity_provider.partner_id if identity_provider else None,
-        data={"provider_id": provider_id, "reason": reason, "subject": subject[:128]},
+        data=data,
     )
 
 
@@ -264,7 +314,7 @@ def identity_provider_rotate_oidc_secret(
     *, identity_provider: IdentityProvider, client_secret: str, actor: User | None = None
 ) -> IdentityProvider:
     """Swap the client secret in place: the next sign-in uses it; nothing restarts, no sign-in is cut."""
-    idp = IdentityProvider.objects.select_for_update().get(pk=identity_provider.pk)
+    idp = IdentityProvider.objects.select_for_update(of=("self",), no_key=True).get(pk=identity_provider.pk)
     idp.client_secret_encrypted = encrypt(client_secret)
     idp.save(update_fields=["client_secret_encrypted"])
     audit_record(action="idp.secret_rotated", obj=idp, actor=actor, partner_id=idp.partner_id, data={})
@@ -277,7 +327,7 @@ def identity_provider_update_saml_metadata(
 ) -> IdentityProvider:
     """New metadata from the partner (e.g. a certificate rollover). The entity id is pinned: a different one
     is a different IdP and must be onboarded as such."""
-    idp = IdentityProvider.objects.select_for_update().get(pk=identity_provider.pk)
+    idp = IdentityProvider.objects.select_for_update(of=("self",), no_key=True).get(pk=identity_provider.pk)
     if metadata.entity_id != idp.saml_entity_id:
         raise idp_validation.IdpConfigError(
             f"The metadata is for {metadata.entity_id!r}, not this IdP ({idp.saml_entity_id!r})."
@@ -304,9 +354,10 @@ def identity_provider_verified(
     *, identity_provider: IdentityProvider, actor: User, claims: dict[str, Any]
 ) -> None:
     """A staff member's test sign-in through the IdP succeeded (no partner user was created)."""
-    idp = IdentityProvider.objects.select_for_update().get(pk=identity_provider.pk)
+    idp = IdentityProvider.objects.select_for_update(of=("self",), no_key=True).get(pk=identity_provider.pk)
     idp.verified_at = timezone.now()
-    idp.save(update_fields=["verified_at"])
+    idp.verified_fingerprint = idp.config_fingerprint()
+    idp.save(update_fields=["verified_at", "verified_fingerprint"])
     audit_record(
         action="idp.test_sign_in",
         obj=idp,
@@ -332,7 +383,7 @@ def _end_sessions(users: Any) -> int:
 
 @transaction.atomic
 def partner_set_status(*, partner: Partner, status: str, reason: str, actor: User | None = None) -> Partner:
-    partner = Partner.objects.select_for_update().get(pk=partner.pk)
+    partner = Partner.objects.select_for_update(of=("self",), no_key=True).get(pk=partner.pk)
     if partner.status == status:
         return partner
     if partner.status == Partner.Status.OFFBOARDED:
@@ -388,7 +439,6 @@ def partner_access_update(
     import ipaddress
 
     from django.conf import settings
-    from django.core.exceptions import ValidationError
 
     from partners.windows import validate_window
 
@@ -406,7 +456,7 @@ def partner_access_update(
             errors["webhook_url"] = "The webhook must be an https:// URL."
     if errors:
         raise ValidationError(errors)
-    partner = Partner.objects.select_for_update().get(pk=partner.pk)
+    partner = Partner.objects.select_for_update(of=("self",), no_key=True).get(pk=partner.pk)
     before = {
         "window": [
             partner.access_timezone,
@@ -459,7 +509,11 @@ def partner_access_update(
 def membership_end(*, membership: Membership, reason: str, actor: User | None = None) -> Membership:
     """Close a person's place in their organisation: sign-ins refused (the adapter refuses inactive memberships),
     every session and API token ended, admin status gone. The row stays for history. Idempotent."""
-    membership = Membership.objects.select_for_update().select_related("user").get(pk=membership.pk)
+    membership = (
+        Membership.objects.select_for_update(of=("self",), no_key=True)
+        .select_related("user")
+        .get(pk=membership.pk)
+    )
     if not membership.is_active:
         return membership
     was_admin = membership.is_partner_admin
@@ -479,7 +533,7 @@ def membership_end(*, membership: Membership, reason: str, actor: User | None = 
 @transaction.atomic
 def membership_admin_revoke(*, membership: Membership, reason: str, actor: User | None = None) -> Membership:
     """Take partner-admin status away; the person keeps their place and access. Idempotent."""
-    membership = Membership.objects.select_for_update().get(pk=membership.pk)
+    membership = Membership.objects.select_for_update(of=("self",), no_key=True).get(pk=membership.pk)
     if not membership.is_partner_admin:
         return membership
     membership.is_partner_admin = False
@@ -499,12 +553,10 @@ def membership_make_partner_admin(
     *, membership: Membership, reason: str, actor: User | None = None
 ) -> Membership:
     """Make an active member their organisation's Porte administrator (members, reviews). Idempotent."""
-    membership = Membership.objects.select_for_update().get(pk=membership.pk)
+    membership = Membership.objects.select_for_update(of=("self",), no_key=True).get(pk=membership.pk)
     if membership.is_partner_admin:
         return membership
     if not membership.is_active:
-        from django.core.exceptions import ValidationError
-
         raise ValidationError({"membership": "Only an active member can become a partner administrator."})
     membership.is_partner_admin = True
     membership.save(update_fields=["is_partner_admin"])

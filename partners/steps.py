@@ -53,7 +53,9 @@ def baseline_step_record(
 ) -> BaselineStep:
     """Save what a step's run found. Audited when the outcome changes (status, resources or error), so re-running
     an unchanged baseline adds nothing to the audit log."""
-    step, _ = BaselineStep.objects.select_for_update().get_or_create(partner=partner, name=name)
+    step, _ = BaselineStep.objects.select_for_update(of=("self",), no_key=True).get_or_create(
+        partner=partner, name=name
+    )
     resources = step.resource_ids if resource_ids is None else resource_ids
     changed = (step.status, step.resource_ids, step.error) != (status, resources, error)
     step.status, step.resource_ids, step.error = status, resources, error

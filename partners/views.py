@@ -2,14 +2,17 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib import messages
+from django.core.exceptions import ValidationError
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from partners import aws_account, federation, idp_validation, services
 from partners.adapter import IDP_TEST_KEY, IDP_TEST_RESULT_KEY
 from partners.forms import (
     AccountProvisionForm,
+    ActivationForm,
     OidcIdpForm,
     PartnerAccessForm,
     PartnerForm,
@@ -18,10 +21,16 @@ from partners.forms import (
     SecretRotationForm,
 )
 from partners.models import IdentityProvider, Partner
-from partners.selectors import baseline_steps, identity_provider_for_email
+from partners.selectors import (
+    baseline_steps,
+    identity_provider_for_email,
+    partners_sharing_idp,
+    shared_idp_warning,
+)
 from partners.windows import window_for
 from portal import aws
 from portal.access import acting_user, public, staff_required
+from portal.responses import bad_request, form_errors
 
 
 class SignInForm(forms.Form):
@@ -46,8 +55,7 @@ def sign_in(request: HttpRequest) -> HttpResponse:
             "No organisation with access to Porte uses this email domain. "
             "Check the address, or ask your Porte sponsor to onboard your organisation.",
         )
-        return render(request, "partners/sign_in.html", {"form": form}, status=400)
-    return render(request, "partners/sign_in.html", {"form": form})
+    return render(request, "partners/sign_in.html", {"form": form}, status=400 if form.errors else 200)
 
 
 # --- staff: onboarding ----------------------------------------------------------------------------------------
@@ -92,7 +100,7 @@ def partner_detail(request: HttpRequest, slug: str) -> HttpResponse:
     steps = baseline_steps(partner)
     checklist = [
         ("Identity provider configured", idp is not None and idp.is_enabled),
-        ("Test sign-in succeeded", bool(idp and idp.verified_at)),
+        ("Test sign-in passed with the current configuration", bool(idp and idp.is_verified)),
         ("Dedicated AWS account", bool(partner.aws_account_id)),
         ("Account and network baseline", all(step.status == step.Status.DONE for step in steps)),
         ("Active", partner.is_active),
@@ -108,6 +116,9 @@ def partner_detail(request: HttpRequest, slug: str) -> HttpResponse:
             "members": partner.memberships.select_related("user").order_by("-last_sign_in_at")[:200],
             "reason_form": ReasonForm(),
             "steps": steps,
+            "activation_missing": services.activation_missing(partner),
+            "idp_shared_with": partners_sharing_idp(idp) if idp else [],
+            "activation_form": ActivationForm(),
             # Approvals feature: access conditions shown with a link to edit them.
             "window": window_for(partner),
             "webhook": services.webhook_masked(partner.webhook_url),
@@ -152,6 +163,9 @@ def _save_idp(
             actor=actor,
         )
         messages.success(request, "SAML IdP saved. Register Porte's SP details below, then test it.")
+    saved = partner.identity_providers.first()
+    if saved is not None and (warning := shared_idp_warning(saved)):
+        messages.warning(request, warning)
     return redirect("partner_detail", slug=partner.slug)
 
 
@@ -226,13 +240,24 @@ def partner_idp_test_result(request: HttpRequest, provider_id: str) -> HttpRespo
 @require_POST
 def partner_activate(request: HttpRequest, slug: str) -> HttpResponse:
     partner = _partner(slug)
-    if not partner.identity_providers.filter(is_enabled=True).exists():
-        messages.error(request, "Add and test the partner's identity provider before activating it.")
-    elif partner.status == Partner.Status.OFFBOARDED:
-        messages.error(request, "An offboarded partner cannot be reactivated.")
-    else:
-        services.partner_activate(partner=partner, actor=acting_user(request))
-        messages.success(request, f"{partner.name} is active: its people can sign in.")
+    form = ActivationForm(request.POST)
+    if not form.is_valid():
+        return bad_request(request, form_errors(form), back=reverse("partner_detail", args=[partner.slug]))
+    try:
+        services.partner_activate(
+            partner=partner,
+            actor=acting_user(request),
+            exception_reason=form.cleaned_data["exception_reason"],
+        )
+    except ValidationError as exc:
+        return bad_request(
+            request,
+            "Not activated. "
+            + " ".join(exc.messages)
+            + " Finish these steps, or record an exception with a reason.",
+            back=reverse("partner_detail", args=[partner.slug]),
+        )
+    messages.success(request, f"{partner.name} is active: its people can sign in.")
     return redirect("partner_detail", slug=partner.slug)
 
 
@@ -272,8 +297,6 @@ def partner_provision(request: HttpRequest, slug: str) -> HttpResponse:
 @staff_required
 @require_http_methods(["GET", "POST"])
 def partner_access(request: HttpRequest, slug: str) -> HttpResponse:
-    from django.core.exceptions import ValidationError
-
     partner = _partner(slug)
     initial = {
         "access_timezone": partner.access_timezone,

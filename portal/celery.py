@@ -78,6 +78,13 @@ def _schedule(sender: Celery, **_: object) -> None:
             "schedule": 3600.0,
             "options": {"expires": 3600.0},
         },
+        # Chains committed audit events (writers only insert; see portal/audit.py). Commits that appended also
+        # ask for a seal at once: this is the safety net.
+        "seal-audit-chain": {
+            "task": "portal.tasks.audit_seal",
+            "schedule": settings.AUDIT_SEAL_SECONDS,
+            "options": {"expires": settings.AUDIT_SEAL_SECONDS * 5},
+        },
         # Records whether the /health/ checks pass, for the availability figure of the metrics dashboard.
         "health-sample": {
             "task": "portal.tasks.health_sample",

@@ -1,10 +1,22 @@
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import logout
-from django.http import HttpRequest, HttpResponse
+from django.forms import BaseForm
+from django.http import (
+    HttpRequest,
+    HttpResponse,
+    HttpResponseBadRequest,
+    HttpResponseRedirect,
+    JsonResponse,
+    QueryDict,
+)
+from django.template.response import TemplateResponse
+
+from portal.responses import bad_request
+from portal.validation import fields_problem
 
 # Pages are server-rendered with local static assets only: no inline script, no third-party origin.
 # form-action allows other origins because signing in posts to, then redirects through, the partner's IdP.
@@ -21,6 +33,21 @@ def content_security_policy(get_response: Callable[[HttpRequest], HttpResponse])
         response = get_response(request)
         response.headers.setdefault("Content-Security-Policy", _CSP)
         return response
+
+    return middleware
+
+
+def saml_on_public_origin(get_response: Callable[[HttpRequest], HttpResponse]):
+    """SAML messages carry Porte's own addresses (ACS, SLS, metadata), which allauth builds from the request: so
+    SAML is served on PORTE_PUBLIC_URL's origin only, never on whatever Host a request came with."""
+    prefix = "/accounts/saml/"
+
+    def middleware(request: HttpRequest) -> HttpResponse:
+        if request.path.startswith(prefix) and request.build_absolute_uri("/")[:-1] != settings.PUBLIC_URL:
+            if request.method in ("GET", "HEAD"):
+                return HttpResponseRedirect(settings.PUBLIC_URL + request.get_full_path())
+            return HttpResponseBadRequest(f"SAML is served at {settings.PUBLIC_URL} only.")
+        return get_response(request)
 
     return middleware
 
@@ -50,3 +77,41 @@ def session_limits(get_response: Callable[[HttpRequest], HttpResponse]):
         return get_response(request)
 
     return middleware
+
+
+def _all_items(query: QueryDict) -> Iterator[tuple[str, str]]:
+    return ((name, value) for name, values in query.lists() for value in values)
+
+
+class InputGuard:
+    """Refuse, before any view runs, a query string or form holding text no field can store (portal.validation);
+    and answer 400 when a form page is shown again with its errors (any TemplateResponse to a POST whose
+    context holds a bound form with errors: Porte's pages and allauth's alike), so that a refused write
+    never looks like a success to a script or a proxy.
+
+    It runs after the gate (process_view), so someone outside a page's audience learns nothing from it."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        return self.get_response(request)
+
+    def process_view(self, request: HttpRequest, view_func: object, args: object, kwargs: object):
+        problem = fields_problem(_all_items(request.GET)) or (
+            fields_problem(_all_items(request.POST)) if request.method == "POST" else None
+        )
+        if problem is None:
+            return None
+        if request.path.startswith("/api/"):
+            return JsonResponse({"detail": problem}, status=400)
+        return bad_request(request, problem)
+
+    def process_template_response(self, request: HttpRequest, response: TemplateResponse) -> TemplateResponse:
+        if request.method == "POST" and response.status_code == 200:
+            context = response.context_data or {}
+            if any(
+                isinstance(value, BaseForm) and value.is_bound and value.errors for value in context.values()
+            ):
+                response.status_code = 400
+        return response

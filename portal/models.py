@@ -33,8 +33,10 @@ class User(AbstractUser):
 class AuditEvent(models.Model):
     """Append-only, hash-chained record of every state change, written in the changing transaction.
 
-    `hash` covers the event's content and `prev_hash`, so altering or removing any row breaks the chain from
-    that row on (see `portal.audit.verify_chain`).
+    Writers only insert (no lock, no read of the chain's head); the sealer (`portal.audit.seal`) then gives each
+    committed event, in order, its place `seq` in the chain and its `hash`, which covers the event's content and
+    `prev_hash`: altering or removing any sealed row breaks the chain from that row on (`verify_chain`). Until it
+    is sealed an event has no seq and no hash, and is counted as the unsealed tail.
     """
 
     at = models.DateTimeField(db_index=True)
@@ -47,12 +49,18 @@ class AuditEvent(models.Model):
     # Plain id, not a foreign key: portal stays independent of the apps, and history outlives partners.
     partner_id = models.BigIntegerField(null=True, blank=True, db_index=True)
     data = models.JSONField(default=dict, blank=True)
-    prev_hash = models.CharField(max_length=64)
-    hash = models.CharField(max_length=64, unique=True)
+    seq = models.BigIntegerField(null=True, blank=True, unique=True)
+    prev_hash = models.CharField(max_length=64, blank=True, default="")
+    # NULL until sealed: hashes are unique, and unsealed events have none yet.
+    hash = models.CharField(max_length=64, null=True, blank=True, unique=True)
 
     class Meta:
         ordering = ["id"]
-        indexes = [models.Index(fields=["object_type", "object_id"])]
+        indexes = [
+            models.Index(fields=["object_type", "object_id"]),
+            # the sealer's work list: small, whatever the size of the log
+            models.Index(fields=["id"], condition=models.Q(seq__isnull=True), name="portal_audit_unsealed"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.at:%Y-%m-%d %H:%M:%S} {self.action} {self.object_type}:{self.object_id}"

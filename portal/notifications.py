@@ -77,7 +77,7 @@ def notification_deliver(*, notification_id: int) -> Notification | None:
     """Send what is still unsent of one notice. Raises DeliveryFailed (the task retries) while attempts remain."""
     with transaction.atomic():
         notification = (
-            Notification.objects.select_for_update(skip_locked=True)
+            Notification.objects.select_for_update(of=("self",), no_key=True, skip_locked=True)
             .filter(pk=notification_id, status=Notification.Status.PENDING)
             .first()
         )

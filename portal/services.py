@@ -89,7 +89,9 @@ def api_token_create(
 @transaction.atomic
 def api_token_revoke(*, token: ApiToken, actor: User) -> ApiToken:
     """Revoke at once: the next request with it is refused. Revoking a revoked token changes nothing."""
-    token = ApiToken.objects.select_for_update().select_related("user").get(pk=token.pk)
+    token = (
+        ApiToken.objects.select_for_update(of=("self",), no_key=True).select_related("user").get(pk=token.pk)
+    )
     if token.revoked_at is not None:
         return token
     token.revoked_at = timezone.now()

@@ -13,6 +13,7 @@ from urllib.parse import urlparse
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
+from kombu import Queue
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 # Local state of a development or demo run (SQLite file, filesystem broker, collected static files).
@@ -38,7 +39,15 @@ if PRODUCTION and (SECRET_KEY == _DEV_SECRET or _DEV_FERNET_KEY in ENCRYPTION_KE
 
 PUBLIC_URL = env.str("PORTE_PUBLIC_URL", default="http://127.0.0.1:8000").rstrip("/")
 _public_host = urlparse(PUBLIC_URL).hostname or "127.0.0.1"
-ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=[_public_host, "127.0.0.1", "localhost"])
+# In production the Host header is trusted for one name only, the public URL's: links in mail, SAML metadata and
+# redirects can then never be built from a host an attacker chose.
+ALLOWED_HOSTS = (
+    [_public_host]
+    if PRODUCTION
+    else env.list("ALLOWED_HOSTS", default=[_public_host, "127.0.0.1", "localhost"])
+)
+# Plain-http IdP addresses (discovery, metadata, tokens) are refused unless this is set: local IdPs in a demo.
+IDP_ALLOW_HTTP = env.bool("PORTE_IDP_ALLOW_HTTP", default=not PRODUCTION)
 CSRF_TRUSTED_ORIGINS = [PUBLIC_URL]
 
 INSTALLED_APPS = [
@@ -68,6 +77,7 @@ MIDDLEWARE = [
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
+    "portal.middleware.saml_on_public_origin",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
@@ -76,6 +86,8 @@ MIDDLEWARE = [
     "portal.middleware.session_limits",
     # Standing and audience of every request (portal/gate.py).
     "portal.gate.Gate",
+    # Text no field can store (NUL, unpaired surrogates) is refused before any view (portal/validation.py).
+    "portal.middleware.InputGuard",
     "portal.middleware.content_security_policy",
 ]
 
@@ -172,6 +184,15 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ALWAYS_EAGER = False
+# Ending access goes first: a worker takes from `revocations` in turn with the default queue, so an early revoke
+# or an expiry never waits behind a backlog of ingestion or provisioning (production may also run a worker on
+# `revocations` alone: docker-compose.yml).
+CELERY_TASK_QUEUES = (Queue("revocations"), Queue("celery"))
+CELERY_TASK_DEFAULT_QUEUE = "celery"
+CELERY_TASK_ROUTES = {
+    "grants.tasks.role_finish_endings": {"queue": "revocations"},
+    "grants.tasks.grant_expire": {"queue": "revocations"},
+}
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
@@ -208,6 +229,9 @@ EXPIRY_SWEEP_SECONDS = env.float("PORTE_EXPIRY_SWEEP_SECONDS", default=2.0)
 RECONCILE_SECONDS = env.float("PORTE_RECONCILE_SECONDS", default=300.0)
 # A grant claimed by a sweeper or activator that died is retried after this long.
 TRANSITION_LEASE_SECONDS = env.int("PORTE_TRANSITION_LEASE_SECONDS", default=60)
+# How long a writer of a role's IAM holds the role (grants/role_lease.py): longer than the slowest AWS call with
+# its retries (portal/aws.py), since a writer that dies leaves the role to others only when it runs out.
+IAM_LEASE_SECONDS = env.int("PORTE_IAM_LEASE_SECONDS", default=90)
 # Account vending / network baselines with a pending step untouched this long are resumed (beat, same period).
 PROVISION_RESUME_SECONDS = env.float("PORTE_PROVISION_RESUME_SECONDS", default=300.0)
 
@@ -259,6 +283,7 @@ METRICS_TOKEN = env.str("PORTE_METRICS_TOKEN", default="")
 METRICS_CACHE_SECONDS = env.int("PORTE_METRICS_CACHE_SECONDS", default=60)
 # A health sample (the /health/ checks) is recorded this often, for the availability figure.
 HEALTH_SAMPLE_SECONDS = env.float("PORTE_HEALTH_SAMPLE_SECONDS", default=60.0)
+AUDIT_SEAL_SECONDS = env.float("PORTE_AUDIT_SEAL_SECONDS", default=2.0)
 
 # --- authentication (allauth) -------------------------------------------------------------------------------
 # Passwords sign in staff only; partner people sign in through their IdP (portal/auth_backends.py).
@@ -312,6 +337,11 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PARSER_CLASSES": [
+        "portal.parsers.StrictJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_THROTTLE_RATES": {"mint": "30/min"},
     "UNAUTHENTICATED_USER": None,

@@ -1,10 +1,10 @@
-"""Thin Celery tasks of portal: notification delivery."""
+"""Thin Celery tasks of portal: notification delivery, health samples, sealing the audit chain."""
 
 from __future__ import annotations
 
 from celery import shared_task
 
-from portal import health, notifications
+from portal import audit, health, notifications
 
 
 @shared_task(bind=True, max_retries=8, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
@@ -19,6 +19,11 @@ def notification_deliver(self, notification_id: int) -> None:
 @shared_task(ignore_result=True)
 def notifications_redrive() -> int:
     return len(notifications.notifications_redrive())
+
+
+@shared_task(ignore_result=True)
+def audit_seal() -> int:
+    return audit.seal()
 
 
 @shared_task(ignore_result=True)

@@ -7,6 +7,7 @@ from partners.oidc import callback as oidc_callback
 from partners.saml import finish_acs as saml_finish_acs
 from partners.urls import api_urlpatterns as partner_api_urlpatterns
 from portal import api as portal_api
+from portal.access import public
 from portal.views import api_token_revoke, api_tokens, health
 
 admin.site.site_header = "Porte administration"
@@ -25,6 +26,7 @@ urlpatterns = [
     path("api/v1/me/", portal_api.me, name="api_me"),
     path("api/v1/", include(api_urlpatterns)),
     path("api/v1/", include(partner_api_urlpatterns)),
-    path("api/schema/", SpectacularAPIView.as_view(), name="api_schema"),
+    # The API's description is no secret: anyone may read it (the gate would otherwise treat it as an API call).
+    path("api/schema/", public(SpectacularAPIView.as_view()), name="api_schema"),
     path("", include("grants.urls")),
 ]

@@ -12,7 +12,12 @@ os.environ.pop("AWS_PROFILE", None)
 
 import pytest
 
-pytest_plugins = ["tests.fixtures.aws", "tests.fixtures.peers", "tests.fixtures.domain"]
+pytest_plugins = [
+    "tests.fixtures.aws",
+    "tests.fixtures.peers",
+    "tests.fixtures.domain",
+    "tests.fixtures.everyone",
+]
 
 
 @pytest.fixture(autouse=True)

@@ -140,3 +140,15 @@ def staff_sign_in(base_url: str, username: str, password: str, totp_secret: str)
     )
     assert signed_in.status_code == 302, signed_in.text
     return http
+
+
+def assert_audit_chain_whole() -> None:
+    """Every committed audit event sealed into the chain (a worker may be sealing too), and the chain intact."""
+    from portal.audit import seal, unsealed, verify_chain
+
+    def sealed_all() -> bool:
+        seal()
+        return unsealed().events == 0
+
+    wait_for(sealed_all, timeout=30, what="the audit chain's tail to be sealed")
+    assert verify_chain() is None

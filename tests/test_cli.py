@@ -185,11 +185,12 @@ def test_a_grant_that_is_not_yours_or_no_longer_active_is_explained(
         ),
         f"You have no grant {alice_grant.pk}: list yours with `porte grants`",
     )
-    grant_services.grant_revoke(grant=alice_grant, reason="Done early", actor=alice)
+    revoked = grant_services.grant_revoke(grant=alice_grant, reason="Done early", actor=alice)
     token = token_for(alice)
     _failed(
         porte("credentials", "--grant", str(alice_grant.pk), home=tmp_path, url=live_server.url, token=token),
-        f"Grant {alice_grant.pk} cannot be used now: This grant is revoking: request access again. "
+        f"Grant {alice_grant.pk} cannot be used now: This grant was revoked at "
+        f"{revoked.deny_cutoff:%Y-%m-%d %H:%M} UTC: request access again. "
         f"See {live_server.url}/grants/{alice_grant.pk}/",
     )
     _failed(

@@ -3,23 +3,13 @@ PORTE_ACTIVITY_EXPORT_MAX_EVENTS, the newest first; the file says when the cap c
 
 from __future__ import annotations
 
-import csv
 import io
 from collections.abc import Iterator
-from typing import Any
 
 import orjson
 
 from grants.activity.rows import FIELDS, ExportRows
-
-# A spreadsheet runs a cell that starts with one of these as a formula (CSV injection): CloudTrail fields such
-# as a user agent or an error message are chosen by whoever made the call.
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-
-def neutralise(value: Any) -> str:
-    text = "" if value is None else str(value)
-    return "'" + text if text.startswith(_FORMULA_START) else text
+from portal.csv_export import SafeWriter
 
 
 def truncation_notice(limit: int) -> str:
@@ -28,7 +18,7 @@ def truncation_notice(limit: int) -> str:
 
 def csv_chunks(rows: ExportRows) -> Iterator[str]:
     buffer = io.StringIO()
-    writer = csv.writer(buffer)
+    writer = SafeWriter(buffer)
 
     def flush() -> str:
         text = buffer.getvalue()
@@ -39,11 +29,11 @@ def csv_chunks(rows: ExportRows) -> Iterator[str]:
     writer.writerow(FIELDS)
     for n, row in enumerate(rows, 1):
         values = row.as_dict()
-        writer.writerow([neutralise(values[field]) for field in FIELDS])
+        writer.writerow(values[field] for field in FIELDS)
         if n % 500 == 0:
             yield flush()
     if rows.truncated:
-        writer.writerow([neutralise(truncation_notice(rows.limit))])
+        writer.writerow([truncation_notice(rows.limit)])
     yield flush()
 
 

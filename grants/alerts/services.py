@@ -45,7 +45,9 @@ def alerts_record(*, drafts: Sequence[Draft]) -> list[Alert]:
     burst of the same principal it overlaps). Each new alert is audited and emailed to staff, once."""
     existing = {
         alert.dedupe_key: alert
-        for alert in Alert.objects.select_for_update().filter(dedupe_key__in=[d.dedupe_key for d in drafts])
+        for alert in Alert.objects.select_for_update(of=("self",), no_key=True).filter(
+            dedupe_key__in=[d.dedupe_key for d in drafts]
+        )
     }
     created: list[Alert] = []
     grown: dict[int, Alert] = {}  # by id: one instance per row, however many drafts grow it
@@ -58,7 +60,9 @@ def alerts_record(*, drafts: Sequence[Draft]) -> list[Alert]:
                     alert = _create(draft)
             except IntegrityError:
                 # Another ingestion run (another prefix of the trail) recorded the same incident just now.
-                alert = Alert.objects.select_for_update().get(dedupe_key=draft.dedupe_key)
+                alert = Alert.objects.select_for_update(of=("self",), no_key=True).get(
+                    dedupe_key=draft.dedupe_key
+                )
             else:
                 existing[draft.dedupe_key] = alert
                 if recipients is None:
@@ -98,7 +102,7 @@ def _continued_burst(draft: Draft) -> Alert | None:
         return None
     window = timedelta(minutes=settings.ALERT_DENIED_BURST_MINUTES)
     return (
-        Alert.objects.select_for_update()
+        Alert.objects.select_for_update(of=("self",), no_key=True)
         .filter(
             rule=Alert.Rule.DENIED_BURST,
             principal=draft.principal,
@@ -166,7 +170,7 @@ def _announce(alert: Alert, recipients: list[str]) -> None:
 @transaction.atomic
 def alert_acknowledge(*, alert: Alert, actor: User, note: str) -> Alert:
     """Staff saw it and say what they did. Acknowledging twice keeps the first acknowledgement."""
-    alert = Alert.objects.select_for_update().get(pk=alert.pk)
+    alert = Alert.objects.select_for_update(of=("self",), no_key=True).get(pk=alert.pk)
     note = note.strip()
     if not note:
         raise ValidationError({"note": "Say what you found or did (a few words)."})

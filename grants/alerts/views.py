@@ -13,6 +13,7 @@ from grants.alerts import services
 from grants.alerts.forms import AcknowledgeForm, AlertFilterForm
 from grants.alerts.models import Alert
 from portal.access import acting_user, staff_required
+from portal.responses import bad_request, form_errors
 
 PAGE_SIZE = 50
 
@@ -65,14 +66,13 @@ def alert_list(request: HttpRequest) -> HttpResponse:
 def alert_acknowledge(request: HttpRequest, alert_id: int) -> HttpResponse:
     alert = alert_for_staff(alert_id)
     form = AcknowledgeForm(request.POST)
+    back = f"{_list_url()}?alert={alert.pk}"
     if not form.is_valid():
-        messages.error(request, "Say what you found or did before acknowledging the alert.")
-        return redirect(f"{_list_url()}?alert={alert.pk}")
+        return bad_request(request, form_errors(form), back=back)
     try:
         services.alert_acknowledge(alert=alert, actor=acting_user(request), note=form.cleaned_data["note"])
     except ValidationError as exc:
-        messages.error(request, " ".join(exc.messages))
-        return redirect(f"{_list_url()}?alert={alert.pk}")
+        return bad_request(request, " ".join(exc.messages), back=back)
     messages.success(request, f"Alert #{alert.pk} acknowledged.")
     return redirect(_list_url())
 

@@ -13,6 +13,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from grants import limits
 from grants.approvals.models import ApprovalPolicy, RoleChange
 from grants.approvals.services import NotAnApprover, SelfApprovalRefused
 from grants.models import Role
@@ -73,7 +74,7 @@ def role_change_propose(
     """
     from grants import services
 
-    role = Role.objects.select_for_update().select_related("partner").get(pk=role.pk)
+    role = Role.objects.select_for_update(of=("self",), no_key=True).select_related("partner").get(pk=role.pk)
     before = role_snapshot(role)
     after = {**before, **{k: v for k, v in changes.items() if k in before}}
     after["eligible_groups"] = sorted(set(after["eligible_groups"]))
@@ -158,7 +159,9 @@ def _locked_pending(change_id: int, actor: User) -> RoleChange:
     if not actor.is_staff:
         raise NotAnApprover("No such change.")
     change = (
-        RoleChange.objects.select_for_update().select_related("role__partner", "author").get(pk=change_id)
+        RoleChange.objects.select_for_update(of=("self",), no_key=True)
+        .select_related("role__partner", "author")
+        .get(pk=change_id)
     )
     if change.status != RoleChange.Status.PENDING:
         raise ValidationError(f"This change is {change.get_status_display().lower()} already.")
@@ -171,7 +174,7 @@ def role_change_approve(*, change_id: int, approver: User) -> RoleChange:
     change = _locked_pending(change_id, approver)
     if change.author_id == approver.pk:
         raise SelfApprovalRefused("You proposed this change: another staff member must approve it.")
-    role = Role.objects.select_for_update().get(pk=change.role_id)
+    role = Role.objects.select_for_update(of=("self",), no_key=True).get(pk=change.role_id)
     now = timezone.now()
     if role_snapshot(role) != change.before:
         change.status, change.decided_by, change.decided_at = RoleChange.Status.STALE, approver, now
@@ -198,8 +201,10 @@ def role_change_reject(*, change_id: int, approver: User, reason: str) -> RoleCh
     reason = reason.strip()
     if len(reason) < 5:
         raise ValidationError({"reason": "Say why (at least 5 characters): the author is told."})
+    if errors := limits.too_long(reason=reason):
+        raise ValidationError(errors)
     change.status, change.decided_by, change.decided_at = RoleChange.Status.REJECTED, approver, timezone.now()
-    change.decision_reason = reason[:2000]
+    change.decision_reason = reason
     change.save(update_fields=["status", "decided_by", "decided_at", "decision_reason"])
     audit_record(
         action="role.change_rejected",

@@ -4,12 +4,17 @@ from typing import Any
 
 from django import forms
 
+from grants import limits
 from grants.approvals.models import ApprovalPolicy, BreakGlassReview
 
 
 class DecisionReasonForm(forms.Form):
+    # Optional here: the service says, in its own words, when a decision needs a reason.
     reason = forms.CharField(
-        max_length=2000, widget=forms.Textarea(attrs={"rows": 2}), label="Reason (the other person is told)"
+        required=False,
+        max_length=limits.TEXT_MAX_CHARS,
+        widget=forms.Textarea(attrs={"rows": 2}),
+        label="Reason (the other person is told)",
     )
 
 

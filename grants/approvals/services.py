@@ -10,6 +10,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
+from grants import limits
 from grants.approvals.context import Evidence, Refusal, context_refusal
 from grants.approvals.models import Approval, ApprovalPolicy, BreakGlassReview
 from grants.models import AccessRequest, Grant, Role
@@ -19,7 +20,6 @@ from portal.audit import audit_record
 from portal.models import User
 from portal.notifications import notify, staff_addresses
 
-MIN_DURATION = timedelta(minutes=15)
 MIN_JUSTIFICATION = 10
 BREAK_GLASS_MIN_JUSTIFICATION = 40
 MIN_DENIAL_REASON = 5
@@ -134,8 +134,9 @@ def _validate(
                 f"Break-glass access needs a full justification (at least {BREAK_GLASS_MIN_JUSTIFICATION} "
                 "characters): what is broken, the incident or ticket, and what you will do."
             )
-    if duration < MIN_DURATION:
-        errors["duration"] = f"The shortest access is {int(MIN_DURATION.total_seconds() // 60)} minutes."
+    errors.update(limits.too_long(justification=justification))
+    if duration < limits.REQUEST_MIN:
+        errors["duration"] = limits.SHORTEST_REQUEST
     elif duration > role.max_duration:
         errors["duration"] = (
             f"{role.name} can be granted for at most {int(role.max_duration.total_seconds() // 60)} minutes."
@@ -189,7 +190,7 @@ def _request_open(
 ) -> AccessRequest:
     # One person holding a role has one grant, and one request waiting for it.
     current = (
-        Grant.objects.select_for_update()
+        Grant.objects.select_for_update(of=("self",), no_key=True)
         .filter(user=requester, role=role, status__in=[Grant.Status.PENDING, Grant.Status.ACTIVE])
         .first()
     )
@@ -282,7 +283,7 @@ def _grant_open(request: AccessRequest, now: datetime) -> Grant:
 
 def _locked_pending(request_id: int, actor: User) -> AccessRequest:
     request = (
-        AccessRequest.objects.select_for_update()
+        AccessRequest.objects.select_for_update(of=("self",), no_key=True)
         .select_related("role__partner", "requester")
         .get(pk=request_id)
     )
@@ -355,10 +356,12 @@ def request_deny(*, request_id: int, approver: User, reason: str) -> AccessReque
     reason = reason.strip()
     if len(reason) < MIN_DENIAL_REASON:
         raise ValidationError({"reason": "Say why the request is denied: the requester is told."})
+    if errors := limits.too_long(reason=reason):
+        raise ValidationError(errors)
     request = _locked_pending(request_id, approver)
     now = timezone.now()
     request.status, request.decided_at, request.decided_by = AccessRequest.Status.DENIED, now, approver
-    request.decision_reason = reason[:2000]
+    request.decision_reason = reason
     request.save(update_fields=["status", "decided_at", "decided_by", "decision_reason"])
     audit_record(
         action="request.denied",
@@ -383,7 +386,7 @@ def requests_expire_pending(*, now: datetime | None = None) -> int:
     now = now or timezone.now()
     with transaction.atomic():
         due = list(
-            AccessRequest.objects.select_for_update(skip_locked=True)
+            AccessRequest.objects.select_for_update(of=("self",), no_key=True, skip_locked=True)
             .filter(status=AccessRequest.Status.PENDING, expires_at__lte=now)
             .select_related("role__partner", "requester")[:500]
         )
@@ -464,7 +467,11 @@ def _break_glass_open(request: AccessRequest, now: datetime) -> None:
 
 @transaction.atomic
 def break_glass_review_close(*, review_id: int, reviewer: User, verdict: str, notes: str) -> BreakGlassReview:
-    review = BreakGlassReview.objects.select_for_update().select_related("request__role").get(pk=review_id)
+    review = (
+        BreakGlassReview.objects.select_for_update(of=("self",), no_key=True)
+        .select_related("request__role")
+        .get(pk=review_id)
+    )
     if not reviewer.is_staff:
         raise NotAnApprover("No such review.")
     notes = notes.strip()
@@ -500,7 +507,7 @@ def grants_notify_expiring(*, now: datetime | None = None, lead: timedelta = EXP
     now = now or timezone.now()
     with transaction.atomic():
         due = list(
-            Grant.objects.select_for_update(skip_locked=True)
+            Grant.objects.select_for_update(of=("self",), no_key=True, skip_locked=True)
             .filter(
                 status=Grant.Status.ACTIVE,
                 expiry_notified_at__isnull=True,

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.core.exceptions import ValidationError
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from grants.approvals import changes, services
@@ -21,6 +22,7 @@ from grants.approvals.models import BreakGlassReview, RoleChange
 from grants.models import AccessRequest, Grant, Role
 from partners.models import Membership
 from portal.access import acting, acting_user, partner_admin_only, partner_only, signed_in, staff_required
+from portal.responses import bad_request, form_errors
 
 
 def _errors(exc: ValidationError) -> str:
@@ -59,6 +61,7 @@ def request_detail(request: HttpRequest, request_id: int) -> HttpResponse:
 def _decide(request: HttpRequest, request_id: int, decision: str) -> HttpResponse:
     user = acting_user(request)
     access_request = request_for_user(user, request_id)
+    back = reverse("request_detail", kwargs={"request_id": access_request.pk})
     try:
         if decision == "approve":
             decided = services.request_approve(request_id=access_request.pk, approver=user)
@@ -68,20 +71,19 @@ def _decide(request: HttpRequest, request_id: int, decision: str) -> HttpRespons
                 messages.success(request, "Your approval is recorded; more approvers are needed.")
         else:
             form = DecisionReasonForm(request.POST)
+            if not form.is_valid():
+                return bad_request(request, form_errors(form), back=back)
             services.request_deny(
-                request_id=access_request.pk,
-                approver=user,
-                reason=form.data.get("reason", ""),
+                request_id=access_request.pk, approver=user, reason=form.cleaned_data["reason"]
             )
             messages.success(request, f"Request #{access_request.pk} denied; the requester is told why.")
     except services.NotAnApprover:
         raise Http404("No such request.") from None
     except services.SelfApprovalRefused as exc:
-        messages.error(request, str(exc))
-        return redirect("request_detail", request_id=access_request.pk)
+        return bad_request(request, str(exc), back=back, status=403)
     except ValidationError as exc:
-        messages.error(request, _errors(exc))
-    return redirect("request_detail", request_id=access_request.pk)
+        return bad_request(request, _errors(exc), back=back)
+    return HttpResponseRedirect(back)
 
 
 @signed_in
@@ -187,25 +189,33 @@ def staff_change_detail(request: HttpRequest, change_id: int) -> HttpResponse:
 @require_POST
 def staff_change_decide(request: HttpRequest, change_id: int, decision: str) -> HttpResponse:
     change = change_for_staff(acting_user(request), change_id)
+    back = reverse("staff_change_detail", kwargs={"change_id": change.pk})
     try:
         if decision == "approve":
             done = changes.role_change_approve(change_id=change.pk, approver=acting_user(request))
             if done.status == RoleChange.Status.STALE:
-                messages.error(request, "The role changed since this was proposed: propose it again.")
-            else:
-                messages.success(request, f"Change applied to {change.role.name}; IAM follows in a moment.")
+                return bad_request(
+                    request,
+                    "The role changed since this was proposed: propose it again.",
+                    back=back,
+                    status=409,
+                )
+            messages.success(request, f"Change applied to {change.role.name}; IAM follows in a moment.")
         elif decision == "reject":
+            form = DecisionReasonForm(request.POST)
+            if not form.is_valid():
+                return bad_request(request, form_errors(form), back=back)
             changes.role_change_reject(
-                change_id=change.pk, approver=acting_user(request), reason=request.POST.get("reason", "")
+                change_id=change.pk, approver=acting_user(request), reason=form.cleaned_data["reason"]
             )
             messages.success(request, "Change rejected.")
         else:
             raise Http404
     except services.SelfApprovalRefused as exc:
-        messages.error(request, str(exc))
+        return bad_request(request, str(exc), back=back, status=403)
     except ValidationError as exc:
-        messages.error(request, _errors(exc))
-    return redirect("staff_change_detail", change_id=change.pk)
+        return bad_request(request, _errors(exc), back=back)
+    return HttpResponseRedirect(back)
 
 
 @staff_required

@@ -3,7 +3,6 @@ who made it and when, and the range of the audit chain the campaign's period cov
 
 from __future__ import annotations
 
-import csv
 import io
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -12,7 +11,8 @@ from datetime import datetime
 from django.utils import timezone
 
 from grants.reviews.models import ReviewCampaign, ReviewItem
-from portal.audit import verify_chain
+from portal.audit import seal, verify_chain
+from portal.csv_export import SafeWriter
 from portal.models import AuditEvent
 
 COLUMNS = [
@@ -44,9 +44,9 @@ class AuditRange:
 
     since: datetime
     until: datetime
-    first_id: int | None
+    first_seq: int | None
     first_hash: str
-    last_id: int | None
+    last_seq: int | None
     last_hash: str
     events: int
     chain_intact: bool
@@ -54,27 +54,28 @@ class AuditRange:
 
     @property
     def verdict(self) -> str:
-        if self.first_id is None:
+        if self.first_seq is None:
             return "no events in the period"
         return "chain verified" if self.chain_intact else f"CHAIN BROKEN at event {self.broken_at}"
 
 
 def audit_range(campaign: ReviewCampaign) -> AuditRange:
     until = campaign.closed_at or timezone.now()
-    events = AuditEvent.objects.filter(at__gte=campaign.period_start, at__lte=until).order_by("id")
-    first = events.values("id", "hash").first()
-    last = events.order_by("-id").values("id", "hash").first()
+    seal()  # the report covers every committed event of the period, the last seconds' included
+    events = AuditEvent.objects.filter(at__gte=campaign.period_start, at__lte=until, seq__isnull=False)
+    first = events.order_by("seq").values("seq", "hash").first()
+    last = events.order_by("-seq").values("seq", "hash").first()
     if first is None or last is None:
         return AuditRange(campaign.period_start, until, None, "", None, "", 0, True, None)
-    broken = verify_chain(first_id=first["id"], last_id=last["id"])
+    broken = verify_chain(first_seq=first["seq"], last_seq=last["seq"])
     return AuditRange(
         since=campaign.period_start,
         until=until,
-        first_id=first["id"],
-        first_hash=first["hash"],
-        last_id=last["id"],
-        last_hash=last["hash"],
-        events=AuditEvent.objects.filter(id__gte=first["id"], id__lte=last["id"]).count(),
+        first_seq=first["seq"],
+        first_hash=first["hash"] or "",
+        last_seq=last["seq"],
+        last_hash=last["hash"] or "",
+        events=AuditEvent.objects.filter(seq__gte=first["seq"], seq__lte=last["seq"]).count(),
         chain_intact=broken is None,
         broken_at=broken,
     )
@@ -124,8 +125,8 @@ def _header(campaign: ReviewCampaign, audit: AuditRange) -> list[tuple[str, str]
         ("deadline", f"{_when(campaign.deadline)} (undecided: {campaign.get_on_deadline_display().lower()})"),
         ("closed", _when(campaign.closed_at) or "open"),
         ("audit events", f"{audit.events} from {_when(audit.since)} to {_when(audit.until)}"),
-        ("audit first", f"#{audit.first_id} {audit.first_hash}" if audit.first_id else ""),
-        ("audit last", f"#{audit.last_id} {audit.last_hash}" if audit.last_id else ""),
+        ("audit first", f"#{audit.first_seq} {audit.first_hash}" if audit.first_seq else ""),
+        ("audit last", f"#{audit.last_seq} {audit.last_hash}" if audit.last_seq else ""),
         ("audit chain", audit.verdict),
     ]
 
@@ -133,7 +134,7 @@ def _header(campaign: ReviewCampaign, audit: AuditRange) -> list[tuple[str, str]
 def report_csv(campaign: ReviewCampaign) -> str:
     audit = audit_range(campaign)
     out = io.StringIO()
-    writer = csv.writer(out)
+    writer = SafeWriter(out)
     for key, value in _header(campaign, audit):
         writer.writerow([key, value])
     writer.writerow([])

@@ -67,7 +67,9 @@ def review_settings_update(
         errors["on_deadline"] = "Choose what happens at the deadline."
     if errors:
         raise ValidationError(errors)
-    settings, _ = ReviewSettings.objects.select_for_update().get_or_create(partner=partner)
+    settings, _ = ReviewSettings.objects.select_for_update(of=("self",), no_key=True).get_or_create(
+        partner=partner
+    )
     settings.interval, settings.reviewer = interval, reviewer
     settings.response_time, settings.on_deadline = response_time, on_deadline
     settings.save()
@@ -254,7 +256,7 @@ def review_campaign_start(
 ) -> ReviewCampaign:
     """Open a review of everything the partner's people hold, evidence frozen as of now; tell the reviewers."""
     now = now or timezone.now()
-    partner = Partner.objects.select_for_update().get(pk=partner.pk)
+    partner = Partner.objects.select_for_update(of=("self",), no_key=True).get(pk=partner.pk)
     if partner.status == Partner.Status.OFFBOARDED:
         raise ValidationError(
             {"partner": f"{partner.name} is offboarded: there is no access left to review."}
@@ -348,7 +350,7 @@ def review_campaigns_start_due(*, now: datetime | None = None) -> list[int]:
         try:
             with transaction.atomic():
                 # Re-checked under the partner's lock: another beat run may have started it meanwhile.
-                Partner.objects.select_for_update().get(pk=partner.pk)
+                Partner.objects.select_for_update(of=("self",), no_key=True).get(pk=partner.pk)
                 last = ReviewCampaign.objects.filter(partner=partner).aggregate(last=Max("started_at"))[
                     "last"
                 ]
@@ -385,7 +387,11 @@ def may_decide(user: User, item: ReviewItem) -> bool:
 def review_item_decide(*, item: ReviewItem, decision: str, comment: str, actor: User) -> ReviewItem:
     """Record a reviewer's decision. Revoke takes the access away now (same services as every revocation);
     narrow opens a follow-up for staff and changes nothing in IAM by itself."""
-    item = ReviewItem.objects.select_for_update().select_related("campaign__partner").get(pk=item.pk)
+    item = (
+        ReviewItem.objects.select_for_update(of=("self",), no_key=True)
+        .select_related("campaign__partner")
+        .get(pk=item.pk)
+    )
     comment = comment.strip()
     errors: dict[str, str] = {}
     if not may_decide(actor, item):
@@ -478,7 +484,11 @@ def _enact_revoke(item: ReviewItem, *, reason: str, actor: User | None) -> None:
 @transaction.atomic
 def review_follow_up_done(*, item: ReviewItem, actor: User) -> ReviewItem:
     """Staff changed the role as a narrow decision asked (by hand, through role editing)."""
-    item = ReviewItem.objects.select_for_update().select_related("campaign").get(pk=item.pk)
+    item = (
+        ReviewItem.objects.select_for_update(of=("self",), no_key=True)
+        .select_related("campaign")
+        .get(pk=item.pk)
+    )
     if item.decision != ReviewItem.Decision.NARROW:
         raise ValidationError({"item": "Only narrow decisions have a follow-up."})
     if item.follow_up_done_at is None:
@@ -508,7 +518,9 @@ def review_reminders_send(*, now: datetime | None = None) -> int:
     ).values_list("pk", flat=True):
         with transaction.atomic():
             campaign = (
-                ReviewCampaign.objects.select_for_update().select_related("partner").get(pk=campaign_id)
+                ReviewCampaign.objects.select_for_update(of=("self",), no_key=True)
+                .select_related("partner")
+                .get(pk=campaign_id)
             )
             due = [d for d in REMINDER_DAYS if campaign.deadline - now <= timedelta(days=d)]
             pending = [d for d in due if d not in campaign.reminders_sent]
@@ -556,7 +568,11 @@ def review_deadlines_enforce(*, now: datetime | None = None) -> int:
 
 @transaction.atomic
 def _settle_at_deadline(item_id: int, now: datetime) -> int:
-    item = ReviewItem.objects.select_for_update().select_related("campaign__partner").get(pk=item_id)
+    item = (
+        ReviewItem.objects.select_for_update(of=("self",), no_key=True)
+        .select_related("campaign__partner")
+        .get(pk=item_id)
+    )
     if item.decision:
         return 0  # decided meanwhile, or settled by an earlier run
     campaign = item.campaign

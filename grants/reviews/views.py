@@ -7,8 +7,9 @@ from datetime import timedelta
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.db.models import Count, Q, QuerySet
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
@@ -23,6 +24,7 @@ from grants.reviews.forms import DecisionForm, ReviewSettingsForm, StartCampaign
 from grants.reviews.models import ReviewCampaign, ReviewItem
 from partners.models import Partner
 from portal.access import acting, acting_user, partner_admin_only, signed_in, staff_required
+from portal.responses import bad_request, form_errors
 
 PAGE = 500
 
@@ -49,8 +51,7 @@ def staff_campaigns(request: HttpRequest) -> HttpResponse:
 def staff_campaign_start(request: HttpRequest) -> HttpResponse:
     form = StartCampaignForm(request.POST)
     if not form.is_valid():
-        messages.error(request, "Choose a partner to review.")
-        return redirect("review_staff_list")
+        return bad_request(request, form_errors(form), back=reverse("review_staff_list"))
     try:
         campaign = services.review_campaign_start(
             partner=form.cleaned_data["partner"],
@@ -59,8 +60,7 @@ def staff_campaign_start(request: HttpRequest) -> HttpResponse:
             reviewer=form.cleaned_data["reviewer"] or None,
         )
     except ValidationError as exc:
-        messages.error(request, " ".join(exc.messages))
-        return redirect("review_staff_list")
+        return bad_request(request, " ".join(exc.messages), back=reverse("review_staff_list"))
     messages.success(request, f"Review #{campaign.pk} of {campaign.partner.name} started.")
     return redirect("review_staff_detail", campaign_id=campaign.pk)
 
@@ -150,12 +150,13 @@ def staff_review_settings(request: HttpRequest, slug: str) -> HttpResponse:
 @require_POST
 def staff_follow_up_done(request: HttpRequest, item_id: int) -> HttpResponse:
     item = item_for_decider(acting_user(request), item_id)
+    back = reverse("review_staff_detail", kwargs={"campaign_id": item.campaign_id})
     try:
         services.review_follow_up_done(item=item, actor=acting_user(request))
-        messages.success(request, f"Follow-up of item #{item.pk} marked done.")
     except ValidationError as exc:
-        messages.error(request, " ".join(exc.messages))
-    return redirect("review_staff_detail", campaign_id=item.campaign_id)
+        return bad_request(request, " ".join(exc.messages), back=back)
+    messages.success(request, f"Follow-up of item #{item.pk} marked done.")
+    return HttpResponseRedirect(back)
 
 
 @partner_admin_only
@@ -185,26 +186,25 @@ def item_decide(request: HttpRequest, item_id: int) -> HttpResponse:
     user = acting_user(request)
     item = item_for_decider(user, item_id)
     back = request.POST.get("next", "")
-    if not url_has_allowed_host_and_scheme(back, allowed_hosts={request.get_host()}):
-        back = ""
-    fallback = "review_staff_detail" if user.is_staff else "partner_reviews"
+    if not url_has_allowed_host_and_scheme(back, allowed_hosts={request.get_host()}) or not back.startswith(
+        "/"
+    ):
+        back = (
+            reverse("review_staff_detail", kwargs={"campaign_id": item.campaign_id})
+            if user.is_staff
+            else reverse("partner_reviews")
+        )
     form = DecisionForm(request.POST)
     if not form.is_valid():
-        messages.error(request, f"Item #{item.pk}: choose keep, revoke or narrow.")
-    else:
-        try:
-            services.review_item_decide(
-                item=item,
-                decision=form.cleaned_data["decision"],
-                comment=form.cleaned_data["comment"],
-                actor=user,
-            )
-        except ValidationError as exc:
-            messages.error(request, f"Item #{item.pk}: " + " ".join(exc.messages))
-        else:
-            messages.success(
-                request, f"Item #{item.pk} ({item.label}): {form.cleaned_data['decision']} recorded."
-            )
-    if back:
-        return redirect(back)
-    return redirect(fallback, campaign_id=item.campaign_id) if user.is_staff else redirect(fallback)
+        return bad_request(request, f"Item #{item.pk}: {form_errors(form)}", back=back)
+    try:
+        services.review_item_decide(
+            item=item,
+            decision=form.cleaned_data["decision"],
+            comment=form.cleaned_data["comment"],
+            actor=user,
+        )
+    except ValidationError as exc:
+        return bad_request(request, f"Item #{item.pk}: " + " ".join(exc.messages), back=back)
+    messages.success(request, f"Item #{item.pk} ({item.label}): {form.cleaned_data['decision']} recorded.")
+    return HttpResponseRedirect(back)

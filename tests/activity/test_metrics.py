@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.core.cache import cache
+from django.db import transaction
 from django.test import Client
 from django.utils import timezone
 
@@ -193,6 +194,24 @@ def test_prometheus_text_has_the_figures(known, settings) -> None:  # type: igno
         == 4
     )
     assert families["porte_availability_ratio"][(("window", "30d"),)] == pytest.approx(5 / 6)
+
+
+def test_prometheus_text_has_the_audit_chains_unsealed_tail(settings, staff) -> None:  # type: ignore[no-untyped-def]
+    from portal.audit import audit_record, seal
+
+    settings.METRICS_TOKEN = TOKEN
+    seal()
+    with transaction.atomic():
+        audit_record(action="test.one", obj=None)
+        audit_record(action="test.two", obj=None)
+
+    before = parse_exposition(Client().get("/metrics", HTTP_AUTHORIZATION=f"Bearer {TOKEN}").content.decode())
+    assert before["porte_audit_unsealed_events"][()] == 2
+    assert before["porte_audit_unsealed_oldest_seconds"][()] >= 0
+    assert seal() == 2
+    after = parse_exposition(Client().get("/metrics", HTTP_AUTHORIZATION=f"Bearer {TOKEN}").content.decode())
+    assert after["porte_audit_unsealed_events"][()] == 0
+    assert after["porte_audit_unsealed_oldest_seconds"][()] == 0
 
 
 def test_label_values_are_escaped() -> None:

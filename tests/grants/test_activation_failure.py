@@ -91,7 +91,7 @@ def test_unreachable_aws_is_recorded_then_redrive_activates_through_the_worker(
     assert "Activating" in page and "Open AWS console" not in page
     minted = alice_client.post(f"/api/v1/grants/{grant.pk}/credentials/")
     assert minted.status_code == 409 and minted.json() == {
-        "detail": "This grant is activating: request access again."
+        "detail": "This grant is still activating; try again in a moment."
     }
 
     # AWS is back. A real worker starts (its broker purged first, so only the re-drive below reaches it),

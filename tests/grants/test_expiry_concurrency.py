@@ -2,7 +2,9 @@
 
 Beat may run the sweep on two workers at once (a slow sweep overlapping the next tick, or two beats during a
 deploy), a message may be delivered twice, and AWS may be down at the moment access must end. In every case each
-grant ends exactly once, with exactly one audit event, and only after the deny naming its holder is on the role.
+grant ends exactly once, with exactly one audit event, and only after the deny naming its holder is on the role;
+no row lock is held while AWS is called, and a role whose AWS call failed is backed off without holding up the
+others or its own next try (no lease to wait out).
 
 The grants are created through the real request service and activated through the real activation service (the
 code a worker runs), against moto. Their times are then moved into the past with a queryset update: that
@@ -17,16 +19,15 @@ from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
-from django.db import connection
+from django.db import OperationalError, connection, transaction
 from django.utils import timezone
 
 from grants import policies, services
-from grants.models import Grant
+from grants.models import Grant, Role
 from portal import aws
-from portal.audit import verify_chain
 from portal.models import AuditEvent, User
 from tests.fixtures.domain import READ_ONLY, World, make_member
-from tests.helpers import denied_identities, purge_broker, role_inline_policy
+from tests.helpers import assert_audit_chain_whole, denied_identities, purge_broker, role_inline_policy
 from tests.peers.oidc_idp import free_port
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -36,7 +37,7 @@ USERS = 10
 
 @pytest.fixture(autouse=True)
 def _require_postgresql() -> None:
-    # SKIP LOCKED and the row/advisory locks under test are PostgreSQL's; SQLite serialises writers instead.
+    # SKIP LOCKED and the row locks under test are PostgreSQL's; SQLite serialises writers instead.
     if connection.vendor != "postgresql":
         pytest.fail("tests/grants/test_expiry_concurrency.py needs PostgreSQL (run it with tests/run.py)")
 
@@ -146,33 +147,120 @@ def test_two_sweepers_racing_end_each_grant_exactly_once(acme):
     assert all(g.deny_cutoff >= g.ends_at for g in final)
     assert _expired_events(ids) == Counter({str(g): 1 for g in ids})
     _assert_denies_match(acme, final)
-    assert verify_chain() is None
+    assert_audit_chain_whole()
 
 
-def test_two_sweepers_racing_over_stale_claims_end_each_grant_exactly_once(acme, local_aws, settings):
-    """The other race: claims left by a sweeper that failed (here: AWS unreachable) are past their lease, and
-    two sweepers take them over at once. Both see the same claims; the role lock and the conditional update
-    let exactly one of them end each grant."""
-    grants = _due_grants(acme, roles=2)
-    ids = [g.pk for g in grants]
-    settings.AWS_ENDPOINT_URL = f"http://127.0.0.1:{free_port()}"
+def _aws_unreachable(settings) -> None:  # type: ignore[no-untyped-def]
+    settings.AWS_ENDPOINT_URL = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     aws.reset_caches()
-    assert services.grants_expire_due() == 0
-    assert set(Grant.objects.filter(pk__in=ids).values_list("status", flat=True)) == {Grant.Status.EXPIRING}
+
+
+def _aws_back(settings, local_aws: str) -> None:  # type: ignore[no-untyped-def]
     settings.AWS_ENDPOINT_URL = local_aws
     aws.reset_caches()
 
-    def take_over() -> int:
-        return services.grants_expire_due(lease=timedelta(0))
 
-    ended = _run_concurrently(take_over, take_over)
+def _backoff_passes(role_ids: set[int]) -> None:
+    # Time passes: the backoff after the failure is over (the sweeper reads iam_retry_at from the database).
+    Role.objects.filter(pk__in=role_ids).update(iam_retry_at=timezone.now() - timedelta(seconds=1))
+
+
+def test_two_sweepers_racing_over_waiting_grants_end_each_grant_exactly_once(acme, local_aws, settings):
+    """The other race: grants left waiting by a sweep that failed (here: AWS unreachable), taken up by two
+    sweepers at once once the backoff is over. The role's IAM lease and the conditional update let exactly one
+    of them end each grant."""
+    grants = _due_grants(acme, roles=2)
+    ids = [g.pk for g in grants]
+    _aws_unreachable(settings)
+    assert services.grants_expire_due() == 0
+    assert set(Grant.objects.filter(pk__in=ids).values_list("status", flat=True)) == {Grant.Status.EXPIRING}
+    _aws_back(settings, local_aws)
+    _backoff_passes({g.role_id for g in grants})
+
+    ended = _run_concurrently(services.grants_expire_due, services.grants_expire_due)
 
     assert sum(ended) == len(ids)
     final = list(Grant.objects.filter(pk__in=ids).select_related("user", "role"))
     assert {g.status for g in final} == {Grant.Status.EXPIRED}
     assert _expired_events(ids) == Counter({str(g): 1 for g in ids})
     _assert_denies_match(acme, final)
-    assert verify_chain() is None
+    assert_audit_chain_whole()
+
+
+def test_no_row_is_locked_while_aws_is_called(acme):
+    """While the sweeper's PutRolePolicy is in flight, another connection can lock the role and every grant
+    being ended (NOWAIT: it would fail at once if any of them were locked), and sign-ins, requests and audited
+    writes elsewhere carry on."""
+    grants = _due_grants(acme, roles=1)
+    ids = [g.pk for g in grants]
+    seen: list[str] = []
+
+    def check_nothing_locked(**_: object) -> None:
+        def probe() -> None:
+            try:
+                with transaction.atomic(), connection.cursor() as cursor:
+                    cursor.execute(
+                        "SELECT id FROM grants_role WHERE id = %s FOR UPDATE NOWAIT", [acme.role.pk]
+                    )
+                    cursor.execute("SELECT id FROM grants_grant WHERE id = ANY(%s) FOR UPDATE NOWAIT", [ids])
+                    seen.append(f"unlocked:{len(cursor.fetchall())}")
+            except OperationalError as exc:
+                seen.append(f"locked:{exc}")
+            finally:
+                connection.close()
+
+        thread = threading.Thread(target=probe)
+        thread.start()
+        thread.join(30)
+
+    iam = aws.partner_client("iam", acme.partner.aws_account_id)
+    iam.meta.events.register("before-call.iam.PutRolePolicy", check_nothing_locked)
+    try:
+        assert services.grants_expire_due() == len(ids)
+    finally:
+        iam.meta.events.unregister("before-call.iam.PutRolePolicy", check_nothing_locked)
+    assert seen == [f"unlocked:{len(ids)}"]
+
+
+def test_a_role_whose_aws_write_fails_holds_up_no_other_role(acme, globex):
+    """Acme's IAM role has gone (AWS refuses the deny on it); Globex's grants end in the same sweep. Acme's role
+    is backed off, its lease released at once, and its grants end on the first sweep after the backoff once
+    the role is back."""
+    acme_grants = _due_grants(acme, roles=1)
+    globex_user = make_member(globex.partner, "gina")
+    request = services.access_request_create(
+        requester=globex_user,
+        role=globex.role,
+        justification="Nightly batch check",
+        duration=timedelta(minutes=15),
+    )
+    globex_grant = services.grant_activate(grant_id=request.grant.pk)
+    now = timezone.now()
+    Grant.objects.filter(pk=globex_grant.pk).update(
+        starts_at=now - timedelta(minutes=16), ends_at=now - timedelta(seconds=1)
+    )
+    iam = aws.partner_client("iam", acme.partner.aws_account_id)
+    iam.delete_role_policy(RoleName=acme.role.iam_name, PolicyName=policies.PERMISSIONS_POLICY_NAME)
+    iam.delete_role(RoleName=acme.role.iam_name)
+
+    assert services.grants_expire_due() == 1  # Globex's
+
+    assert Grant.objects.get(pk=globex_grant.pk).status == Grant.Status.EXPIRED
+    role = Role.objects.get(pk=acme.role.pk)
+    assert role.iam_lease_until is None and role.iam_failures == 1 and role.iam_retry_at > timezone.now()
+    assert {g.status for g in Grant.objects.filter(pk__in=[g.pk for g in acme_grants])} == {
+        Grant.Status.EXPIRING
+    }
+    assert services.grants_expire_due() == 0  # backed off: not even tried
+
+    from grants import provisioning
+
+    provisioning.role_provision(role=role)
+    _backoff_passes({role.pk})
+    assert services.grants_expire_due() == len(acme_grants)
+    role.refresh_from_db()
+    assert (role.iam_failures, role.iam_retry_at) == (0, None)
+    assert_audit_chain_whole()
 
 
 def test_duplicate_sweeps_add_nothing(acme):
@@ -188,7 +276,6 @@ def test_duplicate_sweeps_add_nothing(acme):
     _assert_denies_match(acme, final)
 
     assert services.grants_expire_due() == 0
-    assert services.grants_expire_due(lease=timedelta(0)) == 0
     assert _run_concurrently(services.grants_expire_due, services.grants_expire_due) == [0, 0]
 
     assert AuditEvent.objects.count() == events
@@ -200,21 +287,19 @@ def test_duplicate_sweeps_add_nothing(acme):
         == document
     )
     assert _expired_events(ids) == Counter({str(g): 1 for g in ids})
-    assert verify_chain() is None
+    assert_audit_chain_whole()
 
 
 def test_unreachable_aws_keeps_grants_expiring_until_a_later_sweep_puts_the_deny(acme, local_aws, settings):
-    """A grant is only marked expired once AWS accepted the deny. While AWS is unreachable the claim stays
-    (`expiring`, with the reason), a sweep within the lease leaves it alone, and the first sweep after the lease
-    with AWS back ends every grant exactly once."""
+    """A grant is only marked expired once AWS accepted the deny. While AWS is unreachable the grants wait
+    (`expiring`, with the reason), the role's lease is released at once and the role backed off; a sweep during
+    the backoff leaves it alone, and the first sweep after it, with AWS back, ends every grant exactly once."""
     grants = _due_grants(acme, roles=1)
     ids = [g.pk for g in grants]
     events_before = AuditEvent.objects.count()
 
-    # AWS goes away: nothing listens on this loopback port. The sweep still claims the grants (a database
-    # update) and then fails to put the deny.
-    settings.AWS_ENDPOINT_URL = f"http://127.0.0.1:{free_port()}"
-    aws.reset_caches()
+    # AWS goes away. The sweep still claims the grants (a database update) and then fails to put the deny.
+    _aws_unreachable(settings)
     assert services.grants_expire_due() == 0
 
     claimed = list(Grant.objects.filter(pk__in=ids))
@@ -226,10 +311,12 @@ def test_unreachable_aws_keeps_grants_expiring_until_a_later_sweep_puts_the_deny
     assert not AuditEvent.objects.filter(action="grant.expired").exists()
     # Claiming is not an audited state change; nothing else was written either.
     assert AuditEvent.objects.count() == events_before
+    role = Role.objects.get(pk=acme.role.pk)
+    assert role.iam_lease_until is None and role.iam_failures == 1
+    assert timedelta(0) < role.iam_retry_at - timezone.now() <= timedelta(seconds=2)
 
-    # AWS is back. Within the lease the claims belong to the sweeper that took them: nothing happens yet.
-    settings.AWS_ENDPOINT_URL = local_aws
-    aws.reset_caches()
+    # AWS is back. During the backoff nothing is tried.
+    _aws_back(settings, local_aws)
     assert (
         role_inline_policy(acme.partner.aws_account_id, acme.role.iam_name, policies.REVOCATIONS_POLICY_NAME)
         is None
@@ -237,8 +324,9 @@ def test_unreachable_aws_keeps_grants_expiring_until_a_later_sweep_puts_the_deny
     assert services.grants_expire_due() == 0
     assert set(Grant.objects.filter(pk__in=ids).values_list("status", flat=True)) == {Grant.Status.EXPIRING}
 
-    # After the lease a sweep takes the claims over and finishes them, once.
-    assert services.grants_expire_due(lease=timedelta(0)) == len(ids)
+    # After it, a sweep finishes them, once.
+    _backoff_passes({acme.role.pk})
+    assert services.grants_expire_due() == len(ids)
     final = list(Grant.objects.filter(pk__in=ids).select_related("user", "role"))
     assert {g.status for g in final} == {Grant.Status.EXPIRED}
     assert all(g.failure_reason == "" and g.ended_at for g in final)
@@ -247,7 +335,7 @@ def test_unreachable_aws_keeps_grants_expiring_until_a_later_sweep_puts_the_deny
         g.deny_cutoff for g in sorted(claimed, key=lambda g: ids.index(g.pk))
     ]
     _assert_denies_match(acme, final)
-    assert services.grants_expire_due(lease=timedelta(0)) == 0
+    assert services.grants_expire_due() == 0
     assert _expired_events(ids) == Counter({str(g): 1 for g in ids})
-    assert verify_chain() is None
+    assert_audit_chain_whole()
     assert User.objects.filter(membership__partner=acme.partner).count() == USERS

@@ -56,7 +56,7 @@ def _counts() -> tuple[int, int, int]:
     [
         (121, GOOD_REASON, "Read-only can be granted for at most 120 minutes."),
         (14, GOOD_REASON, "The shortest access is 15 minutes."),
-        (0, GOOD_REASON, "Ensure this value is greater than or equal to 1."),
+        (0, GOOD_REASON, "The shortest access is 15 minutes."),
         (30, "", "This field is required."),
         (30, "   too short   ", "Say why you need this access (at least 10 characters)."),
     ],
@@ -118,7 +118,7 @@ def _api(user, body: dict[str, object]):  # type: ignore[no-untyped-def]
         ),
         (
             {"role": "readonly", "duration_minutes": 0, "justification": GOOD_REASON},
-            {"duration_minutes": ["Ensure this value is greater than or equal to 1."]},
+            {"duration_minutes": ["The shortest access is 15 minutes."]},
         ),
         ({"role": "readonly", "duration_minutes": 30}, {"justification": ["This field is required."]}),
         (

@@ -122,7 +122,13 @@ def test_a_code_and_state_from_idp_a_delivered_to_idp_bs_callback_are_refused(li
 
     _assert_refused(
         refused,
-        {"partner_id": globex.pk, "provider_id": "globex", "reason": "protocol_error:unknown", "subject": ""},
+        {
+            "partner_id": globex.pk,
+            "provider_id": "globex",
+            "reason": "oidc_iss_mismatch",
+            "detail": f"The response's iss is {params['iss']!r} (mix-up).",
+            "subject": "",
+        },
     )
     _assert_nobody_signed_in(live_server, http)
 
@@ -147,7 +153,9 @@ def test_idp_as_code_with_a_state_issued_for_idp_b_is_refused(live_server, partn
         {
             "partner_id": globex.pk,
             "provider_id": "globex",
-            "reason": "protocol_error:OAuth2Error",
+            "reason": "oidc_token_rejected",
+            "detail": 'Error retrieving access token: b\'{"error":"invalid_grant",'
+            '"error_description":"grant request is invalid"}\'',
             "subject": "",
         },
     )
@@ -168,7 +176,13 @@ def test_an_authorisation_response_naming_another_issuer_is_refused(
 
     _assert_refused(
         refused,
-        {"partner_id": acme.pk, "provider_id": "acme", "reason": "protocol_error:unknown", "subject": ""},
+        {
+            "partner_id": acme.pk,
+            "provider_id": "acme",
+            "reason": "oidc_iss_mismatch",
+            "detail": f"The response's iss is {globex_idp.issuer!r} (mix-up).",
+            "subject": "",
+        },
     )
     _assert_nobody_signed_in(live_server, http)
     # The genuine response, with the right `iss`, still completes this browser's sign-in.
@@ -196,7 +210,7 @@ def test_a_used_state_cannot_be_replayed(live_server, partners):
     refusal = {
         "partner_id": acme.pk,
         "provider_id": "acme",
-        "reason": "protocol_error:unknown",
+        "reason": "oidc_state_unknown",
         "subject": "",
     }
     for refused in (again, stolen):
@@ -215,6 +229,6 @@ def test_a_forged_callback_without_a_sign_in_is_refused(live_server, partners):
 
     _assert_refused(
         refused,
-        {"partner_id": acme.pk, "provider_id": "acme", "reason": "protocol_error:unknown", "subject": ""},
+        {"partner_id": acme.pk, "provider_id": "acme", "reason": "oidc_state_unknown", "subject": ""},
     )
     _assert_nobody_signed_in(live_server, http)

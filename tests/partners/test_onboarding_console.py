@@ -167,11 +167,15 @@ def test_an_unreachable_issuer_is_refused(console):
 @pytest.mark.parametrize(
     ("issuer", "message"),
     [
-        ("http://idp.acme.example", "The issuer must be an https:// address (plain http is only accepted on"),
+        (
+            "http://idp.acme.example",
+            "The issuer must be an https:// address: &#x27;http://idp.acme.example&#x27; (PORTE_IDP_ALLOW_HTTP",
+        ),
         ("ftp://127.0.0.1/", "The issuer must be an https:// address"),
     ],
 )
-def test_an_issuer_that_is_not_https_is_refused_without_being_fetched(console, issuer, message):
+def test_an_issuer_that_is_not_https_is_refused_without_being_fetched(console, settings, issuer, message):
+    settings.IDP_ALLOW_HTTP = False  # as in production
     _partner(console)
     response = console.post("/staff/partners/acme/idp/oidc/", _oidc_form(issuer))
     assert response.status_code == 400 and message in _page(response)
@@ -311,7 +315,8 @@ def _upload(console: Client, xml: bytes):  # type: ignore[no-untyped-def]
         ),
     ],
 )
-def test_bad_saml_metadata_is_refused_with_what_is_wrong(console, xml, message):
+def test_bad_saml_metadata_is_refused_with_what_is_wrong(console, settings, xml, message):
+    settings.IDP_ALLOW_HTTP = False  # as in production
     _partner(console)
 
     response = _upload(console, xml)
@@ -398,9 +403,9 @@ def test_what_the_partner_registers_is_built_from_public_url_not_the_request_hos
 @pytest.mark.django_db(transaction=True)
 def test_the_sp_metadata_pins_the_entity_id_to_public_url(console, settings):
     """Porte's SP metadata (what a partner's IdP may read instead of typing the details) names the SP by
-    PUBLIC_URL whatever Host the request came with."""
+    PUBLIC_URL, and is served on that origin only: another Host is sent there."""
     settings.PUBLIC_URL = "https://porte.example.com"
-    settings.ALLOWED_HOSTS = [*settings.ALLOWED_HOSTS, "evil.example"]
+    settings.ALLOWED_HOSTS = [*settings.ALLOWED_HOSTS, "evil.example", "porte.example.com"]
     partner = _partner(console)
     services.identity_provider_create_saml(
         partner=partner,
@@ -409,7 +414,11 @@ def test_the_sp_metadata_pins_the_entity_id_to_public_url(console, settings):
         metadata=idp_validation.saml_metadata_parse(_metadata(VALID_CERT)),
     )
 
-    response = Client().get("/accounts/saml/acme/metadata/", HTTP_HOST="evil.example")
+    elsewhere = Client().get("/accounts/saml/acme/metadata/", HTTP_HOST="evil.example")
+    assert elsewhere.status_code == 302
+    assert elsewhere["Location"] == "https://porte.example.com/accounts/saml/acme/metadata/"
+
+    response = Client().get("/accounts/saml/acme/metadata/", HTTP_HOST="porte.example.com", secure=True)
 
     assert response.status_code == 200
     assert b'entityID="https://porte.example.com/accounts/saml/acme/metadata/"' in response.content
@@ -475,9 +484,22 @@ def test_onboarding_an_oidc_partner_end_to_end_with_a_test_sign_in(live_server, 
     assert http.get(f"{live_server.url}/staff/partners/acme/").status_code == 200
 
     detail = _page(console.get("/staff/partners/acme/"))
-    assert "✔ Test sign-in succeeded" in detail and "○ Active" in detail
-    assert console.post("/staff/partners/acme/activate/").status_code == 302
+    assert "✔ Test sign-in passed with the current configuration" in detail and "○ Active" in detail
+    # This test gives Acme no AWS account: activation is refused until staff record why they go ahead anyway.
+    refused = console.post("/staff/partners/acme/activate/")
+    assert refused.status_code == 400
+    assert "Its dedicated AWS account is not provisioned." in _page(refused)
+    assert Partner.objects.get().status == Partner.Status.ONBOARDING
+    activated = console.post(
+        "/staff/partners/acme/activate/", {"exception_reason": "Pilot: Acme's account is adopted next week"}
+    )
+    assert activated.status_code == 302
     assert Partner.objects.get().status == Partner.Status.ACTIVE
+    exception = AuditEvent.objects.get(action="partner.activation_exception")
+    assert (
+        exception.actor_id == sam.pk
+        and exception.data["reason"] == "Pilot: Acme's account is adopted next week"
+    )
     alice_http = requests.Session()
     landed = oidc_sign_in(
         alice_http, begin_oidc_sign_in(alice_http, live_server.url, "acme"), ALICE.username, ALICE.password
@@ -583,7 +605,9 @@ def test_rotating_the_oidc_client_secret_takes_effect_at_the_next_sign_in(
         {
             "partner_id": world.partner.pk,
             "provider_id": "acme",
-            "reason": "protocol_error:OAuth2Error",
+            "reason": "oidc_token_rejected",
+            "detail": 'Error retrieving access token: b\'{"error":"invalid_client",'
+            '"error_description":"client authentication failed"}\'',
             "subject": "",
         }
     ]
@@ -639,7 +663,7 @@ def test_a_saml_certificate_rollover_is_loaded_from_new_metadata(live_server, se
         assert new_idp.entity_id == old_idp.entity_id
         refused = alice_signs_in()
         assert refused.status_code == 401
-        assert refusals()[-1]["reason"] == "protocol_error:unknown"
+        assert refusals()[-1]["reason"] == "saml_invalid_response"
 
         form = console.get("/staff/partners/acme/idp/saml/")
         assert "New metadata for the same entity id" in _page(form)

@@ -1,12 +1,13 @@
-"""The audit log is one append-only hash chain: each event commits to its predecessor, PostgreSQL refuses
-UPDATE and DELETE on the table, and `verify_chain` names the first event a tamperer broke."""
+"""The audit log is one append-only hash chain, sealed in commit order: writers only insert (no lock), the sealer
+gives each committed event its place and hash, PostgreSQL refuses UPDATE and DELETE on the table (but the
+sealer's one update of an unsealed event), and `verify_chain` names the first event a tamperer broke."""
 
 from __future__ import annotations
 
 import pytest
 from django.db import DatabaseError, connection, transaction
 
-from portal.audit import GENESIS, audit_record, verify_chain
+from portal.audit import GENESIS, audit_record, seal, unsealed, verify_chain
 from portal.models import AuditEvent, User
 
 
@@ -22,11 +23,14 @@ def _require_postgresql() -> None:
 
 def _record_three(actor: User | None = None) -> list[AuditEvent]:
     with transaction.atomic():
-        return [
+        events = [
             audit_record(action="test.first", obj=actor, actor=actor, partner_id=7, data={"n": 1}),
             audit_record(action="test.second", obj=None, data={"nested": {"b": [1, 2]}, "a": "x"}),
             audit_record(action="test.third", obj=actor, actor=actor, data={}),
         ]
+    assert all(e.seq is None and e.hash is None for e in events)  # written without touching the chain
+    assert seal() == 3
+    return list(AuditEvent.objects.filter(pk__in=[e.pk for e in events]).order_by("seq"))
 
 
 @pytest.mark.django_db
@@ -36,6 +40,7 @@ def test_events_form_a_chain_from_genesis():
     user = User.objects.create_user(username="auditor")
     events = _record_three(user)
 
+    assert [e.seq for e in events] == [1, 2, 3]
     assert events[0].prev_hash == GENESIS
     assert events[1].prev_hash == events[0].hash
     assert events[2].prev_hash == events[1].hash
@@ -139,7 +144,9 @@ def test_an_event_rolls_back_with_its_change():
     assert not AuditEvent.objects.exists() and not User.objects.filter(username="ghost").exists()
     with transaction.atomic():
         kept = audit_record(action="test.kept", obj=None)
-    assert kept.prev_hash == GENESIS
+    assert seal() == 1
+    kept.refresh_from_db()
+    assert (kept.seq, kept.prev_hash) == (1, GENESIS)
     assert verify_chain() is None
 
 
@@ -150,3 +157,111 @@ def test_the_append_only_trigger_is_enabled():
     with connection.cursor() as cursor:
         cursor.execute("SELECT tgenabled FROM pg_trigger WHERE tgname = 'porte_audit_append_only'")
         assert cursor.fetchall() == [("O",)]
+
+
+# --- sealing --------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_a_sealed_event_is_immutable_and_an_unsealed_one_can_only_be_sealed():
+    """The trigger lets exactly one update through: giving an unsealed event its place and hash."""
+    sealed = _record_three()[0]
+    with transaction.atomic():
+        pending = audit_record(action="test.pending", obj=None, data={"n": 1})
+    for statement, args in (
+        (
+            "UPDATE portal_auditevent SET seq = 99, prev_hash = %s, hash = %s WHERE id = %s",
+            ["a" * 64, "b" * 64],
+        ),
+        ("UPDATE portal_auditevent SET action = 'test.forged' WHERE id = %s", []),
+    ):
+        for event in (sealed, pending):
+            with (
+                pytest.raises(DatabaseError, match="append-only"),
+                transaction.atomic(),
+                connection.cursor() as cursor,
+            ):
+                if event is pending and "seq = 99" in statement:
+                    # sealing while changing the content is refused too
+                    cursor.execute(
+                        "UPDATE portal_auditevent SET seq = 99, prev_hash = %s, hash = %s, action = 'x' "
+                        "WHERE id = %s",
+                        ["a" * 64, "b" * 64, event.pk],
+                    )
+                else:
+                    cursor.execute(statement, [*args, event.pk])
+    assert seal() == 1
+    pending.refresh_from_db()
+    assert (pending.seq, pending.action) == (4, "test.pending")
+    assert verify_chain() is None
+
+
+@pytest.mark.django_db
+def test_a_gap_in_the_places_is_named():
+    events = _record_three()
+    _without_trigger()
+    with connection.cursor() as cursor:
+        cursor.execute("UPDATE portal_auditevent SET seq = seq + 1 WHERE id = %s", [events[2].pk])
+    assert verify_chain() == events[2].pk
+
+
+@pytest.mark.django_db(transaction=True)
+def test_writers_do_not_wait_for_each_other_and_a_late_commit_is_sealed_after_what_committed_first():
+    """Two transactions append at once: the second commits while the first is still open (no lock between
+    them), the sealer chains what is committed, and the first one's event, with the lower id, takes the next
+    place when it commits: no gap, no reordering of what was sealed, nothing left unsealed."""
+    import threading
+
+    opened, second_done = threading.Event(), threading.Event()
+    result: dict[str, int] = {}
+
+    def second_writer() -> None:
+        opened.wait(10)
+        with transaction.atomic():
+            result["second"] = audit_record(action="test.second_writer", obj=None).pk
+        second_done.set()
+        connection.close()
+
+    writer = threading.Thread(target=second_writer)
+    writer.start()
+    with transaction.atomic():
+        first = audit_record(action="test.first_writer", obj=None)
+        opened.set()
+        # The other writer commits while this transaction (holding an appended event) is still open.
+        assert second_done.wait(30), "the second writer waited for the first: appends are serialised"
+    writer.join()
+    assert first.pk < result["second"]
+    assert seal() == 2
+    order = list(AuditEvent.objects.order_by("seq").values_list("id", flat=True))
+    assert order == [first.pk, result["second"]] or order == [result["second"], first.pk]
+    assert verify_chain() is None and unsealed().events == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_event_committed_after_later_ids_were_sealed_gets_the_next_place():
+    import threading
+
+    opened, sealed = threading.Event(), threading.Event()
+    result: dict[str, object] = {}
+
+    def late_writer() -> None:
+        with transaction.atomic():
+            result["late"] = audit_record(action="test.late", obj=None).pk
+            opened.set()
+            sealed.wait(30)
+        connection.close()
+
+    writer = threading.Thread(target=late_writer)
+    writer.start()
+    assert opened.wait(30)
+    with transaction.atomic():
+        early = audit_record(action="test.committed_first", obj=None)
+    assert seal() == 1  # the late writer's event is not committed yet
+    assert unsealed().events == 0  # and is not visible as unsealed either: it does not exist for anyone else
+    sealed.set()
+    writer.join()
+    assert unsealed().events == 1
+    assert seal() == 1
+    late = AuditEvent.objects.get(pk=result["late"])
+    assert late.pk < early.pk and late.seq == 2  # lower id, later place: the order it became visible in
+    assert verify_chain() is None

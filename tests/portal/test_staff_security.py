@@ -166,7 +166,7 @@ def test_a_wrong_totp_code_does_not_sign_in_and_the_right_one_does():
 
     for wrong in ("000000" if totp_code() != "000000" else "111111", "12345", "abcdef", ""):
         response = client.post("/accounts/2fa/authenticate/", {"code": wrong})
-        assert response.status_code == 200 and not _is_signed_in(client)
+        assert response.status_code == 400 and not _is_signed_in(client)  # the form again, with its error
     assert (
         "Incorrect code." in response.content.decode()
         or "This field is required." in response.content.decode()
@@ -187,7 +187,7 @@ def test_a_wrong_totp_code_does_not_sign_in_and_the_right_one_does():
     # A code works once: a second sign-in in the same 30 s window cannot reuse it.
     again = Client()
     _password_step(again)
-    assert again.post("/accounts/2fa/authenticate/", {"code": right}).status_code == 200
+    assert again.post("/accounts/2fa/authenticate/", {"code": right}).status_code == 400
     assert not _is_signed_in(again)
 
 
@@ -195,7 +195,7 @@ def test_a_wrong_password_never_reaches_the_totp_step():
     make_staff("sam")
     client = Client()
     response = _password_step(client, password="not-the-password")
-    assert response.status_code == 200 and "The username and/or password you specified are not correct." in (
+    assert response.status_code == 400 and "The username and/or password you specified are not correct." in (
         response.content.decode()
     )
     assert client.get("/accounts/2fa/authenticate/").status_code == 302
@@ -213,13 +213,13 @@ def test_five_wrong_passwords_lock_the_account_even_against_the_right_one():
 
     for attempt in range(5):
         response = _password_step(Client(), password=f"guess-{attempt}")
-        assert response.status_code == 200
+        assert response.status_code == 400
         assert "The username and/or password you specified are not correct." in response.content.decode()
 
     client = Client()
     locked = _password_step(client)
 
-    assert locked.status_code == 200
+    assert locked.status_code == 400
     assert "Too many failed login attempts. Try again later." in locked.content.decode()
     assert not _is_signed_in(client)
     assert client.get("/accounts/2fa/authenticate/").status_code == 302  # not even at the second step

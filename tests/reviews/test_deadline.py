@@ -94,17 +94,17 @@ def test_report_has_the_audit_range_and_matches_the_decisions(world: ReviewWorld
     purge_broker()
     campaign.refresh_from_db()
 
+    text = report.report_csv(campaign)  # seals the chain's tail first: the report covers every event
+
     events = AuditEvent.objects.filter(at__gte=campaign.period_start, at__lte=campaign.closed_at).order_by(
-        "id"
+        "seq"
     )
     first, last = events.first(), events.last()
     assert first is not None and last is not None and last.action == "review.closed"
-
-    text = report.report_csv(campaign)
     rows = list(csv.reader(io.StringIO(text)))
     header = dict(r for r in rows if len(r) == 2)
-    assert header["audit first"] == f"#{first.pk} {first.hash}"
-    assert header["audit last"] == f"#{last.pk} {last.hash}"
+    assert header["audit first"] == f"#{first.seq} {first.hash}"
+    assert header["audit last"] == f"#{last.seq} {last.hash}"
     assert header["audit chain"] == "chain verified"
     table = rows[rows.index(report.COLUMNS) + 1 :]
     assert len(table) == campaign.items.count() == 9
@@ -131,8 +131,11 @@ def test_report_has_the_audit_range_and_matches_the_decisions(world: ReviewWorld
 def test_report_says_when_the_chain_is_broken(world: ReviewWorld) -> None:
     from django.db import connection
 
+    from portal.audit import seal
+
     campaign = services.review_campaign_start(partner=world.partner)
-    event = AuditEvent.objects.filter(at__gte=campaign.period_start).order_by("id")[1]
+    seal()  # a sealed event is what a tamperer would have to alter (until then the trigger alone guards it)
+    event = AuditEvent.objects.filter(at__gte=campaign.period_start).order_by("seq")[1]
     with connection.cursor() as cursor:
         # The table refuses UPDATE (append-only trigger): a tamperer with owner rights disables it first
         # (rolled back with the test's transaction). Django's deferred foreign-key checks must run first.

@@ -1,0 +1,48 @@
+"""Answers to bad input, the same everywhere: a 400 that says what was wrong in words a person understands."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.core.exceptions import ValidationError
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+
+
+def validation_messages(exc: ValidationError) -> list[str]:
+    return [str(message) for message in exc.messages]
+
+
+def form_errors(form: forms.BaseForm) -> str:
+    """Every error of a bound form, each prefixed with its field's label."""
+    parts: list[str] = []
+    for name, errors in form.errors.items():
+        field = form.fields.get(name)
+        label = f"{field.label or name.replace('_', ' ').capitalize()}: " if field is not None else ""
+        parts.extend(f"{label}{error}" for error in errors)
+    return " ".join(parts)
+
+
+def add_service_errors(
+    form: forms.BaseForm, exc: ValidationError, renames: dict[str, str] | None = None
+) -> None:
+    """Put a service's ValidationError on the form: on the field it names (after `renames`), else on the form."""
+    renames = renames or {}
+    if not hasattr(exc, "error_dict"):
+        for message in exc.messages:
+            form.add_error(None, message)
+        return
+    for field, errors in exc.message_dict.items():
+        target = renames.get(field, field)
+        for error in errors:
+            form.add_error(target if target in form.fields else None, error)
+
+
+def bad_request(
+    request: HttpRequest, message: str, *, back: str = "", status: int = 400, **extra: Any
+) -> HttpResponse:
+    """Nothing was done: say why, and offer the way back (the browser's back button keeps what was typed)."""
+    return render(
+        request, "portal/bad_request.html", {"message": message, "back": back, **extra}, status=status
+    )

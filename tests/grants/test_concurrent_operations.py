@@ -1,0 +1,131 @@
+"""Concurrent operations on the same role and the same partner, on PostgreSQL, with real services.
+
+Revoking a grant while its holder re-requests the role, the revocation task putting the deny, the expiry sweep,
+another member's request, a role change and a membership change for the same partner: released together by a
+barrier, round after round. Each operation either does its work or refuses with a message (ValidationError);
+none fails on a deadlock or a lock timeout, and the audit chain holds every event once.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+
+import pytest
+from django.core.exceptions import ValidationError
+from django.db import connection
+from django.utils import timezone
+
+from grants import role_lease, services
+from grants.models import Grant
+from partners import services as partner_services
+from portal.models import AuditEvent, User
+from tests.fixtures.domain import World, make_member
+from tests.helpers import assert_audit_chain_whole, purge_broker
+
+pytestmark = pytest.mark.django_db(transaction=True)
+ROUNDS = 8
+
+
+@pytest.fixture(autouse=True)
+def _require_postgresql() -> None:
+    if connection.vendor != "postgresql":
+        pytest.fail("tests/grants/test_concurrent_operations.py needs PostgreSQL (run it with tests/run.py)")
+
+
+@pytest.fixture(autouse=True)
+def _no_stray_tasks() -> Iterator[None]:
+    yield
+    purge_broker()  # requests and revocations queue tasks on commit; no worker runs here
+
+
+def _together(calls: list[Callable[[], object]]) -> list[BaseException | None]:
+    barrier = threading.Barrier(len(calls))
+    outcomes: list[BaseException | None] = [None] * len(calls)
+
+    def run(i: int) -> None:
+        try:
+            barrier.wait(timeout=10)
+            calls[i]()
+        except BaseException as exc:  # inspected below
+            outcomes[i] = exc
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(calls))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+        assert not thread.is_alive(), "an operation did not finish within 60 s"
+    return outcomes
+
+
+def _active_grant(world: World, user) -> Grant:  # type: ignore[no-untyped-def]
+    request = services.access_request_create(
+        requester=user, role=world.role, justification="Concurrency round", duration=timedelta(minutes=30)
+    )
+    return services.grant_activate(grant_id=request.grant.pk)
+
+
+def _round(acme: World, people: dict[str, User], round_: int) -> list[Callable[[], object]]:
+    holder, other, changing = people["holder"], people["other"], people["changing"]
+    grant = _active_grant(acme, holder)
+    others = Grant.objects.filter(user=other, status=Grant.Status.ACTIVE).first()
+
+    def other_member() -> object:
+        if others is None:
+            return services.access_request_create(
+                requester=other,
+                role=acme.role,
+                justification="Another member",
+                duration=timedelta(minutes=30),
+            )
+        return services.grant_revoke(grant=others, reason="rotate", actor=other)
+
+    return [
+        lambda: services.grant_revoke(grant=grant, reason="done early", actor=holder),
+        lambda: services.access_request_create(
+            requester=holder,
+            role=acme.role,
+            justification="Again, right away",
+            duration=timedelta(minutes=30),
+        ),
+        lambda: services.role_finish_endings(role_id=acme.role.pk),
+        lambda: services.grants_expire_due(),
+        other_member,
+        lambda: partner_services.membership_record_sign_in(
+            membership=changing.membership, groups=["engineers", f"round-{round_}"]
+        ),
+    ]
+
+
+def _tidy(people: dict[str, User]) -> None:
+    """Between rounds: what was left waiting ends on a sweep; the holder's new request is set aside (it never
+    became active); the other member's request is activated, to be revoked in the next round."""
+    services.grants_expire_due()
+    Grant.objects.filter(user=people["holder"], status=Grant.Status.PENDING).update(
+        status=Grant.Status.REVOKED, ended_at=timezone.now()
+    )
+    for pending in Grant.objects.filter(user=people["other"], status=Grant.Status.PENDING):
+        services.grant_activate(grant_id=pending.pk)
+
+
+def test_revoke_re_request_deny_sweep_and_partner_changes_at_once_never_deadlock(acme: World) -> None:
+    people = {name: make_member(acme.partner, name) for name in ("holder", "other", "changing")}
+    failures: list[str] = []
+    answered = 0
+    for round_ in range(ROUNDS):
+        for i, outcome in enumerate(_together(_round(acme, people, round_))):
+            if outcome is None or isinstance(outcome, ValidationError | role_lease.RoleBusy):
+                answered += 1  # done, or refused with a message ("you already have this access")
+            else:
+                failures.append(f"round {round_}, operation {i}: {type(outcome).__name__}: {outcome}")
+        _tidy(people)
+    assert not failures, "\n".join(failures)
+    assert answered == ROUNDS * 6
+    services.grants_expire_due()
+    assert not Grant.objects.filter(status__in=[Grant.Status.EXPIRING, Grant.Status.REVOKING]).exists()
+    assert AuditEvent.objects.filter(action="grant.revoke_requested").count() >= ROUNDS
+    assert_audit_chain_whole()
