@@ -43,6 +43,7 @@ import tempfile
 import time
 import urllib.request
 from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -616,3 +617,29 @@ def request_access(user: Any, role: Any, minutes: int = 30) -> Any:
         justification="Benchmark: time-boxed read-only check",
     )
     return request.grant  # cached by Grant.objects.create(request=...): no query
+
+
+def denied_now(iam: Any, role: Any) -> list[tuple[str, datetime]]:
+    """(source identity, cutoff) of every deny on the role's porte-revocations policy as IAM returns it now."""
+    from grants import policies
+    from portal import aws
+
+    try:
+        with aws.aws_errors():
+            document = iam.get_role_policy(
+                RoleName=role.iam_name, PolicyName=policies.REVOCATIONS_POLICY_NAME
+            )["PolicyDocument"]
+    except aws.AwsRejected as exc:
+        if exc.code == "NoSuchEntity":
+            return []
+        raise
+    document = json.loads(document) if isinstance(document, str) else document
+    denied = []
+    for statement in document["Statement"]:
+        names = statement["Condition"]["StringEquals"]["aws:SourceIdentity"]
+        cutoff = datetime.strptime(
+            statement["Condition"]["DateLessThan"]["aws:TokenIssueTime"], "%Y-%m-%dT%H:%M:%SZ"
+        )
+        for identity in [names] if isinstance(names, str) else names:
+            denied.append((identity, cutoff.replace(tzinfo=UTC)))
+    return denied

@@ -26,7 +26,7 @@ import json
 import random
 import re
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from _harness import (
@@ -34,6 +34,7 @@ from _harness import (
     BenchError,
     base_parser,
     build_roles,
+    denied_now,
     make_members,
     print_row,
     request_access,
@@ -70,10 +71,6 @@ def main() -> int:
 
 def _policy_document(value: Any) -> dict[str, Any]:
     return json.loads(value) if isinstance(value, str) else dict(value)
-
-
-def _parse_iso(value: str) -> datetime:
-    return datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
 
 
 def measure(env: BenchEnv, args: Any) -> int:
@@ -147,21 +144,10 @@ def measure(env: BenchEnv, args: Any) -> int:
     while len(first_seen) < len(grant_ids):
         started = time.monotonic()
         for role, iam in pollers:
-            try:
-                with aws.aws_errors():
-                    document = iam.get_role_policy(
-                        RoleName=role.iam_name, PolicyName=policies.REVOCATIONS_POLICY_NAME
-                    )["PolicyDocument"]
-            except aws.AwsRejected as exc:
-                if exc.code == "NoSuchEntity":
-                    continue
-                raise
+            denied = denied_now(iam, role)
             seen = timezone.now()
-            for statement in _policy_document(document)["Statement"]:
-                names = statement["Condition"]["StringEquals"]["aws:SourceIdentity"]
-                cutoff = _parse_iso(statement["Condition"]["DateLessThan"]["aws:TokenIssueTime"])
-                for identity in [names] if isinstance(names, str) else names:
-                    first_seen.setdefault(identity, (seen, cutoff, role.pk))
+            for identity, cutoff in denied:
+                first_seen.setdefault(identity, (seen, cutoff, role.pk))
         if time.monotonic() > give_up:
             missing = len(grant_ids) - len(first_seen)
             raise BenchError(

@@ -11,10 +11,12 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from partners.models import BaselineStep, Partner
@@ -209,6 +211,10 @@ def _account_vend(partner: Partner) -> dict[str, Any]:
         partner = account_creation_start(partner=partner)
         if partner.aws_account_id:
             return _account_resources(partner, how="existing")
+        if not partner.aws_account_request_id:
+            raise StepPending(
+                "Another worker is starting the account's creation; checking again shortly.", {}
+            )
     return _account_creation_poll(partner)
 
 
@@ -216,16 +222,29 @@ def account_creation_start(*, partner: Partner) -> Partner:
     """Adopt the partner's account if AWS already has it (or is creating it), else call CreateAccount; either
     way the request id is saved before anyone polls it.
 
-    The partner row stays locked across the AWS calls: two workers on the same partner cannot both decide to
-    create. If the process dies after CreateAccount but before the commit, the next run finds the creation in
-    flight (by account name) or the finished account (by email) and adopts it instead of creating another."""
-    orgs = aws.management_client("organizations")
+    Two workers on the same partner cannot both decide to create: each first claims the partner with a
+    conditional update, committed before any AWS call (no row lock is held across one); the loser leaves. A
+    failed call releases the claim at once. If the process dies after CreateAccount but before recording it,
+    the claim runs out and the next run finds the creation in flight (by account name) or the finished account
+    (by email) and adopts it instead of creating another."""
+    now = timezone.now()
     with transaction.atomic():
-        partner = Partner.objects.select_for_update(of=("self",), no_key=True).get(pk=partner.pk)
-        if partner.aws_account_id or partner.aws_account_request_id:
-            return partner
-        if not partner.aws_account_email:
+        claimed = (
+            Partner.objects.filter(pk=partner.pk, aws_account_id="", aws_account_request_id="")
+            .exclude(aws_account_email="")
+            .filter(
+                Q(aws_account_claimed_at__isnull=True)
+                | Q(aws_account_claimed_at__lt=now - timedelta(seconds=settings.IAM_LEASE_SECONDS))
+            )
+            .update(aws_account_claimed_at=now)
+        )
+    partner = Partner.objects.get(pk=partner.pk)
+    if not claimed:
+        if not partner.aws_account_email and not partner.aws_account_id:
             raise StepFailed("No account email: use “Provision AWS account and network” to give one.")
+        return partner  # recorded already, or another worker is at it
+    orgs = aws.management_client("organizations")
+    try:
         with aws.aws_errors():
             existing = _account_by_email(orgs, partner.aws_account_email)
             request_id = None if existing else _creation_in_flight(orgs, _account_name(partner))
@@ -238,11 +257,18 @@ def account_creation_start(*, partner: Partner) -> Partner:
                         Tags=[{"Key": "porte:partner", "Value": partner.slug}],
                     )["CreateAccountStatus"]["Id"]
                 )
-        if existing is not None:
-            return _account_record(partner_id=partner.pk, account_id=existing, how="existing with this email")
-        assert request_id is not None
-        partner.aws_account_request_id = request_id
-        partner.save(update_fields=["aws_account_request_id"])
+    except BaseException:
+        Partner.objects.filter(pk=partner.pk, aws_account_claimed_at=now).update(aws_account_claimed_at=None)
+        raise
+    if existing is not None:
+        partner = _account_record(partner_id=partner.pk, account_id=existing, how="existing with this email")
+        Partner.objects.filter(pk=partner.pk).update(aws_account_claimed_at=None)
+        return partner
+    assert request_id is not None
+    with transaction.atomic():
+        partner = Partner.objects.select_for_update(of=("self",), no_key=True).get(pk=partner.pk)
+        partner.aws_account_request_id, partner.aws_account_claimed_at = request_id, None
+        partner.save(update_fields=["aws_account_request_id", "aws_account_claimed_at"])
         audit_record(
             action="partner.account_creation_started",
             obj=partner,

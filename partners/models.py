@@ -34,6 +34,9 @@ class Partner(models.Model):
     # crashed worker resumes the same request instead of creating a second account.
     aws_account_email = models.EmailField(blank=True)
     aws_account_request_id = models.CharField(max_length=64, blank=True)
+    # A worker deciding whether to call CreateAccount claims the partner first (committed, never a row lock held
+    # across the call); a claim older than PORTE_IAM_LEASE_SECONDS belonged to a worker that died.
+    aws_account_claimed_at = models.DateTimeField(null=True, blank=True)
     # Required by every scoped role's trust policy (confused-deputy protection).
     external_id = models.CharField(max_length=64, default=_external_id, editable=False)
     sponsor = models.ForeignKey(

@@ -4,6 +4,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 import requests
 
 
@@ -152,3 +153,81 @@ def assert_audit_chain_whole() -> None:
 
     wait_for(sealed_all, timeout=30, what="the audit chain's tail to be sealed")
     assert verify_chain() is None
+
+
+def run_together(*calls: Callable[[], Any], timeout: float = 60) -> list[Any]:
+    """Run each call in its own thread (own database connection), released together by a barrier; return each
+    call's result, or the exception it raised."""
+    import threading
+
+    from django.db import connection
+
+    barrier = threading.Barrier(len(calls))
+    outcomes: list[Any] = [None] * len(calls)
+
+    def run(i: int) -> None:
+        try:
+            barrier.wait(timeout=10)
+            outcomes[i] = calls[i]()
+        except BaseException as exc:  # handed to the caller
+            outcomes[i] = exc
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(calls))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=timeout)
+        assert not thread.is_alive(), f"a concurrent call did not finish within {timeout:g} s (deadlock?)"
+    return outcomes
+
+
+def locked_elsewhere(table: str, ids: list[int]) -> bool:
+    """Whether any of these rows is locked by another transaction, asked from a fresh connection (NOWAIT)."""
+    from django.db import OperationalError, connection, transaction
+
+    def probe() -> bool:
+        try:
+            with transaction.atomic(), connection.cursor() as cursor:
+                cursor.execute(f"SELECT id FROM {table} WHERE id = ANY(%s) FOR UPDATE NOWAIT", [ids])
+                return False
+        except OperationalError:
+            return True
+
+    [outcome] = run_together(probe)
+    if isinstance(outcome, BaseException):
+        raise outcome
+    return bool(outcome)
+
+
+def require_postgresql(what: str) -> None:
+    """Fail loudly (never pass vacuously) when a test about PostgreSQL's locks runs on another database."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.fail(f"{what} needs PostgreSQL (run it with tests/run.py)")
+
+
+def self_signed_certificate_b64(common_name: str, not_before: Any, not_after: Any) -> str:
+    """A self-signed certificate, base64 DER as SAML metadata carries it."""
+    import base64
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
+        .sign(key, hashes.SHA256())
+    )
+    return base64.b64encode(cert.public_bytes(serialization.Encoding.DER)).decode()

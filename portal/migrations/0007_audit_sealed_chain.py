@@ -1,6 +1,7 @@
 """The audit chain is sealed after commit instead of under a global lock at insert time.
 
-Events already in the log were chained in id order under that lock: their place in the chain (seq) is their id.
+Events already in the log were chained in id order under that lock: their place in the chain (seq) is their rank
+in id order (ids have gaps where a transaction rolled back; places must not).
 The append-only trigger now lets exactly one update through: the sealer's, which gives an unsealed event its
 seq, prev_hash and hash and changes nothing else. Sealed events stay immutable; DELETE is refused as before.
 """
@@ -30,16 +31,21 @@ END;
 $$ LANGUAGE plpgsql;
 """
 GUARD = "ALTER TABLE portal_auditevent {} TRIGGER porte_audit_append_only"
+PLACES = """
+UPDATE portal_auditevent SET seq = ranked.place
+FROM (SELECT id, row_number() OVER (ORDER BY id) AS place FROM portal_auditevent) AS ranked
+WHERE portal_auditevent.id = ranked.id
+"""
 
 
 def forwards(apps, schema_editor):  # type: ignore[no-untyped-def]
     if schema_editor.connection.vendor == "postgresql":
         schema_editor.execute(GUARD.format("DISABLE"))
-        schema_editor.execute("UPDATE portal_auditevent SET seq = id")
+        schema_editor.execute(PLACES)
         schema_editor.execute(GUARD.format("ENABLE"))
         schema_editor.execute(TRIGGER)
     else:
-        schema_editor.execute("UPDATE portal_auditevent SET seq = id")
+        schema_editor.execute(PLACES)
 
 
 def backwards(apps, schema_editor):  # type: ignore[no-untyped-def]

@@ -8,13 +8,11 @@ none fails on a deadlock or a lock timeout, and the audit chain holds every even
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 
 import pytest
 from django.core.exceptions import ValidationError
-from django.db import connection
 from django.utils import timezone
 
 from grants import role_lease, services
@@ -22,7 +20,7 @@ from grants.models import Grant
 from partners import services as partner_services
 from portal.models import AuditEvent, User
 from tests.fixtures.domain import World, make_member
-from tests.helpers import assert_audit_chain_whole, purge_broker
+from tests.helpers import assert_audit_chain_whole, purge_broker, require_postgresql, run_together
 
 pytestmark = pytest.mark.django_db(transaction=True)
 ROUNDS = 8
@@ -30,36 +28,13 @@ ROUNDS = 8
 
 @pytest.fixture(autouse=True)
 def _require_postgresql() -> None:
-    if connection.vendor != "postgresql":
-        pytest.fail("tests/grants/test_concurrent_operations.py needs PostgreSQL (run it with tests/run.py)")
+    require_postgresql("tests/grants/test_concurrent_operations.py")
 
 
 @pytest.fixture(autouse=True)
 def _no_stray_tasks() -> Iterator[None]:
     yield
     purge_broker()  # requests and revocations queue tasks on commit; no worker runs here
-
-
-def _together(calls: list[Callable[[], object]]) -> list[BaseException | None]:
-    barrier = threading.Barrier(len(calls))
-    outcomes: list[BaseException | None] = [None] * len(calls)
-
-    def run(i: int) -> None:
-        try:
-            barrier.wait(timeout=10)
-            calls[i]()
-        except BaseException as exc:  # inspected below
-            outcomes[i] = exc
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(calls))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-        assert not thread.is_alive(), "an operation did not finish within 60 s"
-    return outcomes
 
 
 def _active_grant(world: World, user) -> Grant:  # type: ignore[no-untyped-def]
@@ -117,8 +92,10 @@ def test_revoke_re_request_deny_sweep_and_partner_changes_at_once_never_deadlock
     failures: list[str] = []
     answered = 0
     for round_ in range(ROUNDS):
-        for i, outcome in enumerate(_together(_round(acme, people, round_))):
-            if outcome is None or isinstance(outcome, ValidationError | role_lease.RoleBusy):
+        for i, outcome in enumerate(run_together(*_round(acme, people, round_))):
+            if not isinstance(outcome, BaseException) or isinstance(
+                outcome, ValidationError | role_lease.RoleBusy
+            ):
                 answered += 1  # done, or refused with a message ("you already have this access")
             else:
                 failures.append(f"round {round_}, operation {i}: {type(outcome).__name__}: {outcome}")

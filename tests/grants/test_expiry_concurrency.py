@@ -13,13 +13,11 @@ simulates time passing (the sweeper reads ends_at from the database), without sl
 
 from __future__ import annotations
 
-import threading
 from collections import Counter
 from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
-from django.db import OperationalError, connection, transaction
 from django.utils import timezone
 
 from grants import policies, services
@@ -27,7 +25,15 @@ from grants.models import Grant, Role
 from portal import aws
 from portal.models import AuditEvent, User
 from tests.fixtures.domain import READ_ONLY, World, make_member
-from tests.helpers import assert_audit_chain_whole, denied_identities, purge_broker, role_inline_policy
+from tests.helpers import (
+    assert_audit_chain_whole,
+    denied_identities,
+    locked_elsewhere,
+    purge_broker,
+    require_postgresql,
+    role_inline_policy,
+    run_together,
+)
 from tests.peers.oidc_idp import free_port
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -38,8 +44,7 @@ USERS = 10
 @pytest.fixture(autouse=True)
 def _require_postgresql() -> None:
     # SKIP LOCKED and the row locks under test are PostgreSQL's; SQLite serialises writers instead.
-    if connection.vendor != "postgresql":
-        pytest.fail("tests/grants/test_expiry_concurrency.py needs PostgreSQL (run it with tests/run.py)")
+    require_postgresql("tests/grants/test_expiry_concurrency.py")
 
 
 @pytest.fixture(autouse=True)
@@ -84,29 +89,11 @@ def _due_grants(acme: World, *, roles: int) -> list[Grant]:
 
 
 def _run_concurrently(*calls) -> list[int]:  # type: ignore[no-untyped-def]
-    """Run each call in its own thread (own database connection), released together by a barrier."""
-    barrier = threading.Barrier(len(calls))
-    results: list[int | BaseException] = [0] * len(calls)
-
-    def run(i: int) -> None:
-        try:
-            barrier.wait(timeout=10)
-            results[i] = calls[i]()
-        except BaseException as exc:  # re-raised in the main thread below
-            results[i] = exc
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(calls))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-        assert not thread.is_alive(), "a sweeper did not finish within 60 s (deadlock?)"
-    for result in results:
-        if isinstance(result, BaseException):
-            raise result
-    return results  # type: ignore[return-value]
+    outcomes = run_together(*calls)
+    for outcome in outcomes:
+        if isinstance(outcome, BaseException):
+            raise outcome
+    return outcomes
 
 
 def _expired_events(grant_ids: list[int]) -> Counter[str]:
@@ -193,25 +180,10 @@ def test_no_row_is_locked_while_aws_is_called(acme):
     writes elsewhere carry on."""
     grants = _due_grants(acme, roles=1)
     ids = [g.pk for g in grants]
-    seen: list[str] = []
+    seen: list[bool] = []
 
     def check_nothing_locked(**_: object) -> None:
-        def probe() -> None:
-            try:
-                with transaction.atomic(), connection.cursor() as cursor:
-                    cursor.execute(
-                        "SELECT id FROM grants_role WHERE id = %s FOR UPDATE NOWAIT", [acme.role.pk]
-                    )
-                    cursor.execute("SELECT id FROM grants_grant WHERE id = ANY(%s) FOR UPDATE NOWAIT", [ids])
-                    seen.append(f"unlocked:{len(cursor.fetchall())}")
-            except OperationalError as exc:
-                seen.append(f"locked:{exc}")
-            finally:
-                connection.close()
-
-        thread = threading.Thread(target=probe)
-        thread.start()
-        thread.join(30)
+        seen.append(locked_elsewhere("grants_role", [acme.role.pk]) or locked_elsewhere("grants_grant", ids))
 
     iam = aws.partner_client("iam", acme.partner.aws_account_id)
     iam.meta.events.register("before-call.iam.PutRolePolicy", check_nothing_locked)
@@ -219,7 +191,7 @@ def test_no_row_is_locked_while_aws_is_called(acme):
         assert services.grants_expire_due() == len(ids)
     finally:
         iam.meta.events.unregister("before-call.iam.PutRolePolicy", check_nothing_locked)
-    assert seen == [f"unlocked:{len(ids)}"]
+    assert seen == [False]
 
 
 def test_a_role_whose_aws_write_fails_holds_up_no_other_role(acme, globex):

@@ -21,6 +21,7 @@ from partners.models import BaselineStep, Partner
 from portal import aws
 from portal.models import AuditEvent
 from tests.fixtures.domain import sign_in_as
+from tests.helpers import locked_elsewhere, run_together
 
 pytestmark = pytest.mark.django_db
 
@@ -307,3 +308,35 @@ def test_staff_cannot_adopt_an_account_outside_the_organization_or_the_managemen
     assert (
         ("not a member of Porte" in text) if account_id == "111111111111" else ("management account" in text)
     )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_workers_starting_the_same_account_create_it_once_and_lock_nothing_across_aws(
+    local_aws: str,
+) -> None:
+    """Two workers reach "create the account" for the same partner at once. Each claims the partner with a
+    committed conditional update: one wins and calls CreateAccount, the other leaves; while CreateAccount is in
+    flight another connection can lock the partner's row (NOWAIT), so no lock is held across the call."""
+    partner = new_partner()
+    aws_account.partner_provisioning_request(partner=partner, email=EMAIL)
+    probes: list[bool] = []
+
+    def probe(**_: object) -> None:
+        probes.append(locked_elsewhere("partners_partner", [partner.pk]))
+
+    client = orgs()
+    client.meta.events.register("before-call.organizations.CreateAccount", probe)
+    try:
+        outcomes = run_together(
+            lambda: aws_account.account_creation_start(partner=Partner.objects.get(pk=partner.pk)),
+            lambda: aws_account.account_creation_start(partner=Partner.objects.get(pk=partner.pk)),
+        )
+    finally:
+        client.meta.events.unregister("before-call.organizations.CreateAccount", probe)
+    assert all(isinstance(o, Partner) for o in outcomes), outcomes
+    assert probes == [False]  # CreateAccount ran once, with nothing locked
+    partner.refresh_from_db()
+    assert partner.aws_account_request_id and partner.aws_account_claimed_at is None
+    run_provision_task(partner)
+    partner.refresh_from_db()
+    assert accounts_with_email(EMAIL) == [partner.aws_account_id]

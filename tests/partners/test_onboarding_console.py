@@ -8,7 +8,6 @@ test sign-ins, which go through a live server and the real two-step staff login.
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import re
 from collections.abc import Iterator
@@ -16,10 +15,6 @@ from collections.abc import Iterator
 import pytest
 import requests
 from allauth.socialaccount.models import SocialAccount
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import NameOID
 from django.core.cache import cache
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
@@ -30,7 +25,14 @@ from portal.crypto import decrypt
 from portal.models import AuditEvent, User
 from tests.fixtures.domain import STAFF_TOTP_SECRET, build_saml_partner, make_staff, saml_sp, sign_in_as
 from tests.fixtures.peers import ALICE
-from tests.helpers import begin_oidc_sign_in, begin_saml_sign_in, csrf_headers, refusals, staff_sign_in
+from tests.helpers import (
+    begin_oidc_sign_in,
+    begin_saml_sign_in,
+    csrf_headers,
+    refusals,
+    self_signed_certificate_b64,
+    staff_sign_in,
+)
 from tests.peers.oidc_idp import OidcIdp, OidcIdpError
 from tests.peers.oidc_idp import sign_in as oidc_sign_in
 from tests.peers.saml_idp import SamlIdp, SamlUser, free_port
@@ -241,19 +243,7 @@ def test_a_valid_oidc_idp_is_saved_with_its_secret_encrypted(console, sam, acme_
 
 
 def _certificate(not_before: dt.datetime, not_after: dt.datetime) -> str:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "idp.acme.example")])
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(not_before)
-        .not_valid_after(not_after)
-        .sign(key, hashes.SHA256())
-    )
-    return base64.b64encode(cert.public_bytes(serialization.Encoding.DER)).decode()
+    return self_signed_certificate_b64("idp.acme.example", not_before, not_after)
 
 
 def _metadata(cert_b64: str, entity_id: str = "https://idp.acme.example/saml") -> bytes:

@@ -4,6 +4,8 @@ sealer's one update of an unsealed event), and `verify_chain` names the first ev
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from django.db import DatabaseError, connection, transaction
 
@@ -264,4 +266,52 @@ def test_an_event_committed_after_later_ids_were_sealed_gets_the_next_place():
     assert seal() == 1
     late = AuditEvent.objects.get(pk=result["late"])
     assert late.pk < early.pk and late.seq == 2  # lower id, later place: the order it became visible in
+    assert verify_chain() is None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_chain_written_before_sealing_existed_keeps_verifying_after_the_upgrade():
+    """Events chained in id order under the old global lock get their place (their rank in id order: a
+    rolled-back transaction left a gap in the ids) from the migration, and the chain verifies; new events are
+    sealed after them."""
+    from django.db.migrations.executor import MigrationExecutor
+
+    from portal.audit import _digest
+
+    executor = MigrationExecutor(connection)
+    executor.migrate([("portal", "0006_partner_people_without_passwords")])
+    try:
+        prev = GENESIS
+        with connection.cursor() as cursor:
+            for n in range(3):
+                if n == 2:  # an id taken by a transaction that rolled back
+                    cursor.execute("SELECT nextval(pg_get_serial_sequence('portal_auditevent', 'id'))")
+                at = f"2026-01-0{n + 1}T10:00:00+00:00"
+                digest = _digest(
+                    prev_hash=prev,
+                    at=at,
+                    actor_id=None,
+                    action=f"old.{n}",
+                    object_type="",
+                    object_id="",
+                    partner_id=None,
+                    data={"n": n},
+                )
+                cursor.execute(
+                    "INSERT INTO portal_auditevent (at, actor_id, action, object_type, object_id, partner_id, data,"
+                    " prev_hash, hash) VALUES (%s, NULL, %s, '', '', NULL, %s, %s, %s)",
+                    [at, f"old.{n}", json.dumps({"n": n}), prev, digest],
+                )
+                prev = digest
+    finally:
+        executor = MigrationExecutor(connection)
+        executor.migrate(executor.loader.graph.leaf_nodes())
+    old = list(AuditEvent.objects.order_by("id"))
+    assert [e.seq for e in old] == [1, 2, 3] and old[2].pk - old[1].pk == 2
+    assert verify_chain() is None
+    with transaction.atomic():
+        new = audit_record(action="test.after_upgrade", obj=None)
+    assert seal() == 1
+    new.refresh_from_db()
+    assert new.seq == old[-1].seq + 1 and new.prev_hash == old[-1].hash
     assert verify_chain() is None
