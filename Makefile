@@ -4,12 +4,12 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test check lint format bench bench-all install node browser saml-idp clean
+.PHONY: run test check lint format bench bench-all install node iam-peer browser saml-idp clean
 
 run: install node
 	$(PY) demo/run.py
 
-test: install node browser saml-idp
+test: install node iam-peer browser saml-idp
 	$(PY) tests/run.py $(ARGS)
 
 check: install
@@ -28,6 +28,7 @@ format: install
 bench: install node
 	$(PY) bench/time_to_access.py
 	$(PY) bench/expiry_lag.py
+	$(PY) bench/revoke_latency.py
 
 # Every benchmark, one after the other (about half an hour on 2 cores).
 bench-all: bench
@@ -47,6 +48,13 @@ node: demo/oidc-idp/node_modules/.package-lock.json
 demo/oidc-idp/node_modules/.package-lock.json: demo/oidc-idp/package-lock.json
 	@command -v node >/dev/null || { echo "Node.js 20+ is needed for the demo IdP (apt-get install nodejs npm)"; exit 1; }
 	npm ci --prefix demo/oidc-idp --no-audit --no-fund --loglevel=error
+
+# Test-only peer: an IAM evaluator (AGPL-3.0, never shipped) for what moto cannot decide (tests/peers/iam_decisions.py).
+iam-peer: tests/peers/iam_simulate/node_modules/.package-lock.json
+
+tests/peers/iam_simulate/node_modules/.package-lock.json: tests/peers/iam_simulate/package-lock.json
+	@command -v node >/dev/null || { echo "Node.js 20+ is needed for the IAM evaluator (apt-get install nodejs npm)"; exit 1; }
+	npm ci --prefix tests/peers/iam_simulate --no-audit --no-fund --loglevel=error
 
 # The browser tests drive Debian's Chromium (never a downloaded browser build).
 browser:

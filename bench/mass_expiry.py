@@ -212,7 +212,7 @@ def _expire(
     from grants import policies
     from grants.models import Grant
     from portal import aws
-    from portal.audit import verify_chain
+    from portal.audit import unsealed, verify_chain
     from portal.models import AuditEvent
 
     calls_before_m = len(proxy.snapshot())
@@ -284,6 +284,11 @@ def _expire(
     expired_events = AuditEvent.objects.filter(action="grant.expired").count()
     per_grant = Counter(AuditEvent.objects.filter(action="grant.expired").values_list("object_id", flat=True))
     twice = sum(1 for n in per_grant.values() if n != 1)
+    # The worker's beat seals the chain every PORTE_AUDIT_SEAL_SECONDS; wait for the tail, then verify it all.
+    t_seal = time.perf_counter()
+    while unsealed().events and time.perf_counter() - t_seal < 60:
+        time.sleep(0.1)
+    sealed_s, left_unsealed = time.perf_counter() - t_seal, unsealed().events
     t_chain = time.perf_counter()
     chain_break = verify_chain()
     chain_s = time.perf_counter() - t_chain
@@ -385,7 +390,8 @@ def _expire(
     print()
     print(
         f"audit     : {expired_events} grant.expired events, {twice} grants with other than one; "
-        f"chain {'intact' if chain_break is None else f'BROKEN at {chain_break}'} (verified in {chain_s:.1f} s)"
+        f"chain {'intact' if chain_break is None else f'BROKEN at {chain_break}'} (verified in {chain_s:.1f} s; "
+        f"tail sealed {sealed_s:.1f} s after the last grant was seen expired, {left_unsealed} left unsealed)"
     )
     print(
         f"checks    : grants without an accepted covering put {missing_exact}, puts naming several roles' "
@@ -397,7 +403,15 @@ def _expire(
         f"target ~one put per role per sweep: {'MET' if len(puts) <= 1.1 * ideal_puts else 'NOT MET'} "
         f"({len(puts)} puts, ideal {ideal_puts})"
     )
-    bad = missing_exact or wrong_role or early or short_cutoff or twice or chain_break is not None
+    bad = (
+        missing_exact
+        or wrong_role
+        or early
+        or short_cutoff
+        or twice
+        or chain_break is not None
+        or left_unsealed
+    )
     bad = bad or expired_events != len(grant_ids)
     return 1 if bad else 0
 

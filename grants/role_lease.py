@@ -6,7 +6,7 @@ the lease computes the revocation document from the database when it writes, so 
 came for, and anything claimed later is picked up by the next sweep. A writer that dies leaves a lease that runs
 out on its own.
 
-After AWS failures the role is backed off (2, 4, 8 ... 60 s; `iam_retry_at`), and so are the other roles of the
+After AWS failures the role is backed off (2, 4, 8, then every 10 s; `iam_retry_at`), and so are the other roles of the
 same partner when AWS itself is unavailable: one partner's outage costs the others at most one timeout per
 backoff, never a queue behind it.
 """
@@ -26,7 +26,7 @@ from django.utils import timezone
 
 from grants.models import Role
 
-BACKOFF_MAX_SECONDS = 60
+BACKOFF_MAX_SECONDS = 10
 
 
 class RoleBusy(Exception):

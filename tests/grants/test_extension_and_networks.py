@@ -109,3 +109,15 @@ def test_minting_outside_the_partner_networks_is_refused_with_the_reason(acme: W
     assert not CredentialIssue.objects.filter(grant=grant).exists()
     minted = services.credential_mint(grant_id=grant.pk, user=alice, kind="cli", source_ip="198.51.100.20")
     assert minted.issue.source_ip == "198.51.100.20"
+
+
+def test_minting_after_the_end_says_the_grant_expired_before_any_sweep(acme: World, alice) -> None:  # type: ignore[no-untyped-def]
+    """The sweep has not run yet (the grant is still `active` in the database), but its time is up: minting is
+    refused with the true reason and the moment it ended, and no session is issued."""
+    grant = _active_grant(acme, alice)
+    ended = timezone.now() - timedelta(seconds=5)
+    Grant.objects.filter(pk=grant.pk).update(starts_at=ended - timedelta(minutes=30), ends_at=ended)
+    with pytest.raises(services.GrantNotUsable, match=rf"^This grant expired at {ended:%Y-%m-%d %H:%M} UTC"):
+        services.credential_mint(grant_id=grant.pk, user=alice, kind="cli", source_ip="198.51.100.20")
+    assert Grant.objects.get(pk=grant.pk).status == Grant.Status.ACTIVE
+    assert not CredentialIssue.objects.filter(grant=grant).exists()

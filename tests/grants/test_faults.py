@@ -18,7 +18,7 @@ import re
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
@@ -27,6 +27,7 @@ import boto3
 import pytest
 import redis
 from django.conf import settings as django_settings
+from django.core.exceptions import ValidationError
 from django.db import connection
 from django.test import Client
 from django.utils import timezone
@@ -43,6 +44,7 @@ from tests.helpers import (
     denied_identities,
     purge_broker,
     role_inline_policy,
+    run_together,
     wait_for,
 )
 from tests.peers.aws_proxy import AwsCall, AwsProxy
@@ -510,3 +512,134 @@ def test_console_view_redirects_the_holder_to_the_federation_login(
     assert secret["sessionKey"] not in page and secret["sessionToken"] not in page
     # The failed click issued nothing anyone can use: no CredentialIssue was recorded for it.
     assert CredentialIssue.objects.filter(grant=alice_grant).count() == 1
+
+
+# --- e. everything at once on one role, with AWS slow ---------------------------------------------------------
+
+
+class _Outcomes:
+    """What the people of a fault round did: refusals with a message are answers; anything else is a failure."""
+
+    def __init__(self) -> None:
+        self.failures: list[str] = []
+
+    def attempt(self, what: str, call: Callable[[], object]) -> None:
+        try:
+            call()
+        except (services.GrantNotUsable, ValidationError):
+            pass  # "you already hold it", "this grant was revoked at ..."
+        except Exception as exc:
+            self.failures.append(f"{what}: {type(exc).__name__}: {exc}")
+
+
+def _active_grant(acme: World, user) -> Grant:  # type: ignore[no-untyped-def]
+    current = Grant.objects.filter(user=user, role=acme.role, status=Grant.Status.ACTIVE).first()
+    if current is not None:
+        return current
+    Grant.objects.filter(user=user, role=acme.role, status=Grant.Status.PENDING).update(
+        status=Grant.Status.REVOKED, ended_at=timezone.now()
+    )
+    request = services.access_request_create(
+        requester=user, role=acme.role, justification="Fault round", duration=timedelta(minutes=30)
+    )
+    return services.grant_activate(grant_id=request.grant.pk)
+
+
+def _fault_round(acme: World, people: list, outcomes: _Outcomes, round_: int) -> tuple[list, int]:  # type: ignore[type-arg]
+    """The calls of one round (run together), and the grant left to expire in it."""
+    revoker, minter, holder, expiring = people
+    grants = {user.pk: _active_grant(acme, user) for user in people}
+    _make_due([grants[expiring.pk].pk], ends_in=timedelta(seconds=1))
+
+    def request(user, why: str) -> object:  # type: ignore[no-untyped-def]
+        return services.access_request_create(
+            requester=user, role=acme.role, justification=why, duration=timedelta(minutes=30)
+        )
+
+    def revoke_and_request_again() -> None:
+        outcomes.attempt(
+            "revoke", lambda: services.grant_revoke(grant=grants[revoker.pk], reason="done", actor=revoker)
+        )
+        outcomes.attempt("request again", lambda: request(revoker, "Again, at once"))
+
+    def mint() -> None:
+        outcomes.attempt(
+            "mint",
+            lambda: services.credential_mint(
+                grant_id=grants[minter.pk].pk, user=minter, kind="cli", source_ip="198.51.100.20"
+            ),
+        )
+
+    calls = [
+        revoke_and_request_again,
+        mint,
+        lambda: outcomes.attempt("request while holding", lambda: request(holder, "More of the same")),
+        lambda: outcomes.attempt(
+            "revoke by staff",
+            lambda: services.grant_revoke(grant=grants[minter.pk], reason=f"round {round_}"),
+        ),
+    ]
+    return calls, grants[expiring.pk].pk
+
+
+def test_revoke_re_request_mint_and_expiry_at_once_with_aws_slow_fail_no_operation(
+    acme, worker_env, tmp_path, local_aws, settings
+):
+    """Two worker processes (one with beat, sweeping every 0.5 s) and threads of this process work on the same
+    role and partner at once, every AWS call slowed by 150 ms through a proxy in front of moto: people revoke
+    their grant and request the role again at once, mint sessions while staff revoke them, request while already
+    holding it, and let a grant expire, round after round. No operation fails (a refusal with a message is an
+    answer; a database error is a failure), no worker task fails, and each person's latest revocation is on the
+    role."""
+    people = [make_member(acme.partner, f"busy{i}") for i in range(4)]
+    outcomes = _Outcomes()
+    with AwsProxy(local_aws, delay=lambda call: 0.15) as proxy:
+        settings.AWS_ENDPOINT_URL = proxy.url
+        aws.reset_caches()
+        env = {**worker_env, "AWS_ENDPOINT_URL": proxy.url}
+        workers = [
+            WorkerProcess(env, tmp_path / "beat-worker.log", beat=True).start(),
+            WorkerProcess(env, tmp_path / "worker.log", beat=False).start(),
+        ]
+        try:
+            for round_ in range(3):
+                calls, expiring = _fault_round(acme, people, outcomes, round_)
+                for outcome in run_together(*calls):
+                    if isinstance(outcome, BaseException):
+                        outcomes.failures.append(f"round {round_}: {type(outcome).__name__}: {outcome}")
+
+                def settled(expiring: int = expiring) -> bool:
+                    waiting = Grant.objects.filter(status__in=[Grant.Status.EXPIRING, Grant.Status.REVOKING])
+                    return not waiting.exists() and _statuses([expiring]) == {Grant.Status.EXPIRED}
+
+                wait_for(settled, timeout=60, what=lambda: "every ended grant's deny\n" + workers[0].output())
+        finally:
+            for worker in workers:
+                worker.stop()
+            settings.AWS_ENDPOINT_URL = local_aws
+            aws.reset_caches()
+
+    assert not outcomes.failures, "\n".join(outcomes.failures)
+    logs = "\n".join(w.log_path.read_text(errors="replace") for w in workers)
+    assert "deadlock detected" not in logs
+    assert not re.findall(r"Task \S+\[[^\]]+\] raised unexpected", logs), logs[-5000:]
+    ended = list(
+        Grant.objects.filter(
+            status__in=[Grant.Status.EXPIRED, Grant.Status.REVOKED], deny_cutoff__isnull=False
+        )
+    )
+    assert len(ended) >= 6
+    _assert_each_holder_latest_denied(acme, ended)
+    assert_audit_chain_whole()
+
+
+def _assert_each_holder_latest_denied(acme: World, ended: list[Grant]) -> None:
+    document = role_inline_policy(
+        acme.partner.aws_account_id, acme.role.iam_name, policies.REVOCATIONS_POLICY_NAME
+    )
+    denied = dict(denied_identities(document))
+    latest: dict[str, str] = {}
+    for grant in Grant.objects.filter(pk__in=[g.pk for g in ended]).select_related("user"):
+        cutoff = policies.iso(grant.deny_cutoff)
+        latest[grant.user.source_identity] = max(cutoff, latest.get(grant.user.source_identity, ""))
+    assert denied == latest

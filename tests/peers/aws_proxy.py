@@ -3,7 +3,8 @@
 Porte's processes reach AWS only through `AWS_ENDPOINT_URL`; pointing that at this proxy instead of moto lets a
 test or a benchmark see every call a worker process makes (its action, parameters and when it was made), and
 stop a chosen call in flight: a held request is read in full, never forwarded and never answered, so the caller
-sits in its socket read exactly there until the proxy is closed. Everything else is forwarded unchanged to the
+sits in its socket read exactly there until the proxy is closed; or slow chosen calls down (`delay`: seconds
+to wait before forwarding). Everything else is forwarded unchanged to the
 upstream endpoint and its answer returned as is.
 
     with AwsProxy(moto_url, hold=lambda call: call.action == "PutRolePolicy") as proxy:
@@ -64,10 +65,17 @@ def _call_of(path: str, headers: object, body: bytes) -> AwsCall:
 
 
 class AwsProxy:
-    def __init__(self, upstream: str, *, hold: Callable[[AwsCall], bool] | None = None) -> None:
+    def __init__(
+        self,
+        upstream: str,
+        *,
+        hold: Callable[[AwsCall], bool] | None = None,
+        delay: Callable[[AwsCall], float] | None = None,
+    ) -> None:
         parts = urlsplit(upstream)
         self.upstream_host, self.upstream_port = parts.hostname or "127.0.0.1", parts.port or 80
         self.hold = hold
+        self.delay = delay
         self.calls: list[AwsCall] = []
         self.held: list[AwsCall] = []
         self.held_event = threading.Event()
@@ -94,6 +102,8 @@ class AwsProxy:
                     proxy._released.wait()
                     self.close_connection = True  # dropped unanswered
                     return
+                if proxy.delay is not None:
+                    time.sleep(proxy.delay(call))  # a slow AWS: the answer comes, late
                 upstream = getattr(self, "_upstream", None)
                 if upstream is None:
                     upstream = self._upstream = http.client.HTTPConnection(

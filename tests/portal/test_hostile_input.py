@@ -252,6 +252,7 @@ def test_every_write_refuses_invalid_input_and_stores_nothing(people: dict[str, 
                     failures.append(f"{where}: {problem}")
                 if response.status_code in (302, 401, 403, 404):
                     client = client_for(person)  # the answer may have ended the session: start again
+    print(f"hostile input: {requests} requests to {len(taking_post)} URLs that take a POST")  # shown with -s
     stale = sorted(set(FIELDLESS) - taking_post)
     assert not stale, f"FIELDLESS names URLs that take no POST (or no longer exist): {stale}"
     assert len(taking_post) > 50

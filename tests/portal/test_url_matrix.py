@@ -276,5 +276,8 @@ def test_every_url_answers_each_person_as_the_table_says(people: dict[str, Perso
                 failures.append(f"{where}: answered, but the URL is not for them")
             if actor in WITHOUT_STANDING and "_auth_user_id" in client.session:
                 failures.append(f"{where}: the session of a person without standing was not ended")
+    print(
+        f"URL matrix: {requests} requests, {len(patterns)} patterns, {len(ACTORS)} kinds of person"
+    )  # with -s
     assert requests > 9 * 200
     assert not failures, f"{len(failures)} of {requests} answers are wrong:\n" + "\n".join(failures)
