@@ -96,14 +96,28 @@ class RoleForm(forms.Form):
 
 
 class ExtendForm(forms.Form):
+    """Rendered by the grant's page from these fields: the bounds the browser shows are the ones enforced."""
+
     minutes = forms.IntegerField(
-        min_value=limits.EXTEND_MIN_MINUTES, max_value=limits.EXTEND_MAX_MINUTES, initial=30
+        min_value=limits.EXTEND_MIN_MINUTES,
+        max_value=limits.EXTEND_MAX_MINUTES,
+        initial=30,
+        widget=forms.NumberInput(attrs={"class": "minutes"}),
     )
-    justification = forms.CharField(max_length=limits.TEXT_MAX_CHARS)
+    justification = forms.CharField(
+        max_length=limits.TEXT_MAX_CHARS,
+        widget=forms.TextInput(
+            attrs={"placeholder": "Why you need more time", "aria-label": "Why you need more time"}
+        ),
+    )
 
 
 class RevokeForm(forms.Form):
-    reason = forms.CharField(required=False, max_length=limits.TEXT_MAX_CHARS)
+    reason = forms.CharField(
+        required=False,
+        max_length=limits.TEXT_MAX_CHARS,
+        widget=forms.TextInput(attrs={"placeholder": "Reason (recorded)", "aria-label": "Reason (recorded)"}),
+    )
 
 
 def group_names(text: str) -> list[str]:

@@ -28,7 +28,7 @@ from partners.models import Partner
 from portal import aws
 from portal.access import acting, acting_user, partner_only, signed_in, staff_required
 from portal.http import client_ip
-from portal.responses import bad_request, form_errors, validation_messages
+from portal.responses import bad_request, form_errors, invalid
 
 
 def _dashboard(
@@ -129,6 +129,8 @@ def grant_detail(request: HttpRequest, grant_id: int) -> HttpResponse:
         "credentials": grant.credentials.all()[:50],
         "is_holder": grant.user_id == request.user.pk,
         "can_revoke": can_revoke(acting_user(request), grant),
+        "extend_form": ExtendForm(),
+        "revoke_form": RevokeForm(),
         # Refresh while the grant is changing state, so the holder sees it become usable without clicking.
         "refresh": grant.status in (Grant.Status.PENDING, Grant.Status.EXPIRING, Grant.Status.REVOKING),
     }
@@ -201,7 +203,7 @@ def grant_extend(request: HttpRequest, grant_id: int) -> HttpResponse:
             actor=acting_user(request),
         )
     except ValidationError as exc:
-        return bad_request(request, " ".join(validation_messages(exc)), back=back)
+        return invalid(request, exc, back=back)
     messages.success(request, "Access extended. Sessions issued before stop at the old end: mint new ones.")
     return HttpResponseRedirect(back)
 

@@ -46,3 +46,8 @@ def bad_request(
     return render(
         request, "portal/bad_request.html", {"message": message, "back": back, **extra}, status=status
     )
+
+
+def invalid(request: HttpRequest, exc: ValidationError, *, back: str = "", prefix: str = "") -> HttpResponse:
+    """bad_request with what a service's ValidationError says."""
+    return bad_request(request, prefix + " ".join(validation_messages(exc)), back=back)

@@ -13,7 +13,7 @@ from grants.alerts import services
 from grants.alerts.forms import AcknowledgeForm, AlertFilterForm
 from grants.alerts.models import Alert
 from portal.access import acting_user, staff_required
-from portal.responses import bad_request, form_errors
+from portal.responses import bad_request, form_errors, invalid
 
 PAGE_SIZE = 50
 
@@ -72,7 +72,7 @@ def alert_acknowledge(request: HttpRequest, alert_id: int) -> HttpResponse:
     try:
         services.alert_acknowledge(alert=alert, actor=acting_user(request), note=form.cleaned_data["note"])
     except ValidationError as exc:
-        return bad_request(request, " ".join(exc.messages), back=back)
+        return invalid(request, exc, back=back)
     messages.success(request, f"Alert #{alert.pk} acknowledged.")
     return redirect(_list_url())
 

@@ -22,16 +22,7 @@ from grants.approvals.models import BreakGlassReview, RoleChange
 from grants.models import AccessRequest, Grant, Role
 from partners.models import Membership
 from portal.access import acting, acting_user, partner_admin_only, partner_only, signed_in, staff_required
-from portal.responses import bad_request, form_errors
-
-
-def _errors(exc: ValidationError) -> str:
-    return (
-        " ".join(e for errors in exc.message_dict.values() for e in errors)
-        if hasattr(exc, "error_dict")
-        else " ".join(exc.messages)
-    )
-
+from portal.responses import bad_request, form_errors, invalid, validation_messages
 
 # --- one request ------------------------------------------------------------------------------------------------
 
@@ -82,7 +73,7 @@ def _decide(request: HttpRequest, request_id: int, decision: str) -> HttpRespons
     except services.SelfApprovalRefused as exc:
         return bad_request(request, str(exc), back=back, status=403)
     except ValidationError as exc:
-        return bad_request(request, _errors(exc), back=back)
+        return invalid(request, exc, back=back)
     return HttpResponseRedirect(back)
 
 
@@ -150,7 +141,7 @@ def staff_break_glass_review(request: HttpRequest, review_id: int) -> HttpRespon
                 notes=form.cleaned_data["notes"],
             )
         except ValidationError as exc:
-            form.add_error(None, _errors(exc))
+            form.add_error(None, " ".join(validation_messages(exc)))
         else:
             messages.success(request, "Review closed.")
             return redirect("staff_break_glass")
@@ -214,7 +205,7 @@ def staff_change_decide(request: HttpRequest, change_id: int, decision: str) -> 
     except services.SelfApprovalRefused as exc:
         return bad_request(request, str(exc), back=back, status=403)
     except ValidationError as exc:
-        return bad_request(request, _errors(exc), back=back)
+        return invalid(request, exc, back=back)
     return HttpResponseRedirect(back)
 
 
@@ -233,7 +224,7 @@ def role_approval_policy(request: HttpRequest, role_id: int) -> HttpResponse:
                 reason=form.cleaned_data["reason"],
             )
         except ValidationError as exc:
-            form.add_error(None, _errors(exc))
+            form.add_error(None, " ".join(validation_messages(exc)))
         else:
             assert change is not None  # an approval policy change always needs four eyes
             messages.success(request, "Change proposed: another staff member must approve it.")

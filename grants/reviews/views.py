@@ -24,7 +24,7 @@ from grants.reviews.forms import DecisionForm, ReviewSettingsForm, StartCampaign
 from grants.reviews.models import ReviewCampaign, ReviewItem
 from partners.models import Partner
 from portal.access import acting, acting_user, partner_admin_only, signed_in, staff_required
-from portal.responses import bad_request, form_errors
+from portal.responses import bad_request, form_errors, invalid
 
 PAGE = 500
 
@@ -60,7 +60,7 @@ def staff_campaign_start(request: HttpRequest) -> HttpResponse:
             reviewer=form.cleaned_data["reviewer"] or None,
         )
     except ValidationError as exc:
-        return bad_request(request, " ".join(exc.messages), back=reverse("review_staff_list"))
+        return invalid(request, exc, back=reverse("review_staff_list"))
     messages.success(request, f"Review #{campaign.pk} of {campaign.partner.name} started.")
     return redirect("review_staff_detail", campaign_id=campaign.pk)
 
@@ -154,7 +154,7 @@ def staff_follow_up_done(request: HttpRequest, item_id: int) -> HttpResponse:
     try:
         services.review_follow_up_done(item=item, actor=acting_user(request))
     except ValidationError as exc:
-        return bad_request(request, " ".join(exc.messages), back=back)
+        return invalid(request, exc, back=back)
     messages.success(request, f"Follow-up of item #{item.pk} marked done.")
     return HttpResponseRedirect(back)
 
@@ -205,6 +205,6 @@ def item_decide(request: HttpRequest, item_id: int) -> HttpResponse:
             actor=user,
         )
     except ValidationError as exc:
-        return bad_request(request, f"Item #{item.pk}: " + " ".join(exc.messages), back=back)
+        return invalid(request, exc, back=back, prefix=f"Item #{item.pk}: ")
     messages.success(request, f"Item #{item.pk} ({item.label}): {form.cleaned_data['decision']} recorded.")
     return HttpResponseRedirect(back)
