@@ -351,13 +351,21 @@ def grants_expire_due(*, now: datetime | None = None) -> int:
         )
     )
     ended = 0
+    partner_of = dict(Role.objects.filter(pk__in=waiting).values_list("pk", "partner_id"))
+    unavailable: set[int] = (
+        set()
+    )  # partners whose AWS did not answer in this sweep: their other roles wait too
     for role_id in sorted(role_lease.ready_roles(waiting, now)):
+        if partner_of.get(role_id) in unavailable:
+            continue
         try:
             ended += role_finish_endings(role_id=role_id)
         except role_lease.RoleBusy:
             continue  # its writer covers these grants, or the next sweep does
         except aws.AwsError as exc:
             log.warning("could not put revocation deny on role %s: %s", role_id, exc)
+            if isinstance(exc, aws.AwsUnavailable):
+                unavailable.add(partner_of[role_id])
     return ended
 
 

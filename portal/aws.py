@@ -22,6 +22,7 @@ from typing import Any, NamedTuple, cast
 import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, ConnectionError, HTTPClientError
+from botocore.parsers import ResponseParserError
 from django.conf import settings
 from django.utils import timezone
 
@@ -79,6 +80,9 @@ def aws_errors() -> Iterator[None]:
         raise AwsRejected(code, str(error.get("Message", ""))) from exc
     except (ConnectionError, HTTPClientError) as exc:
         raise AwsUnavailable(f"AWS could not be reached ({type(exc).__name__}).") from exc
+    except ResponseParserError as exc:
+        # Not an AWS answer at all (a proxy's or load balancer's error page): transient, like a 5xx.
+        raise AwsUnavailable("AWS answered with something that is not an AWS response.") from exc
     except BotoCoreError as exc:
         raise AwsRejected(type(exc).__name__, str(exc)) from exc
 

@@ -311,3 +311,24 @@ def test_unreachable_aws_keeps_grants_expiring_until_a_later_sweep_puts_the_deny
     assert _expired_events(ids) == Counter({str(g): 1 for g in ids})
     assert_audit_chain_whole()
     assert User.objects.filter(membership__partner=acme.partner).count() == USERS
+
+
+def test_when_a_partners_aws_does_not_answer_the_sweep_tries_it_once(acme, settings):
+    """AWS answers every call with a proxy's 502 page (not even an AWS error): the sweep tries one of the
+    partner's roles, backs the whole partner off, and does not spend the retries on each of its other roles."""
+    from tests.peers.aws_proxy import AwsProxy
+
+    grants = _due_grants(acme, roles=2)
+    with AwsProxy(f"http://127.0.0.1:{free_port()}") as proxy:
+        settings.AWS_ENDPOINT_URL = proxy.url
+        aws.reset_caches()
+        try:
+            assert services.grants_expire_due() == 0
+        finally:
+            aws.reset_caches()
+    # One call (getting into the partner's account; an unparsable answer is not retried by the client), not one
+    # per role of the partner.
+    assert proxy.counts() == {"AssumeRole": 1}
+    roles = Role.objects.filter(pk__in={g.role_id for g in grants})
+    assert all(r.iam_retry_at and r.iam_retry_at > timezone.now() for r in roles)
+    assert {g.status for g in Grant.objects.filter(pk__in=[g.pk for g in grants])} == {Grant.Status.EXPIRING}
