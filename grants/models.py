@@ -135,6 +135,10 @@ class GrantQuerySet(models.QuerySet["Grant"]):
     def due(self, now=None) -> GrantQuerySet:
         return self.filter(status=Grant.Status.ACTIVE, ends_at__lte=now or timezone.now())
 
+    def waiting_to_end(self) -> GrantQuerySet:
+        """Claimed to end (expiring or revoking): ended once the deny is on the role."""
+        return self.filter(status__in=[Grant.Status.EXPIRING, Grant.Status.REVOKING])
+
 
 class Grant(models.Model):
     """Time-bound access of one person to one role.

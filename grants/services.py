@@ -345,11 +345,7 @@ def grants_expire_due(*, now: datetime | None = None) -> int:
             )
     for grant in Grant.objects.filter(status=Grant.Status.PENDING, ends_at__lte=now).select_related("role"):
         _grant_end_unused(grant)
-    waiting = set(
-        Grant.objects.filter(status__in=[Grant.Status.EXPIRING, Grant.Status.REVOKING]).values_list(
-            "role_id", flat=True
-        )
-    )
+    waiting = set(Grant.objects.waiting_to_end().values_list("role_id", flat=True))
     ended = 0
     partner_of = dict(Role.objects.filter(pk__in=waiting).values_list("pk", "partner_id"))
     unavailable: set[int] = (
@@ -390,9 +386,7 @@ def grant_time_left(*, grant_id: int) -> timedelta | None:
 
 
 def _waiting(role_id: int) -> bool:
-    return Grant.objects.filter(
-        role_id=role_id, status__in=[Grant.Status.EXPIRING, Grant.Status.REVOKING]
-    ).exists()
+    return Grant.objects.waiting_to_end().filter(role_id=role_id).exists()
 
 
 def _queue_expiry(grant: Grant) -> None:
@@ -412,11 +406,7 @@ def role_finish_endings(*, role_id: int) -> int:
     lease (try again in a moment), aws.AwsError after backing the role off."""
     with role_lease.role_iam_lease(role_id):
         role = Role.objects.select_related("partner").get(pk=role_id)
-        waiting = list(
-            Grant.objects.filter(
-                role_id=role_id, status__in=[Grant.Status.EXPIRING, Grant.Status.REVOKING]
-            ).values_list("id", flat=True)
-        )
+        waiting = list(Grant.objects.waiting_to_end().filter(role_id=role_id).values_list("id", flat=True))
         try:
             provisioning.role_put_revocations(role, timezone.now())
         except aws.AwsError as exc:
@@ -432,7 +422,8 @@ def _record_endings(role: Role, grant_ids: list[int]) -> int:
     with transaction.atomic():
         claimed = list(
             Grant.objects.select_for_update(of=("self",), no_key=True)
-            .filter(id__in=grant_ids, status__in=[Grant.Status.EXPIRING, Grant.Status.REVOKING])
+            .waiting_to_end()
+            .filter(id__in=grant_ids)
             .select_related("user")
         )
         ended_at = timezone.now()
@@ -631,11 +622,7 @@ def roles_reconcile(*, now: datetime | None = None) -> dict[int, list[str]]:
     )
     # Roles with grants waiting to end have Porte's own work in flight (their deny is being written, or will be
     # after a backoff): comparing IAM with the database now would report that work as drift.
-    busy = set(
-        Grant.objects.filter(status__in=[Grant.Status.EXPIRING, Grant.Status.REVOKING]).values_list(
-            "role_id", flat=True
-        )
-    )
+    busy = set(Grant.objects.waiting_to_end().values_list("role_id", flat=True))
     for role_id in sorted(role_lease.ready_roles(set(role_ids) - busy, now)):
         try:
             with role_lease.role_iam_lease(role_id):
