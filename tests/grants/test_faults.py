@@ -169,7 +169,6 @@ def test_worker_killed_mid_expiry_is_finished_after_restart_exactly_once(
             {**worker_env, "AWS_ENDPOINT_URL": proxy.url, "PORTE_IAM_LEASE_SECONDS": "2"},
             tmp_path / "killed.log",
             beat=True,
-            new_session=True,
         ).start()
         try:
             assert proxy.held_event.wait(30), f"the sweeper never reached PutRolePolicy\n{first.output()}"
@@ -197,7 +196,6 @@ def test_worker_killed_mid_expiry_is_finished_after_restart_exactly_once(
         {**worker_env, "AWS_ENDPOINT_URL": local_aws},
         tmp_path / "restarted.log",
         beat=True,
-        new_session=True,
     ).start()
     try:
         wait_for(
@@ -271,6 +269,10 @@ def _succeeded(workers: list[WorkerProcess]) -> list[tuple[str, str, int]]:
     return found
 
 
+def _succeeded_of(workers: list[WorkerProcess], task_ids: list[str]) -> list[tuple[str, str, int]]:
+    return [run for run in _succeeded(workers) if run[1] in task_ids]
+
+
 def test_duplicate_deliveries_to_two_workers_deny_once_and_audit_once(
     acme, worker_env, tmp_path, local_aws, settings
 ):
@@ -309,7 +311,7 @@ def test_duplicate_deliveries_to_two_workers_deny_once_and_audit_once(
                 signature.apply_async(task_id=task_id)
                 sent.append(task_id)
         wait_for(
-            lambda: len(_succeeded(workers)) == len(sent),
+            lambda: len(_succeeded_of(workers, sent)) >= len(sent),
             timeout=60,
             what=lambda: "all six deliveries to finish\n" + "\n".join(w.output() for w in workers),
         )
@@ -318,7 +320,9 @@ def test_duplicate_deliveries_to_two_workers_deny_once_and_audit_once(
             worker.stop()
 
     runs = _succeeded(workers)
-    assert Counter(task_id for _, task_id, _ in runs) == Counter(sent)
+    # Only these messages ran: a stray producer (a beat left running by another test) would make the count
+    # below meaningless, so it fails here by name.
+    assert Counter(task_id for _, task_id, _ in runs) == Counter(sent), runs
     # The tasks return how many grants they ended: between all deliveries, each grant was ended once.
     assert sum(n for _, _, n in runs) == len(ids)
     assert _all_expired(ids)
