@@ -576,7 +576,8 @@ def build_roles(partner_slugs: Sequence[str], extra_role_slugs: Sequence[str] = 
     role), each with the extra provisioned roles named; returns every Role."""
     from datetime import timedelta
 
-    from grants import provisioning, services
+    from grants import provisioning
+    from grants.services import role_setup
     from tests.fixtures.domain import READ_ONLY, build_partner
 
     roles = []
@@ -584,7 +585,7 @@ def build_roles(partner_slugs: Sequence[str], extra_role_slugs: Sequence[str] = 
         world = build_partner(slug)
         roles.append(world.role)
         for role_slug in extra_role_slugs:
-            role = services.role_create(
+            role = role_setup.role_create(
                 partner=world.partner,
                 slug=role_slug,
                 name=role_slug.title(),
@@ -608,9 +609,9 @@ def request_access(user: Any, role: Any, minutes: int = 30) -> Any:
     """An auto-approved request through the real service; returns the Grant it created (pending, task queued)."""
     from datetime import timedelta
 
-    from grants import services
+    from approvals.services import request_create
 
-    request = services.access_request_create(
+    request = request_create(
         requester=user,
         role=role,
         duration=timedelta(minutes=minutes),
@@ -625,10 +626,9 @@ def denied_now(iam: Any, role: Any) -> list[tuple[str, datetime]]:
     from portal import aws
 
     try:
-        with aws.aws_errors():
-            document = iam.get_role_policy(
-                RoleName=role.iam_name, PolicyName=policies.REVOCATIONS_POLICY_NAME
-            )["PolicyDocument"]
+        document = iam.get_role_policy(RoleName=role.iam_name, PolicyName=policies.REVOCATIONS_POLICY_NAME)[
+            "PolicyDocument"
+        ]
     except aws.AwsRejected as exc:
         if exc.code == "NoSuchEntity":
             return []

@@ -133,8 +133,8 @@ def _files() -> list[int]:
     """Stored trail files with real records (the detail page reads an event's record from its file)."""
     from django.utils import timezone
 
-    from grants.activity.simulator import CloudTrailSimulator
-    from grants.models import TrailFile
+    from activity.models import TrailFile
+    from activity.simulator import CloudTrailSimulator
 
     sim = CloudTrailSimulator(org_id="o-bench00000", bucket="porte-org-trail")
     at = timezone.now() - timedelta(days=1)
@@ -178,7 +178,7 @@ CREATE TEMP TABLE bench_call AS
 """
 # The calls are skewed (power of a uniform draw): service 0 is the busiest, service 39 the rarest.
 _INSERT_SQL = """
-INSERT INTO grants_activityevent (event_id, event_time, event_source, event_name, event_type, aws_region, account_id,
+INSERT INTO activity_activityevent (event_id, event_time, event_source, event_name, event_type, aws_region, account_id,
   partner_id, user_id, grant_id, credential_id, identity_type, principal_arn, access_key_id, source_identity,
   source_ip, user_agent, error_code, error_message, read_only, is_porte_session, flagged, file_id, position)
 SELECT md5('event' || e.i)::uuid,
@@ -216,8 +216,9 @@ def _load(events: int, file_ids: list[int]) -> float:
     from django.db import connection
     from django.utils import timezone
 
-    from grants.activity.simulator import CLI_AGENT
-    from grants.models import ActivityEvent, Grant
+    from activity.models import ActivityEvent
+    from activity.simulator import CLI_AGENT
+    from grants.models import Grant
 
     started = time.perf_counter()
     meta = ActivityEvent._meta
@@ -299,9 +300,9 @@ def _plan(user: Any, url: str) -> str:
     from django.db import connection
     from django.http import QueryDict
 
-    from grants.activity.access import activity_visible_to
-    from grants.activity.filters import ActivityFilterForm
-    from grants.activity.selectors import activity_page_query
+    from activity.access import activity_visible_to
+    from activity.filters import ActivityFilterForm
+    from activity.selectors import activity_page_query
 
     form = ActivityFilterForm(QueryDict(urlsplit(url).query))
     if not form.is_valid():
@@ -324,9 +325,9 @@ def _plan(user: Any, url: str) -> str:
 def measure(env: BenchEnv, args: Any) -> int:
     from django.db import connection
 
-    from grants.activity.filters import cursor_encode
-    from grants.activity.selectors import activity_page
-    from grants.models import ActivityEvent
+    from activity.filters import cursor_encode
+    from activity.models import ActivityEvent
+    from activity.selectors import activity_page
 
     rng = random.Random(5)  # benchmark parameters, not a secret
     env.print_header(
@@ -346,7 +347,7 @@ def measure(env: BenchEnv, args: Any) -> int:
         cursor.execute(
             "SELECT count(*), count(*) FILTER (WHERE error_code <> ''), count(*) FILTER (WHERE read_only),"
             " count(*) FILTER (WHERE flagged), count(*) FILTER (WHERE partner_id IS NULL),"
-            " count(DISTINCT grant_id), count(DISTINCT user_id) FROM grants_activityevent"
+            " count(DISTINCT grant_id), count(DISTINCT user_id) FROM activity_activityevent"
         )
         total, errors, reads, flagged, outside, grants, users = cursor.fetchone()
     print(

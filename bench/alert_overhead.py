@@ -36,13 +36,11 @@ def main() -> int:
 def measure(env: BenchEnv, args: Any) -> int:
     from django.db.models import Count
 
-    from grants import metrics
-    from grants.activity import ingest as ingest_module
-    from grants.activity import loading, trail
-    from grants.activity.simulator import CloudTrailSimulator
-    from grants.alerts.models import Alert, SeenSourceIp
-    from grants.alerts.rules import Batch
-    from grants.models import ActivityEvent
+    from activity import ingest as ingest_module
+    from activity import loading, metrics, trail
+    from activity.alerts.rules import Batch
+    from activity.models import ActivityEvent, Alert, SeenSourceIp
+    from activity.simulator import CloudTrailSimulator
 
     total = args.files * args.events
     issues = _world()

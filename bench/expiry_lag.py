@@ -137,7 +137,7 @@ def measure(env: BenchEnv, args: Any) -> int:
     grant_of = {identity: pk for pk, identity in identity_of.items()}
 
     # --- poll IAM until every person's deny is in place ----------------------------------------------------
-    pollers = [(role, aws.partner_client("iam", role.partner.aws_account_id)) for role in roles]
+    pollers = [(role, aws.partner(role.partner.aws_account_id).iam) for role in roles]
     first_seen: dict[str, tuple[datetime, datetime, int]] = {}  # identity -> (seen, cutoff, role id)
     periods: list[float] = []
     interval = args.poll_ms / 1000
@@ -243,10 +243,9 @@ def _inline_policy_sizes(pollers: Any, first_seen: Any, policies: Any, aws: Any)
     for role, iam in pollers:
         sizes = {}
         for name in (policies.PERMISSIONS_POLICY_NAME, policies.REVOCATIONS_POLICY_NAME):
-            with aws.aws_errors():
-                document = _policy_document(
-                    iam.get_role_policy(RoleName=role.iam_name, PolicyName=name)["PolicyDocument"]
-                )
+            document = _policy_document(
+                iam.get_role_policy(RoleName=role.iam_name, PolicyName=name)["PolicyDocument"]
+            )
             sizes[name] = len(re.sub(r"\s", "", json.dumps(document, separators=(",", ":"))))
             if name == policies.REVOCATIONS_POLICY_NAME:
                 statements = len(document["Statement"])

@@ -15,7 +15,7 @@ AND uploaded to the moto trail bucket (plus a digest per account, which ingestio
 
 Measured, in this order:
 1. bare: read each local file, gunzip, parse with orjson (Porte's parser) — and, for reference, stdlib json;
-2. Porte from local files: `grants.activity.ingest.ingest` over a directory source (the same parse / attribute /
+2. Porte from local files: `activity.ingest.ingest` over a directory source (the same parse / attribute /
    store / cursor code as production; only the listing and the GET differ);
 3. S3 GET only: every object fetched from moto (no parsing), with the same prefetch threads;
 4. Porte from moto S3: `activity_ingest()` — the beat task's service, unchanged — into an emptied table;
@@ -51,7 +51,7 @@ OUTSIDE_ACCOUNT = "999988887777"
 
 
 class LocalTrailSource:
-    """A directory laid out like the trail bucket; implements grants.activity.trail.TrailSource."""
+    """A directory laid out like the trail bucket; implements activity.trail.TrailSource."""
 
     def __init__(self, root: Path, logs_root: str) -> None:
         self.root, self.logs_root = root, logs_root
@@ -65,7 +65,7 @@ class LocalTrailSource:
 
     def objects_after(self, prefix: str, start_after: str) -> Iterator[Any]:
         """Keys and sizes, as one S3 listing answers them (a directory walk, each entry's size from the scan)."""
-        from grants.activity.trail import TrailObject
+        from activity.trail import TrailObject
 
         found: list[tuple[str, int]] = []
         pending = [self.root / prefix]
@@ -103,19 +103,20 @@ def _world() -> list[Any]:
     """Two partners, 8 users each with an active grant and two minted sessions (CLI, console)."""
     from _harness import build_roles, make_members
 
-    from grants import services
+    from approvals.services import request_create
     from grants.models import CredentialIssue
+    from grants.services import activation, minting
 
     issues = []
     for role in build_roles(["acme", "globex"]):
         for user in make_members(role.partner, 8, f"{role.partner.slug}-eng"):
-            request = services.access_request_create(
+            request = request_create(
                 requester=user, role=role, duration=timedelta(hours=2), justification="Benchmark: activity"
             )
-            grant = services.grant_activate(grant_id=request.grant.pk)
+            grant = activation.grant_activate(grant_id=request.grant.pk)
             for kind in (CredentialIssue.Kind.CLI, CredentialIssue.Kind.CONSOLE):
                 issues.append(
-                    services.credential_mint(
+                    minting.credential_mint(
                         grant_id=grant.pk, user=user, kind=kind, source_ip="203.0.113.9"
                     ).issue
                 )
@@ -168,7 +169,7 @@ def _write_files(
 
     from portal import aws
 
-    client = aws.management_client("s3")
+    client = aws.management().s3
     start = timezone.now() - timedelta(days=1)
     marker = b'"eventID":"00000000-'
 
@@ -239,7 +240,7 @@ class _Cpu:
 def _reset_activity() -> None:
     from django.db import connection
 
-    from grants.models import ActivityEvent, TrailCursor, TrailFile
+    from activity.models import ActivityEvent, TrailCursor, TrailFile
 
     with connection.cursor() as cursor:
         cursor.execute(f"TRUNCATE {ActivityEvent._meta.db_table}, {TrailFile._meta.db_table}")
@@ -250,11 +251,11 @@ def measure(env: BenchEnv, args: Any) -> int:
     import orjson
     from django.db import connection
 
-    from grants.activity import trail
-    from grants.activity.ingest import BATCH_FILES, PREFETCH, ingest
-    from grants.activity.services import activity_ingest
-    from grants.activity.simulator import CloudTrailSimulator
-    from grants.models import ActivityEvent
+    from activity import trail
+    from activity.ingest import BATCH_FILES, PREFETCH, ingest
+    from activity.models import ActivityEvent
+    from activity.services import activity_ingest
+    from activity.simulator import CloudTrailSimulator
 
     total = args.files * args.events
     t0 = time.perf_counter()
@@ -326,7 +327,7 @@ def measure(env: BenchEnv, args: Any) -> int:
     if not args.no_s3:
         from portal import aws
 
-        s3 = aws.management_client("s3")
+        s3 = aws.management().s3
         keys = [p.relative_to(root).as_posix() for p in paths]
         started = time.perf_counter()
         with ThreadPoolExecutor(max_workers=PREFETCH) as pool:
@@ -354,7 +355,7 @@ def measure(env: BenchEnv, args: Any) -> int:
         print(f"    {s3_cpu} (the moto server's own work not counted)")
         ok = ok and s3_rows == total and s3_report.skipped == 0 and s3_report.objects == args.files
 
-    from grants.models import TrailCursor
+    from activity.models import TrailCursor
 
     TrailCursor.objects.all().delete()
     started = time.perf_counter()
@@ -367,7 +368,7 @@ def measure(env: BenchEnv, args: Any) -> int:
     )
     size = "n/a"
     if connection.vendor == "postgresql":
-        from grants.models import TrailFile
+        from activity.models import TrailFile
 
         with connection.cursor() as cursor:
             cursor.execute(

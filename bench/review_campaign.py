@@ -89,8 +89,8 @@ def main() -> int:
 def _set_up(members: int, roles: int, admins: int, grants: int, events: int):  # type: ignore[no-untyped-def]
     from django.db import connection
 
-    from grants import services
     from grants.models import AccessRequest, Eligibility, Grant
+    from grants.services import role_setup
     from partners.models import Membership
     from portal.models import User
     from tests.fixtures.domain import build_partner
@@ -103,7 +103,7 @@ def _set_up(members: int, roles: int, admins: int, grants: int, events: int):  #
     role_list = [world.role]
     for i in range(1, roles):
         role_list.append(
-            services.role_create(
+            role_setup.role_create(
                 partner=partner,
                 slug=f"role-{i}",
                 name=f"Role {i}",
@@ -176,7 +176,7 @@ def _set_up(members: int, roles: int, admins: int, grants: int, events: int):  #
             "user_id, grant_id, identity_type, principal_arn, access_key_id, source_identity, source_ip, "
             "user_agent, error_code, error_message, is_porte_session, flagged, file_id, position"
         )
-        with cursor.copy(f"COPY grants_activityevent ({columns}) FROM STDIN") as copy:
+        with cursor.copy(f"COPY activity_activityevent ({columns}) FROM STDIN") as copy:
             for _ in range(events):
                 grant = rng.choice(grant_rows)
                 source, name = rng.choice(ACTIONS)
@@ -215,8 +215,8 @@ def _measure(partner, attempt: int) -> None:  # type: ignore[no-untyped-def]
     from django.db import connection, transaction
     from django.test.utils import CaptureQueriesContext
 
-    from grants.reviews import evidence, services
-    from grants.reviews.models import ReviewCampaign
+    from reviews import evidence, services
+    from reviews.models import ReviewCampaign
 
     ReviewCampaign.objects.filter(partner=partner, status=ReviewCampaign.Status.OPEN).update(
         status=ReviewCampaign.Status.CLOSED, closed_at=datetime.now(UTC)
@@ -271,7 +271,7 @@ def _profile(partner) -> None:  # type: ignore[no-untyped-def]
 
     from django.db import transaction
 
-    from grants.reviews import evidence
+    from reviews import evidence
 
     now = datetime.now(UTC)
     profiler = cProfile.Profile()

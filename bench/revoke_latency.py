@@ -57,8 +57,8 @@ def measure(env: BenchEnv, args: Any) -> int:
     from django.db.models import Count
     from django.utils import timezone
 
-    from grants import services
     from grants.models import Grant
+    from grants.services import revocation
     from portal import aws
     from portal.audit import seal, unsealed, verify_chain
 
@@ -78,7 +78,7 @@ def measure(env: BenchEnv, args: Any) -> int:
             raise BenchError(f"not every grant became active\n{env.worker_output()}")
         time.sleep(0.05)
     grants = list(Grant.objects.filter(pk__in=ids).select_related("user", "role__partner"))
-    pollers = [(role, aws.partner_client("iam", role.partner.aws_account_id)) for role in roles]
+    pollers = [(role, aws.partner(role.partner.aws_account_id).iam) for role in roles]
 
     revoked_at: dict[str, datetime] = {}
     first_seen: dict[str, datetime] = {}
@@ -90,7 +90,7 @@ def measure(env: BenchEnv, args: Any) -> int:
     while len(first_seen) < len(grants):
         if pending and time.monotonic() >= next_revoke:
             grant = pending.pop(0)
-            services.grant_revoke(grant=grant, reason="bench: done early", actor=grant.user)
+            revocation.grant_revoke(grant=grant, reason="bench: done early", actor=grant.user)
             revoked_at[grant.user.source_identity] = timezone.now()
             next_revoke = time.monotonic() + args.gap_ms / 1000
         for role, iam in pollers:

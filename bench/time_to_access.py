@@ -3,7 +3,7 @@
     .venv/bin/python bench/time_to_access.py [--n 100] [--pool solo|prefork]
 
 Porte path, per request (each by a distinct partner user, since one user holds one grant per role):
-  t0  grants.services.access_request_create(...)   (the request; its activation task is queued on commit)
+  t0  approvals.request_create(...) (the request; its activation task is queued on commit)
       poll the grant's status in the database every --poll-ms until `active` (a real Celery worker activates it)
       grants.services.credential_mint(...)          (STS AssumeRole with SourceIdentity, tags, session policy)
   t1  GetCallerIdentity with those credentials against moto succeeded
@@ -57,9 +57,8 @@ def measure(env: BenchEnv, args: Any) -> int:
     import botocore.session
     from botocore.config import Config
 
-    from grants import services
     from grants.models import Grant
-    from portal import aws
+    from grants.services import minting
 
     t_setup = time.perf_counter()
     (role,) = build_roles(["bench"])
@@ -115,7 +114,7 @@ def measure(env: BenchEnv, args: Any) -> int:
                 )
             time.sleep(poll_s)
         t_active = time.perf_counter()
-        minted = services.credential_mint(grant_id=grant.pk, user=user, kind="cli")
+        minted = minting.credential_mint(grant_id=grant.pk, user=user, kind="cli")
         t_minted = time.perf_counter()
         c = minted.credentials
         caller_identity(c.access_key_id, c.secret_access_key, c.session_token)
@@ -131,14 +130,13 @@ def measure(env: BenchEnv, args: Any) -> int:
 
     def bare_round(i: int, user: Any) -> dict[str, float]:
         t0 = time.perf_counter()
-        with aws.aws_errors():
-            response = bare_sts.assume_role(
-                RoleArn=role.aws_role_arn,
-                RoleSessionName=f"bench-bare-{i}",
-                DurationSeconds=900,
-                ExternalId=partner.external_id,
-                SourceIdentity=user.source_identity,
-            )
+        response = bare_sts.assume_role(
+            RoleArn=role.aws_role_arn,
+            RoleSessionName=f"bench-bare-{i}",
+            DurationSeconds=900,
+            ExternalId=partner.external_id,
+            SourceIdentity=user.source_identity,
+        )
         t_assumed = time.perf_counter()
         c = response["Credentials"]
         caller_identity(c["AccessKeyId"], c["SecretAccessKey"], c["SessionToken"])
@@ -177,7 +175,7 @@ def measure(env: BenchEnv, args: Any) -> int:
             f"set-up    : {setup_s:.1f} s (partner, account, role, {2 * total} users); rounds {run_s:.1f} s",
         ],
     )
-    print("Porte: access_request_create -> active (worker) -> credential_mint -> GetCallerIdentity OK")
+    print("Porte: request_create -> active (worker) -> credential_mint -> GetCallerIdentity OK")
     sp = print_row("total (time to access)", [p["total"] for p in porte])
     print_row("  submit (request + commit + queue)", [p["submit"] for p in porte])
     print_row("  queued -> seen active (poll)", [p["activate"] for p in porte])

@@ -31,7 +31,7 @@ class AccessRequestForm(forms.Form):
         max_length=limits.TEXT_MAX_CHARS,
         help_text="What you will do, and the ticket it belongs to.",
     )
-    # Approvals feature: immediate access without approval where the role allows it (loud, reviewed after).
+    # Break-glass: immediate access without approval where the role allows it (loud, reviewed after).
     break_glass = forms.BooleanField(
         required=False,
         label="Break-glass: emergency access now, without approval (everyone is told; reviewed afterwards)",

@@ -107,7 +107,7 @@ class AccessRequest(models.Model):
     decided_at = models.DateTimeField(null=True, blank=True)
     # Context evaluated at request time (source IP, IdP MFA evidence, ...), kept as evidence.
     context = models.JSONField(default=dict, blank=True)
-    # Approvals (grants.approvals): when a pending request lapses, who decided, why it was denied or refused,
+    # Approvals (approvals): when a pending request lapses, who decided, why it was denied or refused,
     # and whether it was a break-glass request (immediate, loud, reviewed afterwards).
     expires_at = models.DateTimeField(null=True, blank=True)
     decided_by = models.ForeignKey(
@@ -226,38 +226,3 @@ class CredentialIssue(models.Model):
 
     def __str__(self) -> str:
         return f"{self.access_key_id} ({self.kind}) for grant #{self.grant_id}"
-
-
-# Activity (CloudTrail) tables live in their own module; imported here so Django registers them with this app.
-from grants.activity.models import ActivityEvent, QuarantinedObject, TrailCursor, TrailFile  # noqa: E402
-
-# Approval tables (policies, approvals, break-glass reviews, four-eyes role changes), likewise.
-from grants.approvals.models import Approval, ApprovalPolicy, BreakGlassReview, RoleChange  # noqa: E402
-
-# Access review tables (grants/reviews), likewise.
-from grants.reviews.models import ReviewCampaign, ReviewItem, ReviewSettings  # noqa: E402
-
-__all__ = [
-    "AccessRequest",
-    "ActivityEvent",
-    "Approval",
-    "ApprovalPolicy",
-    "BreakGlassReview",
-    "CredentialIssue",
-    "Eligibility",
-    "Grant",
-    "GrantQuerySet",
-    "QuarantinedObject",
-    "ReviewCampaign",
-    "ReviewItem",
-    "ReviewSettings",
-    "Role",
-    "RoleChange",
-    "TrailCursor",
-    "TrailFile",
-]
-
-# Alerts (issue #5 detection) likewise live in their own package.
-from grants.alerts.models import Alert, SeenSourceIp  # noqa: E402
-
-__all__ += ["Alert", "SeenSourceIp"]

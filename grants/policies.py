@@ -7,6 +7,7 @@ small, explicit and covered by exact-document tests.
 from __future__ import annotations
 
 import json
+import uuid
 from collections import defaultdict
 from collections.abc import Iterable
 from datetime import datetime, timedelta
@@ -18,6 +19,12 @@ INLINE_POLICIES_MAX_CHARS = 10_240
 GRANT_TAG = "porte:grant"
 PERMISSIONS_POLICY_NAME = "porte-permissions"
 REVOCATIONS_POLICY_NAME = "porte-revocations"
+
+
+def role_session_name(*, grant_id: int, public_id: uuid.UUID) -> str:
+    """The RoleSessionName Porte gives every session it mints (it appears in the assumed-role ARN; activity
+    attribution reads the grant back from it)."""
+    return f"porte-g{grant_id}-{public_id.hex[:8]}"
 
 
 def iso(moment: datetime) -> str:

@@ -6,7 +6,7 @@ import contextlib
 import json
 import logging
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 from django.db import transaction
@@ -18,6 +18,9 @@ from portal import aws
 from portal.audit import audit_record
 from portal.models import User
 
+if TYPE_CHECKING:
+    from mypy_boto3_iam import IAMClient
+
 log = logging.getLogger(__name__)
 
 
@@ -26,10 +29,10 @@ def iam_max_session(role: Role) -> timedelta:
     return max(timedelta(hours=1), role.max_duration)
 
 
-def _iam(role: Role) -> Any:
+def _iam(role: Role) -> IAMClient:
     if not role.partner.aws_account_id:
         raise aws.AwsRejected("NoAccount", f"Partner {role.partner.slug} has no dedicated AWS account yet.")
-    return aws.partner_client("iam", role.partner.aws_account_id)
+    return aws.partner(role.partner.aws_account_id).iam
 
 
 def desired_role(role: Role) -> dict[str, Any]:
@@ -51,29 +54,28 @@ def role_provision(*, role: Role, actor: User | None = None) -> Role:
     """Create or update `porte-<slug>` to match the database. Idempotent: running it twice changes nothing."""
     iam = _iam(role)
     want = desired_role(role)
-    with aws.aws_errors():
-        try:
-            arn = iam.get_role(RoleName=role.iam_name)["Role"]["Arn"]
-            iam.update_assume_role_policy(RoleName=role.iam_name, PolicyDocument=json.dumps(want["trust"]))
-            iam.update_role(RoleName=role.iam_name, MaxSessionDuration=want["max_session"])
-            iam.put_role_permissions_boundary(RoleName=role.iam_name, PermissionsBoundary=want["boundary"])
-            created = False
-        except iam.exceptions.NoSuchEntityException:
-            arn = iam.create_role(
-                RoleName=role.iam_name,
-                Path="/porte/",
-                AssumeRolePolicyDocument=json.dumps(want["trust"]),
-                Description=f"Porte scoped role {role.slug} for partner {role.partner.slug}"[:1000],
-                MaxSessionDuration=want["max_session"],
-                PermissionsBoundary=want["boundary"],
-                Tags=want["tags"],
-            )["Role"]["Arn"]
-            created = True
-        iam.put_role_policy(
+    try:
+        arn = iam.get_role(RoleName=role.iam_name)["Role"]["Arn"]
+        iam.update_assume_role_policy(RoleName=role.iam_name, PolicyDocument=json.dumps(want["trust"]))
+        iam.update_role(RoleName=role.iam_name, MaxSessionDuration=want["max_session"])
+        iam.put_role_permissions_boundary(RoleName=role.iam_name, PermissionsBoundary=want["boundary"])
+        created = False
+    except aws.AwsNotFound:
+        arn = iam.create_role(
             RoleName=role.iam_name,
-            PolicyName=policies.PERMISSIONS_POLICY_NAME,
-            PolicyDocument=json.dumps(want["permissions"]),
-        )
+            Path="/porte/",
+            AssumeRolePolicyDocument=json.dumps(want["trust"]),
+            Description=f"Porte scoped role {role.slug} for partner {role.partner.slug}"[:1000],
+            MaxSessionDuration=want["max_session"],
+            PermissionsBoundary=want["boundary"],
+            Tags=want["tags"],
+        )["Role"]["Arn"]
+        created = True
+    iam.put_role_policy(
+        RoleName=role.iam_name,
+        PolicyName=policies.PERMISSIONS_POLICY_NAME,
+        PolicyDocument=json.dumps(want["permissions"]),
+    )
     with transaction.atomic():
         locked = Role.objects.select_for_update(of=("self",), no_key=True).get(pk=role.pk)
         locked.aws_role_arn = arn
@@ -96,14 +98,13 @@ def role_check(role: Role) -> None:
         role_provision(role=role)
         return
     iam = _iam(role)
-    with aws.aws_errors():
-        try:
-            iam.get_role(RoleName=role.iam_name)
-        except iam.exceptions.NoSuchEntityException:
-            log.warning(
-                "role %s missing in account %s: re-provisioning", role.iam_name, role.partner.aws_account_id
-            )
-            role_provision(role=role)
+    try:
+        iam.get_role(RoleName=role.iam_name)
+    except aws.AwsNotFound:
+        log.warning(
+            "role %s missing in account %s: re-provisioning", role.iam_name, role.partner.aws_account_id
+        )
+        role_provision(role=role)
 
 
 def revocations_for(role: Role, now: datetime) -> list[tuple[str, datetime, int]]:
@@ -130,16 +131,15 @@ def role_put_revocations(role: Role, now: datetime) -> dict[str, Any] | None:
     """Write the role's revocation denies as the database says they are (or remove them when none is due)."""
     document = revocations_document(role, now)
     iam = _iam(role)
-    with aws.aws_errors():
-        if document is not None:
-            iam.put_role_policy(
-                RoleName=role.iam_name,
-                PolicyName=policies.REVOCATIONS_POLICY_NAME,
-                PolicyDocument=json.dumps(document, separators=(",", ":")),
-            )
-        else:
-            with contextlib.suppress(iam.exceptions.NoSuchEntityException):
-                iam.delete_role_policy(RoleName=role.iam_name, PolicyName=policies.REVOCATIONS_POLICY_NAME)
+    if document is not None:
+        iam.put_role_policy(
+            RoleName=role.iam_name,
+            PolicyName=policies.REVOCATIONS_POLICY_NAME,
+            PolicyDocument=json.dumps(document, separators=(",", ":")),
+        )
+    else:
+        with contextlib.suppress(aws.AwsNotFound):
+            iam.delete_role_policy(RoleName=role.iam_name, PolicyName=policies.REVOCATIONS_POLICY_NAME)
     return document
 
 
@@ -161,66 +161,65 @@ def role_reconcile(*, role: Role, now: datetime) -> list[str]:
     iam = _iam(role)
     want = desired_role(role)
     drift: list[str] = []
-    with aws.aws_errors():
-        try:
-            actual = iam.get_role(RoleName=role.iam_name)["Role"]
-        except iam.exceptions.NoSuchEntityException:
-            role_provision(role=role)
-            role_put_revocations(role, now)
-            return ["role_missing"]
-        if _document(actual["AssumeRolePolicyDocument"]) != want["trust"]:
-            drift.append("trust_policy")
-            iam.update_assume_role_policy(RoleName=role.iam_name, PolicyDocument=json.dumps(want["trust"]))
-        if (actual.get("PermissionsBoundary") or {}).get("PermissionsBoundaryArn") != want["boundary"]:
-            drift.append("permissions_boundary")
-            iam.put_role_permissions_boundary(RoleName=role.iam_name, PermissionsBoundary=want["boundary"])
-        if actual.get("MaxSessionDuration") != want["max_session"]:
-            drift.append("max_session_duration")
-            iam.update_role(RoleName=role.iam_name, MaxSessionDuration=want["max_session"])
-        for attached in iam.list_attached_role_policies(RoleName=role.iam_name)["AttachedPolicies"]:
-            drift.append(f"attached_policy:{attached['PolicyName']}")
-            iam.detach_role_policy(RoleName=role.iam_name, PolicyArn=attached["PolicyArn"])
-        inline = set(iam.list_role_policies(RoleName=role.iam_name)["PolicyNames"])
-        for name in sorted(inline - {policies.PERMISSIONS_POLICY_NAME, policies.REVOCATIONS_POLICY_NAME}):
-            drift.append(f"inline_policy:{name}")
-            iam.delete_role_policy(RoleName=role.iam_name, PolicyName=name)
-        current = (
-            _document(
-                iam.get_role_policy(RoleName=role.iam_name, PolicyName=policies.PERMISSIONS_POLICY_NAME)[
-                    "PolicyDocument"
-                ]
-            )
-            if policies.PERMISSIONS_POLICY_NAME in inline
-            else None
+    try:
+        actual = iam.get_role(RoleName=role.iam_name)["Role"]
+    except aws.AwsNotFound:
+        role_provision(role=role)
+        role_put_revocations(role, now)
+        return ["role_missing"]
+    if _document(actual["AssumeRolePolicyDocument"]) != want["trust"]:
+        drift.append("trust_policy")
+        iam.update_assume_role_policy(RoleName=role.iam_name, PolicyDocument=json.dumps(want["trust"]))
+    if (actual.get("PermissionsBoundary") or {}).get("PermissionsBoundaryArn") != want["boundary"]:
+        drift.append("permissions_boundary")
+        iam.put_role_permissions_boundary(RoleName=role.iam_name, PermissionsBoundary=want["boundary"])
+    if actual.get("MaxSessionDuration") != want["max_session"]:
+        drift.append("max_session_duration")
+        iam.update_role(RoleName=role.iam_name, MaxSessionDuration=want["max_session"])
+    for attached in iam.list_attached_role_policies(RoleName=role.iam_name)["AttachedPolicies"]:
+        drift.append(f"attached_policy:{attached['PolicyName']}")
+        iam.detach_role_policy(RoleName=role.iam_name, PolicyArn=attached["PolicyArn"])
+    inline = set(iam.list_role_policies(RoleName=role.iam_name)["PolicyNames"])
+    for name in sorted(inline - {policies.PERMISSIONS_POLICY_NAME, policies.REVOCATIONS_POLICY_NAME}):
+        drift.append(f"inline_policy:{name}")
+        iam.delete_role_policy(RoleName=role.iam_name, PolicyName=name)
+    current = (
+        _document(
+            iam.get_role_policy(RoleName=role.iam_name, PolicyName=policies.PERMISSIONS_POLICY_NAME)[
+                "PolicyDocument"
+            ]
         )
-        if current != want["permissions"]:
-            drift.append("permissions_policy")
-            iam.put_role_policy(
-                RoleName=role.iam_name,
-                PolicyName=policies.PERMISSIONS_POLICY_NAME,
-                PolicyDocument=json.dumps(want["permissions"]),
-            )
-        wanted_denies = revocations_document(role, now)
-        actual_denies = (
-            _document(
-                iam.get_role_policy(RoleName=role.iam_name, PolicyName=policies.REVOCATIONS_POLICY_NAME)[
-                    "PolicyDocument"
-                ]
-            )
-            if policies.REVOCATIONS_POLICY_NAME in inline
-            else None
+        if policies.PERMISSIONS_POLICY_NAME in inline
+        else None
+    )
+    if current != want["permissions"]:
+        drift.append("permissions_policy")
+        iam.put_role_policy(
+            RoleName=role.iam_name,
+            PolicyName=policies.PERMISSIONS_POLICY_NAME,
+            PolicyDocument=json.dumps(want["permissions"]),
         )
-        if actual_denies != wanted_denies:
-            # Expected now and then: statements older than the maximum session are pruned here.
-            drift.append(
-                "revocations" if _has_more_denies(wanted_denies, actual_denies) else "revocations_pruned"
-            )
-            role_put_revocations(role, now)
-        tags = {t["Key"]: t["Value"] for t in iam.list_role_tags(RoleName=role.iam_name)["Tags"]}
-        missing = [t for t in want["tags"] if tags.get(t["Key"]) != t["Value"]]
-        if missing:
-            drift.append("tags")
-            iam.tag_role(RoleName=role.iam_name, Tags=missing)
+    wanted_denies = revocations_document(role, now)
+    actual_denies = (
+        _document(
+            iam.get_role_policy(RoleName=role.iam_name, PolicyName=policies.REVOCATIONS_POLICY_NAME)[
+                "PolicyDocument"
+            ]
+        )
+        if policies.REVOCATIONS_POLICY_NAME in inline
+        else None
+    )
+    if actual_denies != wanted_denies:
+        # Expected now and then: statements older than the maximum session are pruned here.
+        drift.append(
+            "revocations" if _has_more_denies(wanted_denies, actual_denies) else "revocations_pruned"
+        )
+        role_put_revocations(role, now)
+    tags = {t["Key"]: t["Value"] for t in iam.list_role_tags(RoleName=role.iam_name)["Tags"]}
+    missing = [t for t in want["tags"] if tags.get(t["Key"]) != t["Value"]]
+    if missing:
+        drift.append("tags")
+        iam.tag_role(RoleName=role.iam_name, Tags=missing)
     return drift
 
 

@@ -8,7 +8,10 @@ from datetime import timedelta
 from celery import shared_task
 from django.conf import settings
 
-from grants import role_lease, services
+from grants import role_lease
+from grants.models import Role
+from grants.provisioning import role_provision as provision
+from grants.services import activation, expiry, reconciliation
 from portal import aws
 
 log = logging.getLogger(__name__)
@@ -17,20 +20,20 @@ log = logging.getLogger(__name__)
 @shared_task(bind=True, max_retries=8, acks_late=True, reject_on_worker_lost=True)
 def grant_activate(self, grant_id: int) -> str:
     try:
-        return services.grant_activate(grant_id=grant_id).status
+        return activation.grant_activate(grant_id=grant_id).status
     except aws.AwsUnavailable as exc:
-        services.grant_record_failure(grant_id=grant_id, reason=str(exc), permanent=False)
+        activation.grant_record_failure(grant_id=grant_id, reason=str(exc), permanent=False)
         # Backoff 2, 4, 8 ... 256 s; past the last retry the reconciler picks the grant up again.
         raise self.retry(countdown=min(256, 2 ** (self.request.retries + 1)), exc=exc) from exc
     except aws.AwsRejected as exc:
-        return services.grant_record_failure(grant_id=grant_id, reason=str(exc), permanent=True).status
+        return activation.grant_record_failure(grant_id=grant_id, reason=str(exc), permanent=True).status
 
 
 # Revocations and expiries go to the `revocations` queue (portal/settings.py), ahead of other work.
 @shared_task(bind=True, max_retries=8, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
 def role_finish_endings(self, role_id: int) -> int:
     try:
-        return services.role_finish_endings(role_id=role_id)
+        return expiry.role_finish_endings(role_id=role_id)
     except role_lease.RoleBusy as exc:
         raise self.retry(countdown=1, exc=exc) from exc  # another writer is at the role: right after it
     except aws.AwsError as exc:
@@ -40,11 +43,11 @@ def role_finish_endings(self, role_id: int) -> int:
 
 @shared_task(bind=True, max_retries=8, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
 def grant_expire(self, grant_id: int) -> int:
-    left = services.grant_time_left(grant_id=grant_id)
+    left = expiry.grant_time_left(grant_id=grant_id)
     if left is not None and timedelta(0) < left <= timedelta(seconds=5):
         raise self.retry(countdown=left.total_seconds())  # this worker's clock ran a little ahead
     try:
-        return services.grant_expire(grant_id=grant_id)
+        return expiry.grant_expire(grant_id=grant_id)
     except role_lease.RoleBusy as exc:
         raise self.retry(countdown=1, exc=exc) from exc
     except aws.AwsError as exc:
@@ -53,9 +56,6 @@ def grant_expire(self, grant_id: int) -> int:
 
 @shared_task(bind=True, max_retries=8, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
 def role_provision(self, role_id: int) -> None:
-    from grants.models import Role
-    from grants.provisioning import role_provision as provision
-
     role = Role.objects.select_related("partner").filter(pk=role_id).first()
     if role is None or not role.partner.aws_account_id:
         return
@@ -67,15 +67,15 @@ def role_provision(self, role_id: int) -> None:
 
 @shared_task(acks_late=True, ignore_result=True)
 def expiry_sweep() -> int:
-    return services.grants_expire_due()
+    return expiry.grants_expire_due()
 
 
 @shared_task(acks_late=True, ignore_result=True)
 def reconcile() -> int:
-    redriven = services.grants_redrive_stuck(lease=_lease())
+    redriven = reconciliation.grants_redrive_stuck(lease=_lease())
     if redriven:
         log.info("re-queued activation of %d pending grants", len(redriven))
-    repaired = services.roles_reconcile()
+    repaired = reconciliation.roles_reconcile()
     if repaired:
         log.warning("repaired IAM drift on %d roles: %s", len(repaired), repaired)
     return len(redriven)
@@ -83,62 +83,3 @@ def reconcile() -> int:
 
 def _lease() -> timedelta:
     return timedelta(seconds=settings.TRANSITION_LEASE_SECONDS)
-
-
-@shared_task(acks_late=True, ignore_result=True)
-def activity_ingest_notified() -> dict[str, int | bool]:
-    from grants.activity import services as activity
-
-    try:
-        return activity.activity_ingest_notified().as_dict()
-    except aws.AwsRejected as exc:
-        # The queue or the bucket cannot be read: the messages stay on the queue for the next tick.
-        log.warning("near-real-time activity ingestion skipped: %s", exc)
-        return {"skipped": True}
-
-
-@shared_task(acks_late=True, ignore_result=True)
-def activity_ingest() -> dict[str, int | bool]:
-    from grants.activity import services as activity
-
-    try:
-        return activity.activity_ingest().as_dict()
-    except aws.AwsRejected as exc:
-        # A missing or unreadable trail bucket is a configuration problem: say so once per run, then retry
-        # at the next tick (nothing is lost: the cursor did not move).
-        log.warning("activity ingestion skipped: the trail bucket cannot be read (%s)", exc)
-        return {"skipped": True}
-
-
-@shared_task(acks_late=True, ignore_result=True)
-def activity_purge() -> int:
-    from grants.activity import services as activity
-
-    return activity.activity_purge()
-
-
-# --- approvals ---------------------------------------------------------------------------------------------------
-
-
-@shared_task(acks_late=True, ignore_result=True)
-def requests_expire_pending() -> int:
-    from grants.approvals import services as approvals
-
-    return approvals.requests_expire_pending()
-
-
-@shared_task(acks_late=True, ignore_result=True)
-def grants_notify_expiring() -> int:
-    from grants.approvals import services as approvals
-
-    return approvals.grants_notify_expiring()
-
-
-# --- access reviews ---------------------------------------------------------------------------------------------
-
-
-@shared_task(acks_late=True, ignore_result=True)
-def reviews_tick() -> dict[str, int]:
-    from grants.reviews import services as reviews
-
-    return reviews.reviews_tick()

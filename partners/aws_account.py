@@ -12,13 +12,14 @@ import contextlib
 import json
 import re
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any, Final
 
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from partners import network
 from partners.models import BaselineStep, Partner
 from partners.steps import (
     Status,
@@ -29,13 +30,16 @@ from partners.steps import (
     step_run,
     step_wait,
 )
-from portal import aws
+from portal import aws, queue
 from portal.audit import audit_record
 from portal.models import User
 
+if TYPE_CHECKING:
+    from mypy_boto3_organizations import OrganizationsClient
+
 ACCOUNT_STEPS = [Step.ACCOUNT, Step.ORGANIZATIONAL_UNIT, Step.GUARDRAILS]
 GUARDRAILS_POLICY_NAME = "porte-partner-guardrails"
-_SCP = "SERVICE_CONTROL_POLICY"
+_SCP: Final = "SERVICE_CONTROL_POLICY"
 
 # Services that are global, or whose calls AWS routes to us-east-1, so a region condition would break them (AWS's
 # documented "deny access outside the requested regions" example exempts the same kind of list).
@@ -123,8 +127,6 @@ def account_email_default(partner: Partner) -> str:
 @transaction.atomic
 def partner_provisioning_request(*, partner: Partner, email: str = "", actor: User | None = None) -> Partner:
     """Staff asked for the partner's account and network: mark unfinished steps pending and queue the work."""
-    from partners import network, tasks
-
     partner = Partner.objects.select_for_update(of=("self",), no_key=True).get(pk=partner.pk)
     if partner.status == Partner.Status.OFFBOARDED:
         raise ValueError("An offboarded partner gets no AWS resources.")
@@ -148,8 +150,7 @@ def partner_provisioning_request(*, partner: Partner, email: str = "", actor: Us
         partner_id=partner.pk,
         data={"email": partner.aws_account_email, "aws_account_id": partner.aws_account_id},
     )
-    partner_id = partner.pk
-    transaction.on_commit(lambda: tasks.partner_provision.delay(partner_id))
+    queue.on_commit("partners.tasks.partner_provision", partner.pk)
     return partner
 
 
@@ -163,16 +164,15 @@ def partner_account_adopt(*, partner: Partner, account_id: str, actor: User | No
         )
     if not re.fullmatch(r"[0-9]{12}", account_id):
         raise aws.AwsRejected("InvalidAccountId", "An AWS account id is 12 digits.")
-    orgs = aws.management_client("organizations")
-    with aws.aws_errors():
-        organization = orgs.describe_organization()["Organization"]
-        try:
-            account = orgs.describe_account(AccountId=account_id)["Account"]
-        except orgs.exceptions.AccountNotFoundException as exc:
-            raise aws.AwsRejected(
-                "AccountNotInOrganization",
-                f"Account {account_id} is not a member of Porte's organization: invite it first.",
-            ) from exc
+    orgs = aws.management().organizations
+    organization = orgs.describe_organization()["Organization"]
+    try:
+        account = orgs.describe_account(AccountId=account_id)["Account"]
+    except aws.AwsNotFound as exc:
+        raise aws.AwsRejected(
+            "AccountNotInOrganization",
+            f"Account {account_id} is not a member of Porte's organization: invite it first.",
+        ) from exc
     if account_id == organization.get("MasterAccountId"):
         raise aws.AwsRejected(
             "ManagementAccount", "The organization's management account cannot be a partner's."
@@ -243,20 +243,19 @@ def account_creation_start(*, partner: Partner) -> Partner:
         if not partner.aws_account_email and not partner.aws_account_id:
             raise StepFailed("No account email: use “Provision AWS account and network” to give one.")
         return partner  # recorded already, or another worker is at it
-    orgs = aws.management_client("organizations")
+    orgs = aws.management().organizations
     try:
-        with aws.aws_errors():
-            existing = _account_by_email(orgs, partner.aws_account_email)
-            request_id = None if existing else _creation_in_flight(orgs, _account_name(partner))
-            how = "in flight" if request_id else "created"
-            if existing is None and request_id is None:
-                request_id = str(
-                    orgs.create_account(
-                        Email=partner.aws_account_email,
-                        AccountName=_account_name(partner),
-                        Tags=[{"Key": "porte:partner", "Value": partner.slug}],
-                    )["CreateAccountStatus"]["Id"]
-                )
+        existing = _account_by_email(orgs, partner.aws_account_email)
+        request_id = None if existing else _creation_in_flight(orgs, _account_name(partner))
+        how = "in flight" if request_id else "created"
+        if existing is None and request_id is None:
+            request_id = str(
+                orgs.create_account(
+                    Email=partner.aws_account_email,
+                    AccountName=_account_name(partner),
+                    Tags=[{"Key": "porte:partner", "Value": partner.slug}],
+                )["CreateAccountStatus"]["Id"]
+            )
     except BaseException:
         Partner.objects.filter(pk=partner.pk, aws_account_claimed_at=now).update(aws_account_claimed_at=None)
         raise
@@ -285,10 +284,9 @@ def account_creation_start(*, partner: Partner) -> Partner:
 
 
 def _account_creation_poll(partner: Partner) -> dict[str, Any]:
-    orgs = aws.management_client("organizations")
+    orgs = aws.management().organizations
     request_id = partner.aws_account_request_id
-    with aws.aws_errors():
-        status = orgs.describe_create_account_status(CreateAccountRequestId=request_id)["CreateAccountStatus"]
+    status = orgs.describe_create_account_status(CreateAccountRequestId=request_id)["CreateAccountStatus"]
     state = status["State"]
     if state == "IN_PROGRESS":
         raise StepPending(
@@ -300,8 +298,7 @@ def _account_creation_poll(partner: Partner) -> dict[str, Any]:
         return _account_resources(partner, how="created")
     reason = str(status.get("FailureReason") or "unknown")
     if reason == "EMAIL_ALREADY_EXISTS":
-        with aws.aws_errors():
-            existing = _account_by_email(orgs, partner.aws_account_email)
+        existing = _account_by_email(orgs, partner.aws_account_email)
         if existing:
             partner = _account_record(
                 partner_id=partner.pk, account_id=existing, how="existing with this email"
@@ -369,7 +366,7 @@ def _account_name(partner: Partner) -> str:
     return f"porte-{partner.slug}"
 
 
-def _account_by_email(orgs: Any, email: str) -> str | None:
+def _account_by_email(orgs: OrganizationsClient, email: str) -> str | None:
     for page in orgs.get_paginator("list_accounts").paginate():
         for account in page["Accounts"]:
             if account["Email"].lower() == email.lower():
@@ -377,7 +374,7 @@ def _account_by_email(orgs: Any, email: str) -> str | None:
     return None
 
 
-def _creation_in_flight(orgs: Any, account_name: str) -> str | None:
+def _creation_in_flight(orgs: OrganizationsClient, account_name: str) -> str | None:
     for page in orgs.get_paginator("list_create_account_status").paginate(States=["IN_PROGRESS"]):
         for status in page["CreateAccountStatuses"]:
             if status.get("AccountName") == account_name:
@@ -391,41 +388,39 @@ def _creation_in_flight(orgs: Any, account_name: str) -> str | None:
 def organization_ensure() -> str:
     """The AWS Organization partner accounts are vended into; created when the management account has none
     (the local emulator starts empty). The vending task itself never creates an organization."""
-    orgs = aws.management_client("organizations")
-    with aws.aws_errors():
-        try:
-            return str(orgs.describe_organization()["Organization"]["Id"])
-        except orgs.exceptions.AWSOrganizationsNotInUseException:
-            return str(orgs.create_organization(FeatureSet="ALL")["Organization"]["Id"])
+    orgs = aws.management().organizations
+    try:
+        return str(orgs.describe_organization()["Organization"]["Id"])
+    except aws.AwsNotFound:
+        return str(orgs.create_organization(FeatureSet="ALL")["Organization"]["Id"])
 
 
 def partners_ou_ensure() -> tuple[str, str]:
     """(root id, Partners OU id): the OU is made under the root when missing, with SCPs enabled on the root."""
-    orgs = aws.management_client("organizations")
-    with aws.aws_errors():
-        root = orgs.list_roots()["Roots"][0]
-        enabled = {t["Type"] for t in root.get("PolicyTypes", []) if t.get("Status") == "ENABLED"}
-        if _SCP not in enabled:
-            with contextlib.suppress(orgs.exceptions.PolicyTypeAlreadyEnabledException):
-                orgs.enable_policy_type(RootId=root["Id"], PolicyType=_SCP)
-        ou_id = _ou_by_name(orgs, root["Id"], settings.AWS_PARTNERS_OU_NAME)
-        if ou_id is None:
-            try:
-                ou_id = str(
-                    orgs.create_organizational_unit(
-                        ParentId=root["Id"],
-                        Name=settings.AWS_PARTNERS_OU_NAME,
-                        Tags=[{"Key": "porte:managed", "Value": "true"}],
-                    )["OrganizationalUnit"]["Id"]
-                )
-            except orgs.exceptions.DuplicateOrganizationalUnitException:
-                ou_id = _ou_by_name(orgs, root["Id"], settings.AWS_PARTNERS_OU_NAME)
+    orgs = aws.management().organizations
+    root = orgs.list_roots()["Roots"][0]
+    enabled = {t["Type"] for t in root.get("PolicyTypes", []) if t.get("Status") == "ENABLED"}
+    if _SCP not in enabled:
+        with contextlib.suppress(aws.AwsAlreadyExists):
+            orgs.enable_policy_type(RootId=root["Id"], PolicyType=_SCP)
+    ou_id = _ou_by_name(orgs, root["Id"], settings.AWS_PARTNERS_OU_NAME)
+    if ou_id is None:
+        try:
+            ou_id = str(
+                orgs.create_organizational_unit(
+                    ParentId=root["Id"],
+                    Name=settings.AWS_PARTNERS_OU_NAME,
+                    Tags=[{"Key": "porte:managed", "Value": "true"}],
+                )["OrganizationalUnit"]["Id"]
+            )
+        except aws.AwsAlreadyExists:
+            ou_id = _ou_by_name(orgs, root["Id"], settings.AWS_PARTNERS_OU_NAME)
     if ou_id is None:
         raise aws.AwsUnavailable("The Partners organizational unit is being created; retrying.")
     return str(root["Id"]), ou_id
 
 
-def _ou_by_name(orgs: Any, parent_id: str, name: str) -> str | None:
+def _ou_by_name(orgs: OrganizationsClient, parent_id: str, name: str) -> str | None:
     for page in orgs.get_paginator("list_organizational_units_for_parent").paginate(ParentId=parent_id):
         for ou in page["OrganizationalUnits"]:
             if ou["Name"] == name:
@@ -435,34 +430,30 @@ def _ou_by_name(orgs: Any, parent_id: str, name: str) -> str | None:
 
 def _account_place(partner: Partner) -> dict[str, Any]:
     _, ou_id = partners_ou_ensure()
-    orgs = aws.management_client("organizations")
-    with aws.aws_errors():
-        parent = orgs.list_parents(ChildId=partner.aws_account_id)["Parents"][0]["Id"]
-        if parent != ou_id:
-            orgs.move_account(
-                AccountId=partner.aws_account_id, SourceParentId=parent, DestinationParentId=ou_id
-            )
+    orgs = aws.management().organizations
+    parent = orgs.list_parents(ChildId=partner.aws_account_id)["Parents"][0]["Id"]
+    if parent != ou_id:
+        orgs.move_account(AccountId=partner.aws_account_id, SourceParentId=parent, DestinationParentId=ou_id)
     return {"organizational_unit_id": ou_id, "account_id": partner.aws_account_id}
 
 
 def _guardrails_ensure(partner: Partner) -> dict[str, Any]:
     _, ou_id = partners_ou_ensure()
-    orgs = aws.management_client("organizations")
-    with aws.aws_errors():
-        shared = _scp_ensure(
-            orgs,
-            name=GUARDRAILS_POLICY_NAME,
-            document=guardrails_policy_document(),
-            description="Porte: partner accounts stay in the organization and keep CloudTrail on",
-        )
-        _scp_attach(orgs, shared, ou_id)
-        regional = _scp_ensure(
-            orgs,
-            name=regions_policy_name(partner),
-            document=regions_policy_document(partner.allowed_regions),
-            description=f"Porte: {partner.slug} works only in its regions",
-        )
-        _scp_attach(orgs, regional, partner.aws_account_id)
+    orgs = aws.management().organizations
+    shared = _scp_ensure(
+        orgs,
+        name=GUARDRAILS_POLICY_NAME,
+        document=guardrails_policy_document(),
+        description="Porte: partner accounts stay in the organization and keep CloudTrail on",
+    )
+    _scp_attach(orgs, shared, ou_id)
+    regional = _scp_ensure(
+        orgs,
+        name=regions_policy_name(partner),
+        document=regions_policy_document(partner.allowed_regions),
+        description=f"Porte: {partner.slug} works only in its regions",
+    )
+    _scp_attach(orgs, regional, partner.aws_account_id)
     return {
         "guardrails_policy_id": shared,
         "organizational_unit_id": ou_id,
@@ -471,7 +462,7 @@ def _guardrails_ensure(partner: Partner) -> dict[str, Any]:
     }
 
 
-def _scp_ensure(orgs: Any, *, name: str, document: dict[str, Any], description: str) -> str:
+def _scp_ensure(orgs: OrganizationsClient, *, name: str, document: dict[str, Any], description: str) -> str:
     """The SCP called `name` with exactly `document` (an edited one is put back); returns its id."""
     for page in orgs.get_paginator("list_policies").paginate(Filter=_SCP):
         for summary in page["Policies"]:
@@ -492,11 +483,11 @@ def _scp_ensure(orgs: Any, *, name: str, document: dict[str, Any], description: 
     )
 
 
-def _scp_attach(orgs: Any, policy_id: str, target_id: str) -> None:
+def _scp_attach(orgs: OrganizationsClient, policy_id: str, target_id: str) -> None:
     for page in orgs.get_paginator("list_policies_for_target").paginate(TargetId=target_id, Filter=_SCP):
         if any(p["Id"] == policy_id for p in page["Policies"]):
             return
-    with contextlib.suppress(orgs.exceptions.DuplicatePolicyAttachmentException):
+    with contextlib.suppress(aws.AwsAlreadyExists):
         orgs.attach_policy(PolicyId=policy_id, TargetId=target_id)
 
 

@@ -11,16 +11,21 @@ import contextlib
 import ipaddress
 import itertools
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property, partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 
 from partners.models import Partner
 from partners.steps import Status, Step, StepFailed, step_run, step_wait
 from portal import aws
+
+if TYPE_CHECKING:
+    from mypy_boto3_ec2 import EC2Client
+    from mypy_boto3_ec2.literals import ResourceTypeType
+    from mypy_boto3_ec2.type_defs import FilterTypeDef, IpPermissionTypeDef, TagSpecificationTypeDef
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 TAG_KEY = "porte:partner"
@@ -40,11 +45,11 @@ class _Run:
     found: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @cached_property
-    def ec2(self) -> Any:
+    def ec2(self) -> EC2Client:
         # Made on first use, inside a step: failing to assume the admin role then fails that step, visibly.
-        return aws.partner_client("ec2", self.partner.aws_account_id, region=self.region)
+        return aws.partner(self.partner.aws_account_id, region=self.region).ec2
 
-    def tags(self, resource_type: str, name: str) -> list[dict[str, Any]]:
+    def tags(self, resource_type: ResourceTypeType, name: str) -> list[TagSpecificationTypeDef]:
         return [
             {
                 "ResourceType": resource_type,
@@ -52,7 +57,7 @@ class _Run:
             }
         ]
 
-    def mine(self, *extra: dict[str, Any]) -> list[dict[str, Any]]:
+    def mine(self, *extra: FilterTypeDef) -> list[FilterTypeDef]:
         return [{"Name": f"tag:{TAG_KEY}", "Values": [self.partner.slug]}, *extra]
 
     @property
@@ -68,7 +73,7 @@ class _Run:
         return list(self.found[Step.SUBNETS]["subnet_ids"])
 
 
-def _vpc_filter(run: _Run) -> dict[str, Any]:
+def _vpc_filter(run: _Run) -> FilterTypeDef:
     return {"Name": "vpc-id", "Values": [run.vpc_id]}
 
 
@@ -77,27 +82,28 @@ def _vpc_filter(run: _Run) -> dict[str, Any]:
 
 def _vpc(run: _Run) -> dict[str, Any]:
     ec2 = run.ec2
-    with aws.aws_errors():
-        vpcs = sorted(ec2.describe_vpcs(Filters=run.mine())["Vpcs"], key=lambda v: v["VpcId"])
-        if vpcs:
-            vpc = vpcs[0]
-        else:
-            vpc = ec2.create_vpc(
-                CidrBlock=settings.PARTNER_VPC_CIDR,
-                TagSpecifications=run.tags("vpc", f"porte-{run.partner.slug}"),
-            )["Vpc"]
-            ec2.get_waiter("vpc_available").wait(
-                VpcIds=[vpc["VpcId"]], WaiterConfig={"Delay": 2, "MaxAttempts": 30}
-            )
-        vpc_id = vpc["VpcId"]
-        # Both are needed for the interface endpoints' private DNS names to answer inside the VPC.
-        for attribute, key in (
-            ("enableDnsSupport", "EnableDnsSupport"),
-            ("enableDnsHostnames", "EnableDnsHostnames"),
-        ):
-            if not ec2.describe_vpc_attribute(VpcId=vpc_id, Attribute=attribute)[key]["Value"]:
-                ec2.modify_vpc_attribute(VpcId=vpc_id, **{key: {"Value": True}})
-        gateways = ec2.describe_internet_gateways(Filters=[{"Name": "attachment.vpc-id", "Values": [vpc_id]}])
+    vpcs = sorted(ec2.describe_vpcs(Filters=run.mine())["Vpcs"], key=lambda v: v["VpcId"])
+    if vpcs:
+        vpc = vpcs[0]
+    else:
+        vpc = ec2.create_vpc(
+            CidrBlock=settings.PARTNER_VPC_CIDR,
+            TagSpecifications=run.tags("vpc", f"porte-{run.partner.slug}"),
+        )["Vpc"]
+        ec2.get_waiter("vpc_available").wait(
+            VpcIds=[vpc["VpcId"]], WaiterConfig={"Delay": 2, "MaxAttempts": 30}
+        )
+    vpc_id = vpc["VpcId"]
+    # Both are needed for the interface endpoints' private DNS names to answer inside the VPC.
+    if not ec2.describe_vpc_attribute(VpcId=vpc_id, Attribute="enableDnsSupport")["EnableDnsSupport"][
+        "Value"
+    ]:
+        ec2.modify_vpc_attribute(VpcId=vpc_id, EnableDnsSupport={"Value": True})
+    if not ec2.describe_vpc_attribute(VpcId=vpc_id, Attribute="enableDnsHostnames")["EnableDnsHostnames"][
+        "Value"
+    ]:
+        ec2.modify_vpc_attribute(VpcId=vpc_id, EnableDnsHostnames={"Value": True})
+    gateways = ec2.describe_internet_gateways(Filters=[{"Name": "attachment.vpc-id", "Values": [vpc_id]}])
     resources = {"vpc_id": vpc_id, "cidr_block": vpc["CidrBlock"]}
     attached = [g["InternetGatewayId"] for g in gateways["InternetGateways"]]
     if attached:
@@ -112,40 +118,37 @@ def _vpc(run: _Run) -> dict[str, Any]:
 
 def _subnets(run: _Run) -> dict[str, Any]:
     ec2 = run.ec2
-    with aws.aws_errors():
-        zones = sorted(
-            z["ZoneName"]
-            for z in ec2.describe_availability_zones(
-                Filters=[
-                    {"Name": "state", "Values": ["available"]},
-                    {"Name": "zone-type", "Values": ["availability-zone"]},
-                ]
-            )["AvailabilityZones"]
-        )
-        in_vpc = ec2.describe_subnets(Filters=[_vpc_filter(run)])["Subnets"]
-        ours = {
-            s["AvailabilityZone"]: s for s in sorted(in_vpc, key=lambda s: s["SubnetId"]) if _is_mine(run, s)
-        }
-        if len(set(zones) | set(ours)) < 2:
-            raise StepFailed(f"{run.region} has fewer than two availability zones available.")
-        wanted = sorted(ours)[:2]
-        wanted += [z for z in zones if z not in ours][: 2 - len(wanted)]
-        taken: list[IPNetwork] = [ipaddress.ip_network(s["CidrBlock"]) for s in in_vpc]
-        free = _free_blocks(run.vpc_cidr, taken)
-        for zone in wanted:
-            if zone not in ours:
-                block = next(free, None)
-                if block is None:
-                    raise StepFailed(
-                        f"No free /{_block_prefix(run.vpc_cidr)} left in {run.vpc_cidr} for a subnet."
-                    )
-                cidr = str(block)
-                ours[zone] = ec2.create_subnet(
-                    VpcId=run.vpc_id,
-                    CidrBlock=cidr,
-                    AvailabilityZone=zone,
-                    TagSpecifications=run.tags("subnet", f"porte-{run.partner.slug}-private-{zone}"),
-                )["Subnet"]
+    zones = sorted(
+        z["ZoneName"]
+        for z in ec2.describe_availability_zones(
+            Filters=[
+                {"Name": "state", "Values": ["available"]},
+                {"Name": "zone-type", "Values": ["availability-zone"]},
+            ]
+        )["AvailabilityZones"]
+    )
+    in_vpc = ec2.describe_subnets(Filters=[_vpc_filter(run)])["Subnets"]
+    ours = {s["AvailabilityZone"]: s for s in sorted(in_vpc, key=lambda s: s["SubnetId"]) if _is_mine(run, s)}
+    if len(set(zones) | set(ours)) < 2:
+        raise StepFailed(f"{run.region} has fewer than two availability zones available.")
+    wanted = sorted(ours)[:2]
+    wanted += [z for z in zones if z not in ours][: 2 - len(wanted)]
+    taken: list[IPNetwork] = [ipaddress.ip_network(s["CidrBlock"]) for s in in_vpc]
+    free = _free_blocks(run.vpc_cidr, taken)
+    for zone in wanted:
+        if zone not in ours:
+            block = next(free, None)
+            if block is None:
+                raise StepFailed(
+                    f"No free /{_block_prefix(run.vpc_cidr)} left in {run.vpc_cidr} for a subnet."
+                )
+            cidr = str(block)
+            ours[zone] = ec2.create_subnet(
+                VpcId=run.vpc_id,
+                CidrBlock=cidr,
+                AvailabilityZone=zone,
+                TagSpecifications=run.tags("subnet", f"porte-{run.partner.slug}-private-{zone}"),
+            )["Subnet"]
     return {
         "subnet_ids": [ours[z]["SubnetId"] for z in wanted],
         "availability_zones": wanted,
@@ -166,17 +169,16 @@ def _block_prefix(vpc_cidr: str) -> int:
 def _default_security_group(run: _Run) -> dict[str, Any]:
     """The default group is what an instance gets when nobody chose one: with no rules, it lets nothing in or out."""
     ec2 = run.ec2
-    with aws.aws_errors():
-        group = ec2.describe_security_groups(
-            Filters=[_vpc_filter(run), {"Name": "group-name", "Values": ["default"]}]
-        )["SecurityGroups"][0]
-        group_id = group["GroupId"]
-        if group["IpPermissions"]:
-            ec2.revoke_security_group_ingress(GroupId=group_id, IpPermissions=group["IpPermissions"])
-        if group["IpPermissionsEgress"]:
-            ec2.revoke_security_group_egress(GroupId=group_id, IpPermissions=group["IpPermissionsEgress"])
-        if not _is_mine(run, group):
-            ec2.create_tags(Resources=[group_id], Tags=[{"Key": TAG_KEY, "Value": run.partner.slug}])
+    group = ec2.describe_security_groups(
+        Filters=[_vpc_filter(run), {"Name": "group-name", "Values": ["default"]}]
+    )["SecurityGroups"][0]
+    group_id = group["GroupId"]
+    if group["IpPermissions"]:
+        ec2.revoke_security_group_ingress(GroupId=group_id, IpPermissions=group["IpPermissions"])
+    if group["IpPermissionsEgress"]:
+        ec2.revoke_security_group_egress(GroupId=group_id, IpPermissions=group["IpPermissionsEgress"])
+    if not _is_mine(run, group):
+        ec2.create_tags(Resources=[group_id], Tags=[{"Key": TAG_KEY, "Value": run.partner.slug}])
     return {"security_group_id": group_id}
 
 
@@ -217,7 +219,7 @@ def _s3_ranges(run: _Run) -> list[str]:
     return sorted(e["Cidr"] for e in entries["Entries"])
 
 
-def _comparable(entry: dict[str, Any]) -> tuple[Any, ...]:
+def _comparable(entry: Mapping[str, Any]) -> tuple[Any, ...]:
     ports = entry.get("PortRange") or {}
     return (
         entry["RuleNumber"],
@@ -232,43 +234,38 @@ def _comparable(entry: dict[str, Any]) -> tuple[Any, ...]:
 
 def _network_acl(run: _Run) -> dict[str, Any]:
     ec2 = run.ec2
-    with aws.aws_errors():
-        acls = sorted(
-            ec2.describe_network_acls(Filters=run.mine(_vpc_filter(run)))["NetworkAcls"],
-            key=lambda a: a["NetworkAclId"],
+    acls = sorted(
+        ec2.describe_network_acls(Filters=run.mine(_vpc_filter(run)))["NetworkAcls"],
+        key=lambda a: a["NetworkAclId"],
+    )
+    acl = (
+        acls[0]
+        if acls
+        else ec2.create_network_acl(
+            VpcId=run.vpc_id,
+            TagSpecifications=run.tags("network-acl", f"porte-{run.partner.slug}-private"),
+        )["NetworkAcl"]
+    )
+    acl_id = acl["NetworkAclId"]
+    wanted = {(e["RuleNumber"], e["Egress"]): e for e in _network_acl_entries(run)}
+    # 32767 is AWS's own catch-all deny, present on every ACL and not editable.
+    present = {(e["RuleNumber"], e["Egress"]): e for e in acl.get("Entries", []) if e["RuleNumber"] < 32767}
+    for key, entry in wanted.items():
+        if key not in present:
+            ec2.create_network_acl_entry(NetworkAclId=acl_id, **entry)
+        elif _comparable(present[key]) != _comparable(entry):
+            ec2.replace_network_acl_entry(NetworkAclId=acl_id, **entry)
+    for rule, egress in present.keys() - wanted.keys():
+        ec2.delete_network_acl_entry(NetworkAclId=acl_id, RuleNumber=rule, Egress=egress)
+    for subnet_id in run.subnet_ids:
+        current = ec2.describe_network_acls(
+            Filters=[{"Name": "association.subnet-id", "Values": [subnet_id]}]
         )
-        acl = (
-            acls[0]
-            if acls
-            else ec2.create_network_acl(
-                VpcId=run.vpc_id,
-                TagSpecifications=run.tags("network-acl", f"porte-{run.partner.slug}-private"),
-            )["NetworkAcl"]
-        )
-        acl_id = acl["NetworkAclId"]
-        wanted = {(e["RuleNumber"], e["Egress"]): e for e in _network_acl_entries(run)}
-        # 32767 is AWS's own catch-all deny, present on every ACL and not editable.
-        present = {
-            (e["RuleNumber"], e["Egress"]): e for e in acl.get("Entries", []) if e["RuleNumber"] < 32767
-        }
-        for key, entry in wanted.items():
-            if key not in present:
-                ec2.create_network_acl_entry(NetworkAclId=acl_id, **entry)
-            elif _comparable(present[key]) != _comparable(entry):
-                ec2.replace_network_acl_entry(NetworkAclId=acl_id, **entry)
-        for rule, egress in present.keys() - wanted.keys():
-            ec2.delete_network_acl_entry(NetworkAclId=acl_id, RuleNumber=rule, Egress=egress)
-        for subnet_id in run.subnet_ids:
-            current = ec2.describe_network_acls(
-                Filters=[{"Name": "association.subnet-id", "Values": [subnet_id]}]
+        association = next(a for a in current["NetworkAcls"][0]["Associations"] if a["SubnetId"] == subnet_id)
+        if association["NetworkAclId"] != acl_id:
+            ec2.replace_network_acl_association(
+                AssociationId=association["NetworkAclAssociationId"], NetworkAclId=acl_id
             )
-            association = next(
-                a for a in current["NetworkAcls"][0]["Associations"] if a["SubnetId"] == subnet_id
-            )
-            if association["NetworkAclId"] != acl_id:
-                ec2.replace_network_acl_association(
-                    AssociationId=association["NetworkAclAssociationId"], NetworkAclId=acl_id
-                )
     return {"network_acl_id": acl_id, "subnet_ids": run.subnet_ids, "entries": len(wanted)}
 
 
@@ -296,69 +293,65 @@ def flow_logs_role_policy(log_group_arn: str) -> dict[str, Any]:
         "Statement": [
             {
                 "Effect": "Allow",
-                "Action": [
-                    "logs:CreateLogStream",
-                    "logs:PutLogEvents",
-                    "logs:DescribeLogGroups",
-                    "logs:DescribeLogStreams",
-                ],
+                "Action": ["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
                 "Resource": [log_group_arn, f"{log_group_arn}:*"],
-            }
+            },
+            # IAM authorizes DescribeLogGroups on "*" only (it lists, it reads no log).
+            {"Effect": "Allow", "Action": "logs:DescribeLogGroups", "Resource": "*"},
         ],
     }
 
 
 def _flow_logs(run: _Run) -> dict[str, Any]:
     account_id = run.partner.aws_account_id
-    logs = aws.partner_client("logs", account_id, region=run.region)
-    iam = aws.partner_client("iam", account_id)
+    logs = aws.partner(account_id, region=run.region).logs
+    iam = aws.partner(account_id).iam
     log_group_arn = f"arn:aws:logs:{run.region}:{account_id}:log-group:{FLOW_LOG_GROUP}"
-    with aws.aws_errors():
-        groups = logs.describe_log_groups(logGroupNamePrefix=FLOW_LOG_GROUP)["logGroups"]
-        group = next((g for g in groups if g["logGroupName"] == FLOW_LOG_GROUP), None)
-        if group is None:
-            with contextlib.suppress(logs.exceptions.ResourceAlreadyExistsException):
-                logs.create_log_group(logGroupName=FLOW_LOG_GROUP, tags={TAG_KEY: run.partner.slug})
-        if (group or {}).get("retentionInDays") != FLOW_LOG_RETENTION_DAYS:
-            logs.put_retention_policy(logGroupName=FLOW_LOG_GROUP, retentionInDays=FLOW_LOG_RETENTION_DAYS)
-        try:
-            role_arn = iam.get_role(RoleName=FLOW_LOG_ROLE)["Role"]["Arn"]
-        except iam.exceptions.NoSuchEntityException:
-            role_arn = iam.create_role(
-                RoleName=FLOW_LOG_ROLE,
-                AssumeRolePolicyDocument=json.dumps(flow_logs_role_trust(account_id, run.region)),
-                Description="Porte: lets VPC flow logs write to CloudWatch Logs",
-                Tags=[{"Key": TAG_KEY, "Value": run.partner.slug}],
-            )["Role"]["Arn"]
-        # Putting the same inline policy again changes nothing; it repairs an edited one.
-        iam.put_role_policy(
+    groups = logs.describe_log_groups(logGroupNamePrefix=FLOW_LOG_GROUP)["logGroups"]
+    group = next((g for g in groups if g["logGroupName"] == FLOW_LOG_GROUP), None)
+    if group is None:
+        with contextlib.suppress(aws.AwsAlreadyExists):
+            logs.create_log_group(logGroupName=FLOW_LOG_GROUP, tags={TAG_KEY: run.partner.slug})
+    if (group or {}).get("retentionInDays") != FLOW_LOG_RETENTION_DAYS:
+        logs.put_retention_policy(logGroupName=FLOW_LOG_GROUP, retentionInDays=FLOW_LOG_RETENTION_DAYS)
+    try:
+        role_arn = iam.get_role(RoleName=FLOW_LOG_ROLE)["Role"]["Arn"]
+    except aws.AwsNotFound:
+        role_arn = iam.create_role(
             RoleName=FLOW_LOG_ROLE,
-            PolicyName="write-flow-logs",
-            PolicyDocument=json.dumps(flow_logs_role_policy(log_group_arn)),
-        )
-        existing = [
-            f
-            for f in run.ec2.describe_flow_logs(Filters=[{"Name": "resource-id", "Values": [run.vpc_id]}])[
-                "FlowLogs"
-            ]
-            if f.get("LogGroupName") == FLOW_LOG_GROUP and f.get("TrafficType") == "ALL"
+            AssumeRolePolicyDocument=json.dumps(flow_logs_role_trust(account_id, run.region)),
+            Description="Porte: lets VPC flow logs write to CloudWatch Logs",
+            Tags=[{"Key": TAG_KEY, "Value": run.partner.slug}],
+        )["Role"]["Arn"]
+    # Putting the same inline policy again changes nothing; it repairs an edited one.
+    iam.put_role_policy(
+        RoleName=FLOW_LOG_ROLE,
+        PolicyName="write-flow-logs",
+        PolicyDocument=json.dumps(flow_logs_role_policy(log_group_arn)),
+    )
+    existing = [
+        f
+        for f in run.ec2.describe_flow_logs(Filters=[{"Name": "resource-id", "Values": [run.vpc_id]}])[
+            "FlowLogs"
         ]
-        if existing:
-            flow_log_id = sorted(f["FlowLogId"] for f in existing)[0]
-        else:
-            created = run.ec2.create_flow_logs(
-                ResourceIds=[run.vpc_id],
-                ResourceType="VPC",
-                TrafficType="ALL",
-                LogDestinationType="cloud-watch-logs",
-                LogGroupName=FLOW_LOG_GROUP,
-                DeliverLogsPermissionArn=role_arn,
-                TagSpecifications=run.tags("vpc-flow-log", f"porte-{run.partner.slug}"),
-            )
-            if created.get("Unsuccessful"):
-                error = created["Unsuccessful"][0].get("Error", {})
-                raise aws.AwsRejected(str(error.get("Code", "FlowLogFailed")), str(error.get("Message", "")))
-            flow_log_id = created["FlowLogIds"][0]
+        if f.get("LogGroupName") == FLOW_LOG_GROUP and f.get("TrafficType") == "ALL"
+    ]
+    if existing:
+        flow_log_id = sorted(f["FlowLogId"] for f in existing)[0]
+    else:
+        created = run.ec2.create_flow_logs(
+            ResourceIds=[run.vpc_id],
+            ResourceType="VPC",
+            TrafficType="ALL",
+            LogDestinationType="cloud-watch-logs",
+            LogGroupName=FLOW_LOG_GROUP,
+            DeliverLogsPermissionArn=role_arn,
+            TagSpecifications=run.tags("vpc-flow-log", f"porte-{run.partner.slug}"),
+        )
+        if created.get("Unsuccessful"):
+            error = created["Unsuccessful"][0].get("Error", {})
+            raise aws.AwsRejected(str(error.get("Code", "FlowLogFailed")), str(error.get("Message", "")))
+        flow_log_id = created["FlowLogIds"][0]
     return {"flow_log_id": flow_log_id, "log_group": FLOW_LOG_GROUP, "role_arn": role_arn}
 
 
@@ -378,7 +371,12 @@ def _endpoints_security_group(run: _Run) -> str:
             TagSpecifications=run.tags("security-group", f"porte-{run.partner.slug}-endpoints"),
         )["GroupId"]
         group = ec2.describe_security_groups(GroupIds=[group_id])["SecurityGroups"][0]
-    https_in = {"IpProtocol": "tcp", "FromPort": 443, "ToPort": 443, "IpRanges": [{"CidrIp": run.vpc_cidr}]}
+    https_in: IpPermissionTypeDef = {
+        "IpProtocol": "tcp",
+        "FromPort": 443,
+        "ToPort": 443,
+        "IpRanges": [{"CidrIp": run.vpc_cidr}],
+    }
     has_https_in = any(
         p.get("IpProtocol") == "tcp"
         and p.get("FromPort") == 443
@@ -394,15 +392,13 @@ def _endpoints_security_group(run: _Run) -> str:
 
 def _endpoints_group_into(run: _Run, resources: dict[str, Any]) -> None:
     if "security_group_id" not in resources:
-        with aws.aws_errors():
-            resources["security_group_id"] = _endpoints_security_group(run)
+        resources["security_group_id"] = _endpoints_security_group(run)
 
 
-def _endpoint_type(ec2: Any, service: str) -> str:
+def _endpoint_type(ec2: EC2Client, service: str) -> str:
     """ "Gateway" where AWS offers a (free) gateway endpoint for the service, else "Interface" (PrivateLink).
     Raises AwsRejected(InvalidServiceName) for a service the region does not offer."""
-    with aws.aws_errors():
-        details = ec2.describe_vpc_endpoint_services(ServiceNames=[service])["ServiceDetails"]
+    details = ec2.describe_vpc_endpoint_services(ServiceNames=[service])["ServiceDetails"]
     offered = {t["ServiceType"] for d in details for t in d.get("ServiceType", [])}
     return "Gateway" if "Gateway" in offered else "Interface"
 
@@ -411,15 +407,14 @@ def _vpc_endpoints(run: _Run) -> dict[str, Any]:
     ec2 = run.ec2
     resources: dict[str, Any] = {}
     refused: list[str] = []
-    with aws.aws_errors():
-        present = {
-            e["ServiceName"]: e
-            for e in ec2.describe_vpc_endpoints(Filters=[_vpc_filter(run)])["VpcEndpoints"]
-            if e.get("State", "").lower() not in ("deleting", "deleted", "failed", "rejected")
-        }
-        route_tables = sorted(
-            t["RouteTableId"] for t in ec2.describe_route_tables(Filters=[_vpc_filter(run)])["RouteTables"]
-        )
+    present = {
+        e["ServiceName"]: e
+        for e in ec2.describe_vpc_endpoints(Filters=[_vpc_filter(run)])["VpcEndpoints"]
+        if e.get("State", "").lower() not in ("deleting", "deleted", "failed", "rejected")
+    }
+    route_tables = sorted(
+        t["RouteTableId"] for t in ec2.describe_route_tables(Filters=[_vpc_filter(run)])["RouteTables"]
+    )
     for short in settings.PARTNER_VPC_ENDPOINT_SERVICES:
         service = f"com.amazonaws.{run.region}.{short}"
         if service in present:
@@ -433,25 +428,26 @@ def _vpc_endpoints(run: _Run) -> dict[str, Any]:
             # One unknown name must not keep the others from being made.
             refused.append(f"{service} ({exc})")
             continue
-        common = {
-            "VpcId": run.vpc_id,
-            "ServiceName": service,
-            "TagSpecifications": run.tags("vpc-endpoint", f"porte-{run.partner.slug}-{short}"),
-        }
-        with aws.aws_errors():
-            if kind == "Gateway":
-                created = ec2.create_vpc_endpoint(
-                    VpcEndpointType="Gateway", RouteTableIds=route_tables, **common
-                )
-            else:
-                _endpoints_group_into(run, resources)
-                created = ec2.create_vpc_endpoint(
-                    VpcEndpointType="Interface",
-                    SubnetIds=run.subnet_ids,
-                    SecurityGroupIds=[resources["security_group_id"]],
-                    PrivateDnsEnabled=True,
-                    **common,
-                )
+        tags = run.tags("vpc-endpoint", f"porte-{run.partner.slug}-{short}")
+        if kind == "Gateway":
+            created = ec2.create_vpc_endpoint(
+                VpcEndpointType="Gateway",
+                VpcId=run.vpc_id,
+                ServiceName=service,
+                TagSpecifications=tags,
+                RouteTableIds=route_tables,
+            )
+        else:
+            _endpoints_group_into(run, resources)
+            created = ec2.create_vpc_endpoint(
+                VpcEndpointType="Interface",
+                VpcId=run.vpc_id,
+                ServiceName=service,
+                TagSpecifications=tags,
+                SubnetIds=run.subnet_ids,
+                SecurityGroupIds=[resources["security_group_id"]],
+                PrivateDnsEnabled=True,
+            )
         resources[short] = created["VpcEndpoint"]["VpcEndpointId"]
     if refused:
         raise StepFailed(
@@ -462,7 +458,7 @@ def _vpc_endpoints(run: _Run) -> dict[str, Any]:
     return resources
 
 
-def _is_mine(run: _Run, resource: dict[str, Any]) -> bool:
+def _is_mine(run: _Run, resource: Mapping[str, Any]) -> bool:
     return any(t["Key"] == TAG_KEY and t["Value"] == run.partner.slug for t in resource.get("Tags", []))
 
 

@@ -10,6 +10,8 @@ from django.utils import timezone
 
 from partners import aws_account, idp_validation
 from partners.models import IdentityProvider, Membership, Partner, PartnerDomain
+from partners.selectors import baseline_steps
+from partners.windows import validate_window
 from portal import aws
 from portal.audit import audit_record
 from portal.crypto import encrypt
@@ -48,8 +50,6 @@ def partner_create(
 
 def activation_missing(partner: Partner) -> list[str]:
     """What stands between the partner and activation, in words for staff (empty: ready)."""
-    from partners.selectors import baseline_steps
-
     missing = []
     idp = partner.identity_providers.first()
     if idp is None or not idp.is_enabled:
@@ -250,16 +250,15 @@ def partner_boundary_ensure(*, partner: Partner) -> str:
     if not partner.aws_account_id:
         raise aws.AwsRejected("NoAccount", f"Partner {partner.slug} has no dedicated AWS account yet.")
     arn = boundary_arn(partner)
-    iam = aws.partner_client("iam", partner.aws_account_id)
-    with aws.aws_errors():
-        try:
-            iam.get_policy(PolicyArn=arn)
-        except iam.exceptions.NoSuchEntityException:
-            iam.create_policy(
-                PolicyName=BOUNDARY_POLICY_NAME,
-                PolicyDocument=json.dumps(boundary_policy_document()),
-                Description="Porte permissions boundary for partner scoped roles",
-            )
+    iam = aws.partner(partner.aws_account_id).iam
+    try:
+        iam.get_policy(PolicyArn=arn)
+    except aws.AwsNotFound:
+        iam.create_policy(
+            PolicyName=BOUNDARY_POLICY_NAME,
+            PolicyDocument=json.dumps(boundary_policy_document()),
+            Description="Porte permissions boundary for partner scoped roles",
+        )
     return arn
 
 
@@ -409,7 +408,7 @@ def partner_set_status(*, partner: Partner, status: str, reason: str, actor: Use
     return partner
 
 
-# --- access conditions (approvals feature): window, networks, webhook ---------------------------------------
+# --- access conditions: window, networks, webhook --------------------------------------------------------
 
 
 def webhook_masked(url: str) -> str:
@@ -439,8 +438,6 @@ def partner_access_update(
     import ipaddress
 
     from django.conf import settings
-
-    from partners.windows import validate_window
 
     validate_window(timezone=access_timezone, days=access_days, start=access_start, end=access_end)
     errors: dict[str, str] = {}

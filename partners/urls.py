@@ -11,7 +11,7 @@ urlpatterns = [
     path("staff/partners/<slug:slug>/provision/", views.partner_provision, name="partner_provision"),
     path("staff/partners/<slug:slug>/idp/<str:protocol>/", views.partner_idp, name="partner_idp"),
     path("staff/partners/<slug:slug>/idp-test/", views.partner_idp_test, name="partner_idp_test"),
-    # Approvals feature: the partner's access window, networks and webhook.
+    # The partner's access window, networks and webhook.
     path("staff/partners/<slug:slug>/access/", views.partner_access, name="partner_access"),
     path(
         "staff/idp/<slug:provider_id>/test-result/",

@@ -119,7 +119,7 @@ def partner_detail(request: HttpRequest, slug: str) -> HttpResponse:
             "activation_missing": services.activation_missing(partner),
             "idp_shared_with": partners_sharing_idp(idp) if idp else [],
             "activation_form": ActivationForm(),
-            # Approvals feature: access conditions shown with a link to edit them.
+            # Access conditions shown with a link to edit them.
             "window": window_for(partner),
             "webhook": services.webhook_masked(partner.webhook_url),
             "provision_form": AccountProvisionForm(

@@ -19,6 +19,7 @@ from typing import Any
 from django.db import connection, models, transaction
 from django.utils import timezone
 
+from portal import queue
 from portal.models import AuditEvent, User
 
 GENESIS = "0" * 64
@@ -102,11 +103,9 @@ def ask_for_seal() -> None:
     """Ask a worker to seal now (at most once a second across processes; beat is the safety net)."""
     from django.core.cache import cache
 
-    from portal.tasks import audit_seal
-
     if cache.add("porte:audit-seal-asked", 1, timeout=1):
         try:
-            audit_seal.delay()
+            queue.send("portal.tasks.audit_seal")
         except Exception:  # the broker is down: beat seals within AUDIT_SEAL_SECONDS anyway
             cache.delete("porte:audit-seal-asked")
 

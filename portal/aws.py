@@ -6,18 +6,25 @@ Three kinds of caller identity:
 - broker: the principal that assumes partners' scoped roles to mint credentials for people.
 
 `AWS_ENDPOINT_URL` points every client at moto on loopback locally and in tests; unset, the same code talks to AWS.
-Errors are sorted into `AwsUnavailable` (retry later) and `AwsRejected` (permanent, show the reason).
+
+Clients are typed (boto3-stubs) and translated: every call, page and waiter raises only Porte's error kinds —
+`AwsUnavailable` (retry later) or `AwsRejected` (permanent, show the reason; `AwsNotFound` and
+`AwsAlreadyExists` are the two a caller often expects). Call sites hold no error plumbing:
+
+    aws.partner(account_id).iam.get_role(RoleName=name)      # raises AwsNotFound if there is none
+    aws.management().organizations.describe_organization()
 """
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from functools import lru_cache
-from typing import Any, NamedTuple, cast
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 import boto3
 from botocore.config import Config
@@ -25,6 +32,15 @@ from botocore.exceptions import BotoCoreError, ClientError, ConnectionError, HTT
 from botocore.parsers import ResponseParserError
 from django.conf import settings
 from django.utils import timezone
+
+if TYPE_CHECKING:
+    from mypy_boto3_ec2 import EC2Client
+    from mypy_boto3_iam import IAMClient
+    from mypy_boto3_logs import CloudWatchLogsClient
+    from mypy_boto3_organizations import OrganizationsClient
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_sqs import SQSClient
+    from mypy_boto3_sts import STSClient
 
 _TRANSIENT_CODES = {
     "Throttling",
@@ -59,6 +75,37 @@ class AwsRejected(AwsError):
         self.code = code
 
 
+class AwsNotFound(AwsRejected):
+    """What the call names does not exist (a role, a key, an account, a log group...)."""
+
+
+class AwsAlreadyExists(AwsRejected):
+    """What the call would create or attach is there already."""
+
+
+_NOT_FOUND_CODES = {
+    "NoSuchEntity",
+    "NoSuchKey",
+    "NoSuchBucket",
+    "404",
+    "NotFound",
+    "AccountNotFoundException",
+    "ResourceNotFoundException",
+    "AWS.SimpleQueueService.NonExistentQueue",
+    "QueueDoesNotExist",
+    "AWSOrganizationsNotInUseException",  # there is no organisation
+}
+_ALREADY_EXISTS_CODES = {
+    "EntityAlreadyExists",
+    "ResourceAlreadyExistsException",
+    "DuplicateOrganizationalUnitException",
+    "DuplicatePolicyAttachmentException",
+    "DuplicatePolicyException",
+    "PolicyTypeAlreadyEnabledException",
+    "BucketAlreadyOwnedByYou",
+}
+
+
 class Credentials(NamedTuple):
     access_key_id: str
     secret_access_key: str
@@ -67,8 +114,8 @@ class Credentials(NamedTuple):
 
 
 @contextmanager
-def aws_errors() -> Iterator[None]:
-    """Translate botocore's exceptions into Porte's two kinds of failure."""
+def _translated() -> Iterator[None]:
+    """The one place botocore's exceptions become Porte's kinds of failure."""
     try:
         yield
     except ClientError as exc:
@@ -77,7 +124,14 @@ def aws_errors() -> Iterator[None]:
         status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
         if code in _TRANSIENT_CODES or status >= 500:
             raise AwsUnavailable(f"AWS is temporarily unavailable ({code}).") from exc
-        raise AwsRejected(code, str(error.get("Message", ""))) from exc
+        kind = (
+            AwsNotFound
+            if code in _NOT_FOUND_CODES
+            else AwsAlreadyExists
+            if code in _ALREADY_EXISTS_CODES
+            else AwsRejected
+        )
+        raise kind(code, str(error.get("Message", ""))) from exc
     except (ConnectionError, HTTPClientError) as exc:
         raise AwsUnavailable(f"AWS could not be reached ({type(exc).__name__}).") from exc
     except ResponseParserError as exc:
@@ -99,6 +153,44 @@ def _config() -> Config:
     )
 
 
+_LATER = {"get_paginator", "paginate", "get_waiter", "iter_chunks", "iter_lines"}
+
+
+class _Translating:
+    """A boto3 client, paginator, page iterator or waiter whose calls raise only Porte's error kinds."""
+
+    def __init__(self, target: Any) -> None:
+        self._target = target
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._target, name)
+        if name in ("exceptions", "meta") or not callable(attr):
+            return attr
+
+        @functools.wraps(attr)
+        def call(*args: Any, **kwargs: Any) -> Any:
+            with _translated():
+                result = attr(*args, **kwargs)
+            # Paginators, their pages, waiters and streamed bodies reach AWS later: translate those calls too.
+            if name in _LATER:
+                return _Translating(result)
+            if isinstance(result, dict) and hasattr(result.get("Body"), "iter_chunks"):
+                result["Body"] = _Translating(result["Body"])
+            return result
+
+        return call
+
+    def __iter__(self) -> Iterator[Any]:
+        pages = iter(self._target)
+        while True:
+            with _translated():
+                try:
+                    page = next(pages)
+                except StopIteration:
+                    return
+            yield page
+
+
 @lru_cache(maxsize=256)
 def _cached_client(
     service: str, region: str, endpoint: str | None, key: str | None, secret: str | None, token: str | None
@@ -106,24 +198,64 @@ def _cached_client(
     session = boto3.session.Session(
         aws_access_key_id=key, aws_secret_access_key=secret, aws_session_token=token, region_name=region
     )
-    return cast(Any, session).client(service, endpoint_url=endpoint, config=_config())
+    return _Translating(cast(Any, session).client(service, endpoint_url=endpoint, config=_config()))
 
 
-def client(service: str, *, credentials: Credentials | None = None, region: str | None = None) -> Any:
-    """A boto3 client (thread-safe, cached) with Porte's endpoint, retries and timeouts."""
-    creds = credentials
-    return _cached_client(
-        service,
-        region or settings.AWS_REGION,
-        settings.AWS_ENDPOINT_URL,
-        creds.access_key_id if creds else None,
-        creds.secret_access_key if creds else None,
-        creds.session_token if creds else None,
-    )
+class Clients:
+    """Typed, translated clients (thread-safe, cached) with Porte's endpoint, retries and timeouts, acting as
+    one identity in one region."""
+
+    def __init__(self, credentials: Credentials | None = None, region: str | None = None) -> None:
+        self._credentials, self._region = credentials, region
+
+    def _client(self, service: str) -> Any:
+        creds = self._credentials
+        return _cached_client(
+            service,
+            self._region or settings.AWS_REGION,
+            settings.AWS_ENDPOINT_URL,
+            creds.access_key_id if creds else None,
+            creds.secret_access_key if creds else None,
+            creds.session_token if creds else None,
+        )
+
+    @property
+    def ec2(self) -> EC2Client:
+        return cast("EC2Client", self._client("ec2"))
+
+    @property
+    def iam(self) -> IAMClient:
+        return cast("IAMClient", self._client("iam"))
+
+    @property
+    def logs(self) -> CloudWatchLogsClient:
+        return cast("CloudWatchLogsClient", self._client("logs"))
+
+    @property
+    def organizations(self) -> OrganizationsClient:
+        return cast("OrganizationsClient", self._client("organizations"))
+
+    @property
+    def s3(self) -> S3Client:
+        return cast("S3Client", self._client("s3"))
+
+    @property
+    def sqs(self) -> SQSClient:
+        return cast("SQSClient", self._client("sqs"))
+
+    @property
+    def sts(self) -> STSClient:
+        return cast("STSClient", self._client("sts"))
 
 
-def management_client(service: str, region: str | None = None) -> Any:
-    return client(service, region=region)
+def management(region: str | None = None) -> Clients:
+    """Porte's own credentials (Organizations, the trail bucket and its queue)."""
+    return Clients(region=region)
+
+
+def using(credentials: Credentials | None, region: str | None = None) -> Clients:
+    """Explicit credentials (None: Porte's own)."""
+    return Clients(credentials, region)
 
 
 def assume_role(
@@ -134,10 +266,9 @@ def assume_role(
     duration_seconds: int = 3600,
     **extra: Any,
 ) -> Credentials:
-    with aws_errors():
-        response = client("sts", credentials=using).assume_role(
-            RoleArn=role_arn, RoleSessionName=session_name, DurationSeconds=duration_seconds, **extra
-        )
+    response = Clients(using).sts.assume_role(
+        RoleArn=role_arn, RoleSessionName=session_name, DurationSeconds=duration_seconds, **extra
+    )
     c = response["Credentials"]
     return Credentials(c["AccessKeyId"], c["SecretAccessKey"], c["SessionToken"], c["Expiration"])
 
@@ -172,9 +303,9 @@ def partner_admin_credentials(account_id: str) -> Credentials:
     return _credentials.get(arn, "porte-provisioning")
 
 
-def partner_client(service: str, account_id: str, region: str | None = None) -> Any:
-    """A client acting as Porte's admin role inside a partner's dedicated account."""
-    return client(service, credentials=partner_admin_credentials(account_id), region=region)
+def partner(account_id: str, region: str | None = None) -> Clients:
+    """Porte's admin role inside a partner's dedicated account."""
+    return Clients(partner_admin_credentials(account_id), region)
 
 
 def broker_credentials() -> Credentials | None:
@@ -196,8 +327,7 @@ def broker_principal_arn() -> str:
         return str(settings.AWS_BROKER_PRINCIPAL_ARN)
     if settings.AWS_BROKER_ROLE_ARN:
         return str(settings.AWS_BROKER_ROLE_ARN)
-    with aws_errors():
-        return str(client("sts").get_caller_identity()["Arn"])
+    return str(management().sts.get_caller_identity()["Arn"])
 
 
 def reset_caches() -> None:

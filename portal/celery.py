@@ -42,7 +42,7 @@ def _schedule(sender: Celery, **_: object) -> None:
         # Ingests new CloudTrail log files from the organisation trail's bucket (resumes from a cursor per prefix;
         # idempotent on eventID, so an overlapping or repeated run adds nothing).
         "ingest-activity": {
-            "task": "grants.tasks.activity_ingest",
+            "task": "activity.tasks.activity_ingest",
             "schedule": settings.ACTIVITY_INGEST_SECONDS,
             "options": {"expires": settings.ACTIVITY_INGEST_SECONDS},
         },
@@ -55,12 +55,12 @@ def _schedule(sender: Celery, **_: object) -> None:
         # Approvals: pending requests nobody decided in time lapse (requester told); holders are told once
         # that their access ends soon.
         "expire-pending-requests": {
-            "task": "grants.tasks.requests_expire_pending",
+            "task": "approvals.tasks.requests_expire_pending",
             "schedule": settings.APPROVALS_SWEEP_SECONDS,
             "options": {"expires": settings.APPROVALS_SWEEP_SECONDS},
         },
         "notify-expiring-grants": {
-            "task": "grants.tasks.grants_notify_expiring",
+            "task": "approvals.tasks.grants_notify_expiring",
             "schedule": settings.APPROVALS_SWEEP_SECONDS,
             "options": {"expires": settings.APPROVALS_SWEEP_SECONDS},
         },
@@ -68,13 +68,13 @@ def _schedule(sender: Celery, **_: object) -> None:
         # passed, reminds reviewers 3 days and 1 day before the deadline, and settles undecided items at the
         # deadline (revoke, or keep and escalate). Each step is idempotent, so a repeated run does nothing twice.
         "access-reviews": {
-            "task": "grants.tasks.reviews_tick",
+            "task": "reviews.tasks.reviews_tick",
             "schedule": 900.0,
             "options": {"expires": 900.0},
         },
         # Deletes activity older than PORTE_ACTIVITY_RETENTION_DAYS, in small batches.
         "purge-activity": {
-            "task": "grants.tasks.activity_purge",
+            "task": "activity.tasks.activity_purge",
             "schedule": 3600.0,
             "options": {"expires": 3600.0},
         },
@@ -96,7 +96,7 @@ def _schedule(sender: Celery, **_: object) -> None:
         # The near-real-time path: trail files named by the bucket's notifications, within seconds of delivery
         # (the listing above stays the safety net).
         sender.conf.beat_schedule["ingest-activity-notified"] = {
-            "task": "grants.tasks.activity_ingest_notified",
+            "task": "activity.tasks.activity_ingest_notified",
             "schedule": settings.ACTIVITY_SQS_POLL_SECONDS,
             "options": {"expires": settings.ACTIVITY_SQS_POLL_SECONDS},
         }

@@ -17,6 +17,7 @@ from django.core.mail import send_mail
 from django.db import transaction
 from django.utils import timezone
 
+from portal import queue
 from portal.models import Notification, User
 
 log = logging.getLogger(__name__)
@@ -63,14 +64,8 @@ def notify(
         webhook_url=webhook_url,
         partner_id=partner_id,
     )
-    transaction.on_commit(lambda: _queue(notification.pk))
+    queue.on_commit("portal.tasks.notification_deliver", notification.pk)
     return notification
-
-
-def _queue(notification_id: int) -> None:
-    from portal import tasks
-
-    tasks.notification_deliver.delay(notification_id)
 
 
 def notification_deliver(*, notification_id: int) -> Notification | None:
@@ -141,5 +136,5 @@ def notifications_redrive(*, older_than: timedelta = timedelta(minutes=2)) -> li
         .values_list("pk", flat=True)[:500]
     )
     for notification_id in ids:
-        _queue(notification_id)
+        queue.send("portal.tasks.notification_deliver", notification_id)
     return ids

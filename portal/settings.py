@@ -70,6 +70,10 @@ INSTALLED_APPS = [
     "portal",
     "partners",
     "grants",
+    "approvals",
+    "reviews",
+    "activity",
+    "home",
 ]
 
 MIDDLEWARE = [
@@ -108,7 +112,7 @@ TEMPLATES = [
                 "django.contrib.messages.context_processors.messages",
                 "portal.context_processors.actor",
                 # Activity views: the ingestion-lag banner (lazy: computed only where a page shows it).
-                "grants.activity.context_processors.activity_lag",
+                "activity.context_processors.activity_lag",
             ],
         },
     },

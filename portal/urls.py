@@ -2,7 +2,9 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView
 
-from grants.urls import api_urlpatterns
+from activity.urls import api_urlpatterns as activity_api_urlpatterns
+from approvals.urls import api_urlpatterns as approval_api_urlpatterns
+from grants.urls import api_urlpatterns as grant_api_urlpatterns
 from partners.oidc import callback as oidc_callback
 from partners.saml import finish_acs as saml_finish_acs
 from partners.urls import api_urlpatterns as partner_api_urlpatterns
@@ -24,9 +26,15 @@ urlpatterns = [
     path("tokens/", api_tokens, name="api_tokens"),
     path("tokens/<int:token_id>/revoke/", api_token_revoke, name="api_token_revoke"),
     path("api/v1/me/", portal_api.me, name="api_me"),
-    path("api/v1/", include(api_urlpatterns)),
+    path("api/v1/", include(grant_api_urlpatterns)),
+    path("api/v1/", include(approval_api_urlpatterns)),
+    path("api/v1/", include(activity_api_urlpatterns)),
     path("api/v1/", include(partner_api_urlpatterns)),
     # The API's description is no secret: anyone may read it (the gate would otherwise treat it as an API call).
     path("api/schema/", public(SpectacularAPIView.as_view()), name="api_schema"),
+    path("", include("home.urls")),
     path("", include("grants.urls")),
+    path("", include("approvals.urls")),
+    path("", include("reviews.urls")),
+    path("", include("activity.urls")),
 ]

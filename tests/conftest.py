@@ -20,6 +20,35 @@ pytest_plugins = [
 ]
 
 
+# Test tiers: each test is marked by the peers it needs, found from its fixtures and its module, so a new test
+# is placed without anyone remembering to mark it. `make test-fast` runs the tests that need none of them.
+PEER_FIXTURES = {
+    "aws": {"local_aws", "moto_endpoint"},
+    "worker": {"worker_env", "celery_worker_process"},
+    "idp": {"acme_idp", "rotating_idp", "live_server"},
+    "postgresql": {"transactional_db"},
+}
+# What a test module may start itself: these names imported into it.
+PEER_NAMES = {
+    "worker": {"WorkerProcess"},
+    "idp": {"OidcIdp", "SamlIdp", "running_idp"},
+    "browser": {"sync_playwright", "async_playwright"},
+    "postgresql": {"require_postgresql"},
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        fixtures = set(getattr(item, "fixturenames", ()))
+        names = set(vars(item.module)) if getattr(item, "module", None) else set()
+        for marker, peer_fixtures in PEER_FIXTURES.items():
+            if fixtures & peer_fixtures:
+                item.add_marker(marker)
+        for marker, peer_names in PEER_NAMES.items():
+            if names & peer_names:
+                item.add_marker(marker)
+
+
 @pytest.fixture(autouse=True)
 def _plain_static(settings) -> None:  # type: ignore[no-untyped-def]
     settings.STORAGES = {

@@ -48,10 +48,10 @@ def role_inline_policy(account_id: str, role_name: str, policy_name: str) -> dic
 
     from portal import aws
 
-    iam = aws.partner_client("iam", account_id)
+    iam = aws.partner(account_id).iam
     try:
         document = iam.get_role_policy(RoleName=role_name, PolicyName=policy_name)["PolicyDocument"]
-    except iam.exceptions.NoSuchEntityException:
+    except aws.AwsNotFound:
         return None
     return json.loads(document) if isinstance(document, str) else dict(document)
 

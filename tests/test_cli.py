@@ -19,8 +19,9 @@ from pathlib import Path
 import boto3
 import pytest
 
-from grants import services as grant_services
+from approvals.services import request_create
 from grants.models import CredentialIssue, Grant
+from grants.services import activation, revocation
 from portal import services
 from portal.models import User
 from tests.fixtures.domain import World, make_member
@@ -42,10 +43,10 @@ def _no_messages_left_behind() -> Iterator[None]:
 
 @pytest.fixture
 def alice_grant(acme: World, alice: User) -> Grant:
-    request = grant_services.access_request_create(
+    request = request_create(
         requester=alice, role=acme.role, justification="Inventory TICKET-42", duration=timedelta(minutes=30)
     )
-    grant = grant_services.grant_activate(grant_id=request.grant.pk)  # as the worker would, against moto
+    grant = activation.grant_activate(grant_id=request.grant.pk)  # as the worker would, against moto
     assert grant.status == Grant.Status.ACTIVE
     return grant
 
@@ -185,7 +186,7 @@ def test_a_grant_that_is_not_yours_or_no_longer_active_is_explained(
         ),
         f"You have no grant {alice_grant.pk}: list yours with `porte grants`",
     )
-    revoked = grant_services.grant_revoke(grant=alice_grant, reason="Done early", actor=alice)
+    revoked = revocation.grant_revoke(grant=alice_grant, reason="Done early", actor=alice)
     token = token_for(alice)
     _failed(
         porte("credentials", "--grant", str(alice_grant.pk), home=tmp_path, url=live_server.url, token=token),

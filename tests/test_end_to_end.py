@@ -74,7 +74,7 @@ def test_sign_in_request_activate_mint_expire(live_server, acme_idp, celery_work
     )
 
     grant = Grant.objects.get(pk=grant_id)
-    iam = aws.partner_client("iam", account)
+    iam = aws.partner(account).iam
     deny = iam.get_role_policy(RoleName="porte-readonly", PolicyName="porte-revocations")["PolicyDocument"]
     deny = json.loads(deny) if isinstance(deny, str) else deny
     assert deny["Statement"] == [

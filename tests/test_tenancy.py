@@ -12,8 +12,9 @@ from datetime import timedelta
 import pytest
 from django.test import Client
 
-from grants import services
+from approvals.services import request_create
 from grants.models import AccessRequest, CredentialIssue, Grant, Role
+from grants.services import activation, role_setup
 from portal.models import User
 from tests.fixtures.domain import READ_ONLY, make_member, sign_in_as
 
@@ -22,10 +23,10 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def alice_grant(acme, alice) -> Grant:
-    request = services.access_request_create(
+    request = request_create(
         requester=alice, role=acme.role, justification="Inventory TICKET-42", duration=timedelta(minutes=30)
     )
-    grant = services.grant_activate(grant_id=request.grant.pk)  # as the worker would, against moto
+    grant = activation.grant_activate(grant_id=request.grant.pk)  # as the worker would, against moto
     assert grant.status == Grant.Status.ACTIVE
     return grant
 
@@ -34,7 +35,7 @@ def alice_grant(acme, alice) -> Grant:
 def acme_only_role(acme) -> Role:
     """An Acme role with a slug no Globex role has, open to `engineers` (a group Mallory is in too): only
     tenancy stands between her and it."""
-    return services.role_create(
+    return role_setup.role_create(
         partner=acme.partner,
         slug="acme-billing",
         name="Acme billing",

@@ -8,10 +8,10 @@ from typing import Any
 import orjson
 from django.conf import settings
 
-from grants.activity import loading
-from grants.activity.attribution import Attributor
-from grants.activity.simulator import CloudTrailSimulator
-from grants.alerts.models import Alert
+from activity import loading
+from activity.attribution import Attributor
+from activity.models import Alert
+from activity.simulator import CloudTrailSimulator
 
 
 def load(

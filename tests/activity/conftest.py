@@ -7,27 +7,28 @@ from datetime import timedelta
 
 import pytest
 
-from grants import services
-from grants.activity import trail
-from grants.activity.simulator import CloudTrailSimulator
+from activity import trail
+from activity.simulator import CloudTrailSimulator
+from approvals.services import request_create
 from grants.models import CredentialIssue, Grant
+from grants.services import activation, minting
 from portal.models import User
 from tests.fixtures.domain import World
 
 
 def active_grant(world: World, user: User, minutes: int = 60) -> Grant:
-    request = services.access_request_create(
+    request = request_create(
         requester=user,
         role=world.role,
         justification="Inventory check 42",
         duration=timedelta(minutes=minutes),
     )
-    return services.grant_activate(grant_id=request.grant.pk)
+    return activation.grant_activate(grant_id=request.grant.pk)
 
 
 def mint(grant: Grant, user: User, kind: str) -> CredentialIssue:
     """A real mint: moto's STS assumes the provisioned role with SourceIdentity and tags; Porte records it."""
-    return services.credential_mint(grant_id=grant.pk, user=user, kind=kind, source_ip="203.0.113.9").issue
+    return minting.credential_mint(grant_id=grant.pk, user=user, kind=kind, source_ip="203.0.113.9").issue
 
 
 @pytest.fixture

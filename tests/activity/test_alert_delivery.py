@@ -9,9 +9,9 @@ import pytest
 from django.core import mail
 from django.utils import timezone
 
-from grants.activity import services as activity
-from grants.alerts.models import Alert
-from grants.models import Grant, TrailCursor
+from activity import services as activity
+from activity.models import Alert, TrailCursor
+from grants.models import Grant
 from portal import notifications
 from portal.models import AuditEvent, Notification
 from tests.activity.alerting import alerts

@@ -10,10 +10,9 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
-from grants.activity import services as activity
-from grants.alerts import rules, services
-from grants.alerts.models import Alert
-from grants.models import ActivityEvent
+from activity import services as activity
+from activity.alerts import rules, services
+from activity.models import ActivityEvent, Alert
 from portal.models import AuditEvent, Notification
 from tests.fixtures.domain import make_staff
 

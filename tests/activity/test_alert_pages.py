@@ -8,9 +8,9 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
-from grants.alerts.models import Alert
-from grants.alerts.rules import Draft
-from grants.alerts.services import alerts_record
+from activity.alerts.rules import Draft
+from activity.alerts.services import alerts_record
+from activity.models import Alert
 from portal.models import AuditEvent
 from tests.fixtures.domain import sign_in_as
 

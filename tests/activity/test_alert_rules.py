@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
-from grants.alerts import rules
-from grants.alerts.models import Alert, SeenSourceIp
-from grants.alerts.rules import is_denied, sensitive_kind
+from activity.alerts import rules
+from activity.alerts.rules import is_denied, sensitive_kind
+from activity.models import Alert, SeenSourceIp
 from grants.models import CredentialIssue, Grant
 from partners.models import Partner
 from tests.activity.alerting import alerts, load

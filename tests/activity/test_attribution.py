@@ -11,9 +11,10 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from grants.activity import services as activity
-from grants.activity.attribution import role_session_name
-from grants.models import ActivityEvent, CredentialIssue
+from activity import services as activity
+from activity.models import ActivityEvent
+from grants.models import CredentialIssue
+from grants.policies import role_session_name
 from tests.activity.conftest import active_grant, mint
 
 pytestmark = pytest.mark.django_db

@@ -15,10 +15,11 @@ import orjson
 import pytest
 from django.utils import timezone
 
-from grants import tasks
-from grants.activity import services as activity
-from grants.activity.simulator import CloudTrailSimulator
-from grants.models import ActivityEvent, CredentialIssue, QuarantinedObject, TrailCursor, TrailFile
+from activity import services as activity
+from activity import tasks
+from activity.models import ActivityEvent, QuarantinedObject, TrailCursor, TrailFile
+from activity.simulator import CloudTrailSimulator
+from grants.models import CredentialIssue
 from portal import aws
 from portal.models import AuditEvent
 from tests.fixtures.domain import World
@@ -56,7 +57,7 @@ def _write_day(
 
 
 def _records_in(keys: list[str]) -> list[dict]:  # type: ignore[type-arg]
-    s3 = aws.management_client("s3")
+    s3 = aws.management().s3
     records: list[dict] = []  # type: ignore[type-arg]
     for key in keys:
         body = s3.get_object(Bucket="porte-org-trail", Key=key)["Body"].read()
@@ -94,7 +95,7 @@ def test_reingesting_the_same_files_adds_nothing(simulator, acme, alice_cli, ali
 
     # The same file delivered again under another name (a duplicate delivery): nothing new, nothing kept.
     account = acme.partner.aws_account_id
-    body = aws.management_client("s3").get_object(Bucket="porte-org-trail", Key=keys[0])["Body"].read()
+    body = aws.management().s3.get_object(Bucket="porte-org-trail", Key=keys[0])["Body"].read()
     simulator.put(simulator.log_key(account, timezone.now()), body)
     duplicate = activity.activity_ingest()
     assert (duplicate.objects, duplicate.events_read, duplicate.events_inserted) == (
@@ -116,9 +117,7 @@ def test_reingesting_the_same_files_adds_nothing(simulator, acme, alice_cli, ali
 
 def test_digest_files_are_skipped(simulator, acme, alice_cli, alice_console) -> None:  # type: ignore[no-untyped-def]
     keys = _write_day(simulator, acme, alice_cli, alice_console)
-    listed = [
-        o["Key"] for o in aws.management_client("s3").list_objects_v2(Bucket="porte-org-trail")["Contents"]
-    ]
+    listed = [o["Key"] for o in aws.management().s3.list_objects_v2(Bucket="porte-org-trail")["Contents"]]
     digests = [k for k in listed if "/CloudTrail-Digest/" in k]
     assert len(digests) == 2 and len(listed) == len(keys) + 2
 

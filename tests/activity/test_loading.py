@@ -15,10 +15,10 @@ import pytest
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from grants.activity import services as activity
-from grants.activity.attribution import COLUMNS, Attributor
-from grants.activity.loading import LogData, load_files, load_log
-from grants.models import ActivityEvent, QuarantinedObject, TrailCursor, TrailFile
+from activity import services as activity
+from activity.attribution import COLUMNS, Attributor
+from activity.loading import LogData, load_files, load_log
+from activity.models import ActivityEvent, QuarantinedObject, TrailCursor, TrailFile
 
 pytestmark = pytest.mark.django_db
 

@@ -12,11 +12,11 @@ from django.db import transaction
 from django.test import Client
 from django.utils import timezone
 
-from grants import metrics
-from grants.alerts.models import Alert
-from grants.alerts.rules import Draft
-from grants.alerts.services import alerts_record
-from grants.metrics import _Exposition
+from activity import metrics
+from activity.alerts.rules import Draft
+from activity.alerts.services import alerts_record
+from activity.metrics import _Exposition
+from activity.models import Alert
 from grants.models import AccessRequest, Grant
 from partners.services import sign_in_refuse
 from portal.health import health_sample_record

@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
-from grants.activity import services as activity
-from grants.activity import trail
-from grants.activity.notified import notice
-from grants.models import ActivityEvent, QuarantinedObject, TrailCursor
+from activity import services as activity
+from activity import trail
+from activity.models import ActivityEvent, QuarantinedObject, TrailCursor
+from activity.notified import notice
 from portal import aws
 
 pytestmark = pytest.mark.django_db
@@ -24,10 +24,10 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def queue(simulator, settings) -> str:  # type: ignore[no-untyped-def]
     """A queue the trail bucket notifies of every object created (as an operator would configure it)."""
-    sqs = aws.management_client("sqs")
+    sqs = aws.management().sqs
     url = sqs.create_queue(QueueName=f"porte-trail-{timezone.now():%H%M%S%f}")["QueueUrl"]
     arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    aws.management_client("s3").put_bucket_notification_configuration(
+    aws.management().s3.put_bucket_notification_configuration(
         Bucket=simulator.bucket,
         NotificationConfiguration={
             "QueueConfigurations": [{"QueueArn": arn, "Events": ["s3:ObjectCreated:*"]}]
@@ -35,13 +35,13 @@ def queue(simulator, settings) -> str:  # type: ignore[no-untyped-def]
     )
     settings.ACTIVITY_SQS_QUEUE_URL = url
     yield url
-    aws.management_client("s3").put_bucket_notification_configuration(
+    aws.management().s3.put_bucket_notification_configuration(
         Bucket=simulator.bucket, NotificationConfiguration={}
     )
 
 
 def _waiting(url: str) -> int:
-    attributes = aws.management_client("sqs").get_queue_attributes(
+    attributes = aws.management().sqs.get_queue_attributes(
         QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
     )["Attributes"]
     return int(attributes["ApproximateNumberOfMessages"]) + int(
@@ -123,13 +123,13 @@ def test_beat_reads_the_queue_only_when_one_is_configured(
 ) -> None:  # type: ignore[no-untyped-def]
     from celery import Celery
 
-    from grants import tasks
+    from activity import tasks
     from portal.celery import _schedule
 
     configured = Celery("configured")
     _schedule(configured)
     entry = configured.conf.beat_schedule["ingest-activity-notified"]
-    assert entry["task"] == "grants.tasks.activity_ingest_notified" and entry["schedule"] == 10.0
+    assert entry["task"] == "activity.tasks.activity_ingest_notified" and entry["schedule"] == 10.0
     settings.ACTIVITY_SQS_QUEUE_URL = ""
     plain = Celery("plain")
     _schedule(plain)

@@ -9,9 +9,9 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from grants.activity import services as activity
-from grants.activity.selectors import Keyset, activity_page, activity_page_query
-from grants.models import ActivityEvent
+from activity import services as activity
+from activity.models import ActivityEvent
+from activity.selectors import Keyset, activity_page, activity_page_query
 
 pytestmark = pytest.mark.django_db
 

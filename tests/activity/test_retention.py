@@ -7,9 +7,9 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from grants import tasks
-from grants.activity import services as activity
-from grants.models import ActivityEvent, TrailFile
+from activity import services as activity
+from activity import tasks
+from activity.models import ActivityEvent, TrailFile
 from portal.models import AuditEvent
 
 pytestmark = pytest.mark.django_db

@@ -25,13 +25,15 @@ import time_machine
 from django.test import Client
 from django.utils import timezone
 
-from grants import services
-from grants.activity import services as activity
-from grants.activity.converters import event_time_text
-from grants.activity.selectors import Keyset
-from grants.activity.simulator import CloudTrailSimulator
-from grants.activity.timeline import grant_timeline
-from grants.models import ActivityEvent, CredentialIssue, Grant, QuarantinedObject
+from activity import services as activity
+from activity.converters import event_time_text
+from activity.models import ActivityEvent, QuarantinedObject
+from activity.selectors import Keyset
+from activity.simulator import CloudTrailSimulator
+from activity.timeline import grant_timeline
+from approvals.services import grant_extend
+from grants.models import CredentialIssue, Grant
+from grants.services import revocation
 from portal.models import User
 from portal.services import api_token_create
 from tests.activity.conftest import active_grant, mint
@@ -370,10 +372,8 @@ def test_grant_timeline_tells_lifecycle_and_events_in_order(simulator, acme, ali
         at=cli.issued_at,
     )
     activity.activity_ingest()
-    services.grant_extend(
-        grant=grant, by=timedelta(minutes=15), justification="Need to finish TICKET-7", actor=alice
-    )
-    services.grant_revoke(grant=grant, reason="done early", actor=pat)
+    grant_extend(grant=grant, by=timedelta(minutes=15), justification="Need to finish TICKET-7", actor=alice)
+    revocation.grant_revoke(grant=grant, reason="done early", actor=pat)
 
     page = _as(alice).get(f"/grants/{grant.pk}/").content.decode()
     timeline = page[page.index('id="timeline"') :]

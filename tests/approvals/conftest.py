@@ -7,7 +7,7 @@ import pytest
 from django.core import mail
 from django.test import Client
 
-from grants.approvals.models import ApprovalPolicy
+from approvals.models import ApprovalPolicy
 from grants.models import Role
 from portal import notifications
 from portal.models import Notification, User

@@ -12,10 +12,11 @@ import pytest
 import time_machine
 from django.utils import timezone
 
-from grants import services
-from grants.approvals import services as approvals
-from grants.approvals.models import Approval, BreakGlassReview
+from approvals import services as approvals
+from approvals.models import Approval, BreakGlassReview
+from approvals.services import grant_extend, request_create
 from grants.models import AccessRequest, Grant
+from grants.services import activation
 from partners.models import Partner
 from portal.models import AuditEvent, Notification
 from tests.approvals.conftest import client_for, deliver, mails_to, set_policy
@@ -93,7 +94,7 @@ def test_partner_approvers_can_be_an_idp_group_instead_of_the_admins(acme, alice
 
     set_policy(acme.role, approvals_required=1, approvers="partner", partner_approver_group="approvers")
     lead = make_member(acme.partner, "lena", groups=("engineers", "approvers"))
-    request = services.access_request_create(
+    request = request_create(
         requester=alice, role=acme.role, justification=REASON, duration=timedelta(minutes=30)
     )
     # Pat is a partner admin but not in the approvers group: not an approver, so the request is not found.
@@ -107,7 +108,7 @@ def test_partner_approvers_can_be_an_idp_group_instead_of_the_admins(acme, alice
 
 def test_denial_needs_a_reason_and_the_requester_is_told_it(acme, alice, sam):
     set_policy(acme.role, approvals_required=1, approvers="staff")
-    request = services.access_request_create(
+    request = request_create(
         requester=alice, role=acme.role, justification=REASON, duration=timedelta(minutes=30)
     )
     staff_client = client_for(sam)
@@ -135,7 +136,7 @@ def test_denial_needs_a_reason_and_the_requester_is_told_it(acme, alice, sam):
 
 def test_an_undecided_request_lapses_and_the_requester_is_told(acme, alice):
     set_policy(acme.role, approvals_required=1, approvers="staff", pending_ttl=timedelta(hours=1))
-    request = services.access_request_create(
+    request = request_create(
         requester=alice, role=acme.role, justification=REASON, duration=timedelta(minutes=30)
     )
     assert approvals.requests_expire_pending() == 0
@@ -150,10 +151,10 @@ def test_an_undecided_request_lapses_and_the_requester_is_told(acme, alice):
 
 
 def test_expiring_soon_is_told_once_per_grant(acme, alice):
-    request = services.access_request_create(
+    request = request_create(
         requester=alice, role=acme.role, justification=REASON, duration=timedelta(minutes=60)
     )
-    grant = services.grant_activate(grant_id=request.grant.pk)
+    grant = activation.grant_activate(grant_id=request.grant.pk)
     assert approvals.grants_notify_expiring() == 0
     with time_machine.travel(timezone.now() + timedelta(minutes=50)):
         assert approvals.grants_notify_expiring() == 1
@@ -228,9 +229,9 @@ def test_break_glass_only_where_the_role_allows_it(acme, alice):
 
 def test_auto_approval_can_require_mfa_else_one_approver_decides(acme, alice):
     set_policy(acme.role, approvals_required=0, approvers="staff", auto_approve_requires_mfa=True)
-    from grants.approvals.context import Evidence
+    from approvals.context import Evidence
 
-    without = services.access_request_create(
+    without = request_create(
         requester=alice,
         role=acme.role,
         justification=REASON,
@@ -239,7 +240,7 @@ def test_auto_approval_can_require_mfa_else_one_approver_decides(acme, alice):
     )
     assert without.status == AccessRequest.Status.PENDING
     AccessRequest.objects.filter(pk=without.pk).update(status=AccessRequest.Status.DENIED)
-    with_mfa = services.access_request_create(
+    with_mfa = request_create(
         requester=alice,
         role=acme.role,
         justification=REASON,
@@ -259,7 +260,7 @@ def test_the_beat_service_lapses_undecided_requests(acme, alice, celery_worker_p
     set_policy(acme.role, approvals_required=1, approvers="staff", pending_ttl=timedelta(minutes=5))
     # The request was made six minutes ago: its approval time is over.
     with time_machine.travel(timezone.now() - timedelta(minutes=6)):
-        request = services.access_request_create(
+        request = request_create(
             requester=alice, role=acme.role, justification=REASON, duration=timedelta(minutes=30)
         )
     wait_for(
@@ -279,24 +280,22 @@ def test_the_beat_service_lapses_undecided_requests(acme, alice, celery_worker_p
 
 def test_extensions_cannot_bypass_approvers(acme, alice, sam):
     set_policy(acme.role, approvals_required=1, approvers="staff")
-    request = services.access_request_create(
+    request = request_create(
         requester=alice, role=acme.role, justification=REASON, duration=timedelta(minutes=30)
     )
     approvals.request_approve(request_id=request.pk, approver=sam)
-    grant = services.grant_activate(grant_id=Grant.objects.get(request=request).pk)
+    grant = activation.grant_activate(grant_id=Grant.objects.get(request=request).pk)
     from django.core.exceptions import ValidationError
 
     with pytest.raises(ValidationError, match="Read-only needs approval: request access again"):
-        services.grant_extend(
-            grant=grant, by=timedelta(minutes=10), justification="A little more time", actor=alice
-        )
+        grant_extend(grant=grant, by=timedelta(minutes=10), justification="A little more time", actor=alice)
 
 
 def test_a_request_cannot_be_approved_once_the_requester_lost_eligibility(acme, alice, sam):
     from partners.models import Membership
 
     set_policy(acme.role, approvals_required=1, approvers="staff")
-    request = services.access_request_create(
+    request = request_create(
         requester=alice, role=acme.role, justification=REASON, duration=timedelta(minutes=30)
     )
     Membership.objects.filter(user=alice).update(groups=["sales"])

@@ -14,9 +14,11 @@ import pytest
 import time_machine
 from django.utils import timezone
 
-from grants import policies, services
-from grants.approvals.context import window_refusal
+from approvals.context import window_refusal
+from approvals.services import request_create
+from grants import policies
 from grants.models import AccessRequest, CredentialIssue, Grant
+from grants.services import activation, minting
 from partners.adapter import SIGN_IN_EVIDENCE_KEY
 from partners.models import Partner
 from portal import aws
@@ -134,13 +136,13 @@ def test_device_posture_claim_is_required_where_the_role_says_so(acme, alice):
 
 
 def _active_grant(acme, alice, minutes: int = 120) -> Grant:  # type: ignore[no-untyped-def]
-    request = services.access_request_create(
+    request = request_create(
         requester=alice,
         role=acme.role,
         justification="Inventory check 42",
         duration=timedelta(minutes=minutes),
     )
-    return services.grant_activate(grant_id=request.grant.pk)
+    return activation.grant_activate(grant_id=request.grant.pk)
 
 
 def test_minting_outside_the_window_is_refused_and_recorded_and_the_grant_end_is_kept(acme, alice):
@@ -151,8 +153,8 @@ def test_minting_outside_the_window_is_refused_and_recorded_and_the_grant_end_is
     Partner.objects.filter(pk=acme.partner.pk).update(
         access_timezone="UTC", access_days=list(range(7)), access_start=opens, access_end=closes
     )
-    with pytest.raises(services.GrantNotUsable, match=r"access window is .*; it opens again at"):
-        services.credential_mint(grant_id=grant.pk, user=alice, kind="cli")
+    with pytest.raises(minting.GrantNotUsable, match=r"access window is .*; it opens again at"):
+        minting.credential_mint(grant_id=grant.pk, user=alice, kind="cli")
     assert not CredentialIssue.objects.filter(grant=grant).exists()
     event = AuditEvent.objects.get(action="credential.refused", object_id=str(grant.pk))
     assert event.data["condition"] == "access_window"
@@ -176,10 +178,10 @@ def test_credentials_never_outlive_the_window(acme, alice):
     def capture(params, **_):  # type: ignore[no-untyped-def]
         sent.append(dict(params))
 
-    sts = aws.client("sts", credentials=aws.broker_credentials())
+    sts = aws.using(aws.broker_credentials()).sts
     sts.meta.events.register("provide-client-params.sts.AssumeRole", capture)
     try:
-        minted = services.credential_mint(grant_id=grant.pk, user=alice, kind="cli")
+        minted = minting.credential_mint(grant_id=grant.pk, user=alice, kind="cli")
     finally:
         sts.meta.events.unregister("provide-client-params.sts.AssumeRole", capture)
     [call] = sent

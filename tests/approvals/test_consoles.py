@@ -1,4 +1,4 @@
-"""Consoles of the approvals feature, and their tenancy: every page and endpoint answers 404 to an outsider
+"""The approval consoles, and their tenancy: every page and endpoint answers 404 to an outsider
 (another partner's user; a partner user on staff pages; a non-admin on partner-admin pages).
 
 Personas: Alice (Acme engineer), Pat (Acme partner admin), Mallory (Globex, the outsider), Sam (staff)."""
@@ -9,9 +9,10 @@ from datetime import timedelta
 
 import pytest
 
-from grants import services
-from grants.approvals.models import BreakGlassReview, RoleChange
+from approvals.models import BreakGlassReview, RoleChange
+from approvals.services import request_create
 from grants.models import AccessRequest, Grant
+from grants.services import activation
 from partners.models import Partner
 from portal.models import AuditEvent
 from tests.approvals.conftest import client_for, set_policy
@@ -25,7 +26,7 @@ REASON = "Inventory check for TICKET-42"
 @pytest.fixture
 def pending(acme, alice) -> AccessRequest:  # type: ignore[no-untyped-def]
     set_policy(acme.role, approvals_required=1, approvers="either", break_glass_allowed=True)
-    return services.access_request_create(
+    return request_create(
         requester=alice, role=acme.role, justification=REASON, duration=timedelta(minutes=30)
     )
 
@@ -106,7 +107,7 @@ def test_staff_queue_shows_pending_requests_and_active_grants_can_be_revoked(pen
     assert f"/requests/{pending.pk}/" in queue
     client.post(f"/requests/{pending.pk}/approve/")
     grant = Grant.objects.get(request=pending)
-    services.grant_activate(grant_id=grant.pk)
+    activation.grant_activate(grant_id=grant.pk)
     active = client.get("/staff/grants/").content.decode()
     assert f"/grants/{grant.pk}/revoke/" in active
     client.post(f"/grants/{grant.pk}/revoke/", {"reason": "Ticket closed"})

@@ -8,8 +8,8 @@ import json
 
 import pytest
 
+from approvals.models import ApprovalPolicy, RoleChange
 from grants import tasks
-from grants.approvals.models import ApprovalPolicy, RoleChange
 from grants.models import Role
 from portal.models import AuditEvent
 from tests.approvals.conftest import client_for, deliver, mails_to

@@ -8,8 +8,8 @@ from __future__ import annotations
 import pytest
 import requests
 
-from grants.approvals import services as approvals
-from grants.approvals.models import ApprovalPolicy
+from approvals import services as approvals
+from approvals.models import ApprovalPolicy
 from grants.models import AccessRequest, Grant
 from portal.models import AuditEvent
 from tests.fixtures.domain import build_partner, make_staff

@@ -25,12 +25,14 @@ from allauth.socialaccount.models import SocialAccount
 from django.db import connection
 from pypdf import PdfReader
 
-from grants import policies, provisioning, services
+from approvals.services import request_create
+from grants import policies, provisioning
 from grants.models import Eligibility, Grant
-from grants.reviews import services as reviews
-from grants.reviews.models import ReviewCampaign, ReviewItem
+from grants.services import activation, expiry, role_setup
 from partners.models import Membership
 from portal.models import AuditEvent, User
+from reviews import services as reviews
+from reviews.models import ReviewCampaign, ReviewItem
 from tests.e2e.test_browser_sign_in import CHROMIUM, CHROMIUM_ARGS, _require_browser
 from tests.fixtures.domain import STAFF_TOTP_SECRET, build_partner, make_member, make_staff
 from tests.fixtures.peers import ALICE
@@ -58,10 +60,10 @@ def _in_thread(work: Callable[[], Any]) -> Any:
 
 
 def _open_grant(user: User, role) -> Grant:  # type: ignore[no-untyped-def]
-    request = services.access_request_create(
+    request = request_create(
         requester=user, role=role, justification="Quarterly maintenance", duration=timedelta(minutes=60)
     )
-    return services.grant_activate(grant_id=request.grant.pk)
+    return activation.grant_activate(grant_id=request.grant.pk)
 
 
 def test_a_review_campaign_in_a_browser(live_server, acme_idp, local_aws, tmp_path: Path):
@@ -74,7 +76,7 @@ def test_a_review_campaign_in_a_browser(live_server, acme_idp, local_aws, tmp_pa
     sam.save()
     world.partner.sponsor = sam
     world.partner.save(update_fields=["sponsor"])
-    ops = services.role_create(
+    ops = role_setup.role_create(
         partner=world.partner,
         slug="ops",
         name="Operations",
@@ -168,7 +170,7 @@ def test_a_review_campaign_in_a_browser(live_server, acme_idp, local_aws, tmp_pa
             def deadline() -> int:
                 campaign = ReviewCampaign.objects.get(pk=campaign_id)
                 settled = reviews.review_deadlines_enforce(now=campaign.deadline + timedelta(minutes=1))
-                services.role_finish_endings(role_id=ops.pk)
+                expiry.role_finish_endings(role_id=ops.pk)
                 return settled
 
             settled = _in_thread(deadline)
@@ -226,6 +228,6 @@ def test_a_review_campaign_in_a_browser(live_server, acme_idp, local_aws, tmp_pa
 
 
 def reviews_report_columns() -> list[str]:
-    from grants.reviews.report import COLUMNS
+    from reviews.report import COLUMNS
 
     return COLUMNS

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 from django.db import connection
 
-from grants import services
 from grants.models import Grant
+from grants.services import activation
 from portal.models import User
 from tests.fixtures.domain import build_partner
 from tests.fixtures.peers import ALICE
@@ -57,7 +57,7 @@ def _activate_like_a_worker(grant_id: int) -> str:
 
     def run() -> None:
         try:
-            status.append(services.grant_activate(grant_id=grant_id).status)
+            status.append(activation.grant_activate(grant_id=grant_id).status)
         finally:
             connection.close()
 

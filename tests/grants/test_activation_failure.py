@@ -14,8 +14,10 @@ from datetime import timedelta
 import pytest
 from django.test import Client
 
-from grants import services, tasks
+from approvals.services import request_create
+from grants import tasks
 from grants.models import CredentialIssue, Grant
+from grants.services import activation, reconciliation
 from partners.models import Partner
 from portal import aws
 from portal.models import AuditEvent
@@ -46,7 +48,7 @@ def aws_down(settings, local_aws: str) -> Iterator[None]:
 
 
 def _request(alice, acme) -> Grant:  # type: ignore[no-untyped-def]
-    request = services.access_request_create(
+    request = request_create(
         requester=alice, role=acme.role, justification="Inventory TICKET-42", duration=timedelta(minutes=30)
     )
     return request.grant
@@ -99,7 +101,7 @@ def test_unreachable_aws_is_recorded_then_redrive_activates_through_the_worker(
     settings.AWS_ENDPOINT_URL = local_aws
     aws.reset_caches()
     worker = request.getfixturevalue("celery_worker_process")
-    assert services.grants_redrive_stuck(lease=timedelta(0)) == [grant.pk]
+    assert reconciliation.grants_redrive_stuck(lease=timedelta(0)) == [grant.pk]
     wait_for(
         lambda: Grant.objects.get(pk=grant.pk).status == Grant.Status.ACTIVE,
         timeout=30,
@@ -112,14 +114,14 @@ def test_unreachable_aws_is_recorded_then_redrive_activates_through_the_worker(
         "attempts": runs + 1
     }
     # Nothing is pending any more, so the next re-drive queues nothing.
-    assert services.grants_redrive_stuck(lease=timedelta(0)) == []
+    assert reconciliation.grants_redrive_stuck(lease=timedelta(0)) == []
 
 
 def test_redrive_leaves_recent_requests_to_their_own_task(acme, alice):
     """Within the lease a pending grant still belongs to its first activation message: not re-queued."""
     grant = _request(alice, acme)
-    assert services.grants_redrive_stuck(lease=timedelta(minutes=5)) == []
-    assert services.grants_redrive_stuck(lease=timedelta(0)) == [grant.pk]
+    assert reconciliation.grants_redrive_stuck(lease=timedelta(minutes=5)) == []
+    assert reconciliation.grants_redrive_stuck(lease=timedelta(0)) == [grant.pk]
 
 
 def test_recovery_by_calling_the_service_directly(acme, alice, aws_down, settings, local_aws):
@@ -130,7 +132,7 @@ def test_recovery_by_calling_the_service_directly(acme, alice, aws_down, setting
     settings.AWS_ENDPOINT_URL = local_aws
     aws.reset_caches()
 
-    activated = services.grant_activate(grant_id=grant.pk)
+    activated = activation.grant_activate(grant_id=grant.pk)
     assert activated.status == Grant.Status.ACTIVE and activated.failure_reason == ""
     events = AuditEvent.objects.count()
     again = tasks.grant_activate.apply(args=[grant.pk])

@@ -15,8 +15,10 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 
-from grants import role_lease, services
+from approvals.services import request_create
+from grants import role_lease
 from grants.models import Grant
+from grants.services import activation, expiry, revocation
 from partners import services as partner_services
 from portal.models import AuditEvent, User
 from tests.fixtures.domain import World, make_member
@@ -38,10 +40,10 @@ def _no_stray_tasks() -> Iterator[None]:
 
 
 def _active_grant(world: World, user) -> Grant:  # type: ignore[no-untyped-def]
-    request = services.access_request_create(
+    request = request_create(
         requester=user, role=world.role, justification="Concurrency round", duration=timedelta(minutes=30)
     )
-    return services.grant_activate(grant_id=request.grant.pk)
+    return activation.grant_activate(grant_id=request.grant.pk)
 
 
 def _round(acme: World, people: dict[str, User], round_: int) -> list[Callable[[], object]]:
@@ -51,24 +53,24 @@ def _round(acme: World, people: dict[str, User], round_: int) -> list[Callable[[
 
     def other_member() -> object:
         if others is None:
-            return services.access_request_create(
+            return request_create(
                 requester=other,
                 role=acme.role,
                 justification="Another member",
                 duration=timedelta(minutes=30),
             )
-        return services.grant_revoke(grant=others, reason="rotate", actor=other)
+        return revocation.grant_revoke(grant=others, reason="rotate", actor=other)
 
     return [
-        lambda: services.grant_revoke(grant=grant, reason="done early", actor=holder),
-        lambda: services.access_request_create(
+        lambda: revocation.grant_revoke(grant=grant, reason="done early", actor=holder),
+        lambda: request_create(
             requester=holder,
             role=acme.role,
             justification="Again, right away",
             duration=timedelta(minutes=30),
         ),
-        lambda: services.role_finish_endings(role_id=acme.role.pk),
-        lambda: services.grants_expire_due(),
+        lambda: expiry.role_finish_endings(role_id=acme.role.pk),
+        lambda: expiry.grants_expire_due(),
         other_member,
         lambda: partner_services.membership_record_sign_in(
             membership=changing.membership, groups=["engineers", f"round-{round_}"]
@@ -79,12 +81,12 @@ def _round(acme: World, people: dict[str, User], round_: int) -> list[Callable[[
 def _tidy(people: dict[str, User]) -> None:
     """Between rounds: what was left waiting ends on a sweep; the holder's new request is set aside (it never
     became active); the other member's request is activated, to be revoked in the next round."""
-    services.grants_expire_due()
+    expiry.grants_expire_due()
     Grant.objects.filter(user=people["holder"], status=Grant.Status.PENDING).update(
         status=Grant.Status.REVOKED, ended_at=timezone.now()
     )
     for pending in Grant.objects.filter(user=people["other"], status=Grant.Status.PENDING):
-        services.grant_activate(grant_id=pending.pk)
+        activation.grant_activate(grant_id=pending.pk)
 
 
 def test_revoke_re_request_deny_sweep_and_partner_changes_at_once_never_deadlock(acme: World) -> None:
@@ -102,7 +104,7 @@ def test_revoke_re_request_deny_sweep_and_partner_changes_at_once_never_deadlock
         _tidy(people)
     assert not failures, "\n".join(failures)
     assert answered == ROUNDS * 6
-    services.grants_expire_due()
+    expiry.grants_expire_due()
     assert not Grant.objects.filter(status__in=[Grant.Status.EXPIRING, Grant.Status.REVOKING]).exists()
     assert AuditEvent.objects.filter(action="grant.revoke_requested").count() >= ROUNDS
     assert_audit_chain_whole()

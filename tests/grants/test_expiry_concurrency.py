@@ -20,8 +20,10 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from grants import policies, services
+from approvals.services import request_create
+from grants import policies
 from grants.models import Grant, Role
+from grants.services import activation, expiry, role_setup
 from portal import aws
 from portal.models import AuditEvent, User
 from tests.fixtures.domain import READ_ONLY, World, make_member
@@ -58,7 +60,7 @@ def _due_grants(acme: World, *, roles: int) -> list[Grant]:
     """USERS Acme engineers, each holding an active grant on each of `roles` roles, all past their end."""
     role_list = [acme.role]
     if roles > 1:
-        operator = services.role_create(
+        operator = role_setup.role_create(
             partner=acme.partner,
             slug="operator",
             name="Operator",
@@ -74,10 +76,10 @@ def _due_grants(acme: World, *, roles: int) -> list[Grant]:
     for i in range(USERS):
         user = make_member(acme.partner, f"engineer{i:02d}")
         for role in role_list:
-            request = services.access_request_create(
+            request = request_create(
                 requester=user, role=role, justification="Nightly batch check", duration=timedelta(minutes=15)
             )
-            grant = services.grant_activate(grant_id=request.grant.pk)
+            grant = activation.grant_activate(grant_id=request.grant.pk)
             assert grant.status == Grant.Status.ACTIVE
             grant_ids.append(grant.pk)
     # Time passes: every grant ended a second ago.
@@ -123,7 +125,7 @@ def test_two_sweepers_racing_end_each_grant_exactly_once(acme):
     ids = [g.pk for g in grants]
     assert len(ids) == 2 * USERS
 
-    ended = _run_concurrently(services.grants_expire_due, services.grants_expire_due)
+    ended = _run_concurrently(expiry.grants_expire_due, expiry.grants_expire_due)
 
     # Between them the sweepers ended every grant, and no grant was counted by both.
     assert sum(ended) == len(ids)
@@ -159,12 +161,12 @@ def test_two_sweepers_racing_over_waiting_grants_end_each_grant_exactly_once(acm
     grants = _due_grants(acme, roles=2)
     ids = [g.pk for g in grants]
     _aws_unreachable(settings)
-    assert services.grants_expire_due() == 0
+    assert expiry.grants_expire_due() == 0
     assert set(Grant.objects.filter(pk__in=ids).values_list("status", flat=True)) == {Grant.Status.EXPIRING}
     _aws_back(settings, local_aws)
     _backoff_passes({g.role_id for g in grants})
 
-    ended = _run_concurrently(services.grants_expire_due, services.grants_expire_due)
+    ended = _run_concurrently(expiry.grants_expire_due, expiry.grants_expire_due)
 
     assert sum(ended) == len(ids)
     final = list(Grant.objects.filter(pk__in=ids).select_related("user", "role"))
@@ -185,10 +187,10 @@ def test_no_row_is_locked_while_aws_is_called(acme):
     def check_nothing_locked(**_: object) -> None:
         seen.append(locked_elsewhere("grants_role", [acme.role.pk]) or locked_elsewhere("grants_grant", ids))
 
-    iam = aws.partner_client("iam", acme.partner.aws_account_id)
+    iam = aws.partner(acme.partner.aws_account_id).iam
     iam.meta.events.register("before-call.iam.PutRolePolicy", check_nothing_locked)
     try:
-        assert services.grants_expire_due() == len(ids)
+        assert expiry.grants_expire_due() == len(ids)
     finally:
         iam.meta.events.unregister("before-call.iam.PutRolePolicy", check_nothing_locked)
     assert seen == [False]
@@ -200,22 +202,22 @@ def test_a_role_whose_aws_write_fails_holds_up_no_other_role(acme, globex):
     the role is back."""
     acme_grants = _due_grants(acme, roles=1)
     globex_user = make_member(globex.partner, "gina")
-    request = services.access_request_create(
+    request = request_create(
         requester=globex_user,
         role=globex.role,
         justification="Nightly batch check",
         duration=timedelta(minutes=15),
     )
-    globex_grant = services.grant_activate(grant_id=request.grant.pk)
+    globex_grant = activation.grant_activate(grant_id=request.grant.pk)
     now = timezone.now()
     Grant.objects.filter(pk=globex_grant.pk).update(
         starts_at=now - timedelta(minutes=16), ends_at=now - timedelta(seconds=1)
     )
-    iam = aws.partner_client("iam", acme.partner.aws_account_id)
+    iam = aws.partner(acme.partner.aws_account_id).iam
     iam.delete_role_policy(RoleName=acme.role.iam_name, PolicyName=policies.PERMISSIONS_POLICY_NAME)
     iam.delete_role(RoleName=acme.role.iam_name)
 
-    assert services.grants_expire_due() == 1  # Globex's
+    assert expiry.grants_expire_due() == 1  # Globex's
 
     assert Grant.objects.get(pk=globex_grant.pk).status == Grant.Status.EXPIRED
     role = Role.objects.get(pk=acme.role.pk)
@@ -223,13 +225,13 @@ def test_a_role_whose_aws_write_fails_holds_up_no_other_role(acme, globex):
     assert {g.status for g in Grant.objects.filter(pk__in=[g.pk for g in acme_grants])} == {
         Grant.Status.EXPIRING
     }
-    assert services.grants_expire_due() == 0  # backed off: not even tried
+    assert expiry.grants_expire_due() == 0  # backed off: not even tried
 
     from grants import provisioning
 
     provisioning.role_provision(role=role)
     _backoff_passes({role.pk})
-    assert services.grants_expire_due() == len(acme_grants)
+    assert expiry.grants_expire_due() == len(acme_grants)
     role.refresh_from_db()
     assert (role.iam_failures, role.iam_retry_at) == (0, None)
     assert_audit_chain_whole()
@@ -239,7 +241,7 @@ def test_duplicate_sweeps_add_nothing(acme):
     """A second delivery of the sweep (or the next tick) finds nothing to do: no audit events, same denies."""
     grants = _due_grants(acme, roles=1)
     ids = [g.pk for g in grants]
-    assert services.grants_expire_due() == len(ids)
+    assert expiry.grants_expire_due() == len(ids)
     events = AuditEvent.objects.count()
     document = role_inline_policy(
         acme.partner.aws_account_id, acme.role.iam_name, policies.REVOCATIONS_POLICY_NAME
@@ -247,8 +249,8 @@ def test_duplicate_sweeps_add_nothing(acme):
     final = list(Grant.objects.filter(pk__in=ids).select_related("user", "role"))
     _assert_denies_match(acme, final)
 
-    assert services.grants_expire_due() == 0
-    assert _run_concurrently(services.grants_expire_due, services.grants_expire_due) == [0, 0]
+    assert expiry.grants_expire_due() == 0
+    assert _run_concurrently(expiry.grants_expire_due, expiry.grants_expire_due) == [0, 0]
 
     assert AuditEvent.objects.count() == events
     assert list(Grant.objects.filter(pk__in=ids).values_list("pk", "status", "ended_at", "deny_cutoff")) == [
@@ -272,7 +274,7 @@ def test_unreachable_aws_keeps_grants_expiring_until_a_later_sweep_puts_the_deny
 
     # AWS goes away. The sweep still claims the grants (a database update) and then fails to put the deny.
     _aws_unreachable(settings)
-    assert services.grants_expire_due() == 0
+    assert expiry.grants_expire_due() == 0
 
     claimed = list(Grant.objects.filter(pk__in=ids))
     assert {g.status for g in claimed} == {Grant.Status.EXPIRING}
@@ -293,12 +295,12 @@ def test_unreachable_aws_keeps_grants_expiring_until_a_later_sweep_puts_the_deny
         role_inline_policy(acme.partner.aws_account_id, acme.role.iam_name, policies.REVOCATIONS_POLICY_NAME)
         is None
     )
-    assert services.grants_expire_due() == 0
+    assert expiry.grants_expire_due() == 0
     assert set(Grant.objects.filter(pk__in=ids).values_list("status", flat=True)) == {Grant.Status.EXPIRING}
 
     # After it, a sweep finishes them, once.
     _backoff_passes({acme.role.pk})
-    assert services.grants_expire_due() == len(ids)
+    assert expiry.grants_expire_due() == len(ids)
     final = list(Grant.objects.filter(pk__in=ids).select_related("user", "role"))
     assert {g.status for g in final} == {Grant.Status.EXPIRED}
     assert all(g.failure_reason == "" and g.ended_at for g in final)
@@ -307,7 +309,7 @@ def test_unreachable_aws_keeps_grants_expiring_until_a_later_sweep_puts_the_deny
         g.deny_cutoff for g in sorted(claimed, key=lambda g: ids.index(g.pk))
     ]
     _assert_denies_match(acme, final)
-    assert services.grants_expire_due() == 0
+    assert expiry.grants_expire_due() == 0
     assert _expired_events(ids) == Counter({str(g): 1 for g in ids})
     assert_audit_chain_whole()
     assert User.objects.filter(membership__partner=acme.partner).count() == USERS
@@ -323,7 +325,7 @@ def test_when_a_partners_aws_does_not_answer_the_sweep_tries_it_once(acme, setti
         settings.AWS_ENDPOINT_URL = proxy.url
         aws.reset_caches()
         try:
-            assert services.grants_expire_due() == 0
+            assert expiry.grants_expire_due() == 0
         finally:
             aws.reset_caches()
     # One call (getting into the partner's account; an unparsable answer is not retried by the client), not one

@@ -9,8 +9,10 @@ from django.core.exceptions import ValidationError
 from django.test import Client
 from django.utils import timezone
 
-from grants import policies, services
+from approvals.services import grant_extend, request_create
+from grants import policies
 from grants.models import CredentialIssue, Grant
+from grants.services import activation, minting
 from partners.models import Partner
 from portal.models import AuditEvent
 from tests.fixtures.domain import World, make_member, sign_in_as
@@ -19,19 +21,19 @@ pytestmark = pytest.mark.django_db
 
 
 def _active_grant(world: World, user, minutes: int = 30) -> Grant:  # type: ignore[no-untyped-def]
-    request = services.access_request_create(
+    request = request_create(
         requester=user,
         role=world.role,
         justification="Inventory check 42",
         duration=timedelta(minutes=minutes),
     )
-    return services.grant_activate(grant_id=request.grant.pk)
+    return activation.grant_activate(grant_id=request.grant.pk)
 
 
 def test_extension_lengthens_the_one_grant_and_is_audited(acme: World, alice) -> None:  # type: ignore[no-untyped-def]
     grant = _active_grant(acme, alice)
     before = grant.ends_at
-    extended = services.grant_extend(
+    extended = grant_extend(
         grant=grant, by=timedelta(minutes=20), justification="Migration overran", actor=alice
     )
     assert extended.ends_at == before + timedelta(minutes=20)
@@ -43,9 +45,7 @@ def test_extension_lengthens_the_one_grant_and_is_audited(acme: World, alice) ->
 def test_extension_cannot_exceed_the_role_maximum_from_now(acme: World, alice) -> None:  # type: ignore[no-untyped-def]
     grant = _active_grant(acme, alice, minutes=110)  # the role allows 2 hours
     with pytest.raises(ValidationError) as refused:
-        services.grant_extend(
-            grant=grant, by=timedelta(minutes=30), justification="A little more time", actor=alice
-        )
+        grant_extend(grant=grant, by=timedelta(minutes=30), justification="A little more time", actor=alice)
     assert "at most 120 minutes from now" in str(refused.value)
     assert Grant.objects.get(pk=grant.pk).ends_at == grant.ends_at
 
@@ -54,14 +54,12 @@ def test_only_the_holder_extends_and_only_active_grants(acme: World, alice) -> N
     grant = _active_grant(acme, alice)
     colleague = make_member(acme.partner, "carol")
     with pytest.raises(ValidationError, match="Only the holder"):
-        services.grant_extend(
+        grant_extend(
             grant=grant, by=timedelta(minutes=10), justification="Not mine to extend", actor=colleague
         )
     Grant.objects.filter(pk=grant.pk).update(status=Grant.Status.EXPIRED)
     with pytest.raises(ValidationError, match="Only active access"):
-        services.grant_extend(
-            grant=grant, by=timedelta(minutes=10), justification="Too late for this", actor=alice
-        )
+        grant_extend(grant=grant, by=timedelta(minutes=10), justification="Too late for this", actor=alice)
 
 
 def test_a_second_request_never_cuts_the_first_short(acme: World, alice) -> None:  # type: ignore[no-untyped-def]
@@ -104,10 +102,10 @@ def test_session_policy_carries_the_allow_list_with_the_aws_service_exception() 
 def test_minting_outside_the_partner_networks_is_refused_with_the_reason(acme: World, alice) -> None:  # type: ignore[no-untyped-def]
     grant = _active_grant(acme, alice)
     Partner.objects.filter(pk=acme.partner.pk).update(source_ip_allowlist=["198.51.100.0/24"])
-    with pytest.raises(services.GrantNotUsable, match=r"203\.0\.113\.9 is not one of them"):
-        services.credential_mint(grant_id=grant.pk, user=alice, kind="cli", source_ip="203.0.113.9")
+    with pytest.raises(minting.GrantNotUsable, match=r"203\.0\.113\.9 is not one of them"):
+        minting.credential_mint(grant_id=grant.pk, user=alice, kind="cli", source_ip="203.0.113.9")
     assert not CredentialIssue.objects.filter(grant=grant).exists()
-    minted = services.credential_mint(grant_id=grant.pk, user=alice, kind="cli", source_ip="198.51.100.20")
+    minted = minting.credential_mint(grant_id=grant.pk, user=alice, kind="cli", source_ip="198.51.100.20")
     assert minted.issue.source_ip == "198.51.100.20"
 
 
@@ -117,7 +115,7 @@ def test_minting_after_the_end_says_the_grant_expired_before_any_sweep(acme: Wor
     grant = _active_grant(acme, alice)
     ended = timezone.now() - timedelta(seconds=5)
     Grant.objects.filter(pk=grant.pk).update(starts_at=ended - timedelta(minutes=30), ends_at=ended)
-    with pytest.raises(services.GrantNotUsable, match=rf"^This grant expired at {ended:%Y-%m-%d %H:%M} UTC"):
-        services.credential_mint(grant_id=grant.pk, user=alice, kind="cli", source_ip="198.51.100.20")
+    with pytest.raises(minting.GrantNotUsable, match=rf"^This grant expired at {ended:%Y-%m-%d %H:%M} UTC"):
+        minting.credential_mint(grant_id=grant.pk, user=alice, kind="cli", source_ip="198.51.100.20")
     assert Grant.objects.get(pk=grant.pk).status == Grant.Status.ACTIVE
     assert not CredentialIssue.objects.filter(grant=grant).exists()

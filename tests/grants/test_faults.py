@@ -32,9 +32,11 @@ from django.db import connection
 from django.test import Client
 from django.utils import timezone
 
-from grants import policies, provisioning, services, tasks
+from approvals.services import request_create
+from grants import policies, provisioning, tasks
 from grants.federation import ConsoleUnavailable, console_sign_in_url
 from grants.models import CredentialIssue, Grant, Role
+from grants.services import activation, expiry, minting, revocation, role_setup
 from portal import aws
 from portal.models import AuditEvent
 from tests.fixtures.domain import READ_ONLY, World, make_member, sign_in_as
@@ -73,7 +75,7 @@ def _no_stray_activations() -> Iterator[None]:
 
 
 def _second_role(acme: World) -> Role:
-    role = services.role_create(
+    role = role_setup.role_create(
         partner=acme.partner,
         slug="operator",
         name="Operator",
@@ -93,10 +95,10 @@ def _active_grants(
     for i in range(users):
         user = make_member(acme.partner, f"{prefix}{i:02d}")
         for role in roles:
-            request = services.access_request_create(
+            request = request_create(
                 requester=user, role=role, justification="Nightly batch check", duration=timedelta(minutes=30)
             )
-            grant = services.grant_activate(grant_id=request.grant.pk)
+            grant = activation.grant_activate(grant_id=request.grant.pk)
             assert grant.status == Grant.Status.ACTIVE
             ids.append(grant.pk)
     return ids
@@ -291,7 +293,7 @@ def test_duplicate_deliveries_to_two_workers_deny_once_and_audit_once(
     _make_due(claimed)
     settings.AWS_ENDPOINT_URL = f"http://127.0.0.1:{free_port()}"  # nothing listens: the deny cannot be put
     aws.reset_caches()
-    assert services.grants_expire_due() == 0
+    assert expiry.grants_expire_due() == 0
     settings.AWS_ENDPOINT_URL = local_aws
     aws.reset_caches()
     assert _statuses(claimed) == {Grant.Status.EXPIRING}
@@ -395,13 +397,13 @@ def federation(settings) -> Iterator[FederationEndpoint]:
 
 @pytest.fixture
 def alice_grant(acme, alice) -> Grant:
-    request = services.access_request_create(
+    request = request_create(
         requester=alice,
         role=acme.role,
         justification="Console check TICKET-7",
         duration=timedelta(minutes=30),
     )
-    grant = services.grant_activate(grant_id=request.grant.pk)
+    grant = activation.grant_activate(grant_id=request.grant.pk)
     assert grant.status == Grant.Status.ACTIVE
     return grant
 
@@ -426,7 +428,7 @@ def test_console_sign_in_url_exchanges_the_minted_session_for_a_login_url(
 ):
     """The federation endpoint is replaced by a loopback stand-in (moto does not implement it and AWS cannot be
     reached here); everything up to it is real: the credentials come from moto's STS through credential_mint."""
-    minted = services.credential_mint(grant_id=alice_grant.pk, user=alice, kind=CredentialIssue.Kind.CONSOLE)
+    minted = minting.credential_mint(grant_id=alice_grant.pk, user=alice, kind=CredentialIssue.Kind.CONSOLE)
 
     url = console_sign_in_url(minted.credentials, issuer=settings.PUBLIC_URL)
 
@@ -459,7 +461,7 @@ def test_a_failing_federation_endpoint_gives_console_unavailable_without_secrets
 ):
     """Whatever the endpoint does wrong (4xx echoing the session, HTML, JSON without a token, nothing
     listening), the error says so and carries neither the secret key nor the session token."""
-    minted = services.credential_mint(grant_id=alice_grant.pk, user=alice, kind=CredentialIssue.Kind.CONSOLE)
+    minted = minting.credential_mint(grant_id=alice_grant.pk, user=alice, kind=CredentialIssue.Kind.CONSOLE)
     federation.mode = mode
     if mode == "unreachable":
         settings.AWS_FEDERATION_URL = f"http://127.0.0.1:{free_port()}/federation"
@@ -530,7 +532,7 @@ class _Outcomes:
     def attempt(self, what: str, call: Callable[[], object]) -> None:
         try:
             call()
-        except (services.GrantNotUsable, ValidationError):
+        except (minting.GrantNotUsable, ValidationError):
             pass  # "you already hold it", "this grant was revoked at ..."
         except Exception as exc:
             self.failures.append(f"{what}: {type(exc).__name__}: {exc}")
@@ -543,10 +545,10 @@ def _active_grant(acme: World, user) -> Grant:  # type: ignore[no-untyped-def]
     Grant.objects.filter(user=user, role=acme.role, status=Grant.Status.PENDING).update(
         status=Grant.Status.REVOKED, ended_at=timezone.now()
     )
-    request = services.access_request_create(
+    request = request_create(
         requester=user, role=acme.role, justification="Fault round", duration=timedelta(minutes=30)
     )
-    return services.grant_activate(grant_id=request.grant.pk)
+    return activation.grant_activate(grant_id=request.grant.pk)
 
 
 def _fault_round(acme: World, people: list, outcomes: _Outcomes, round_: int) -> tuple[list, int]:  # type: ignore[type-arg]
@@ -556,20 +558,20 @@ def _fault_round(acme: World, people: list, outcomes: _Outcomes, round_: int) ->
     _make_due([grants[expiring.pk].pk], ends_in=timedelta(seconds=1))
 
     def request(user, why: str) -> object:  # type: ignore[no-untyped-def]
-        return services.access_request_create(
+        return request_create(
             requester=user, role=acme.role, justification=why, duration=timedelta(minutes=30)
         )
 
     def revoke_and_request_again() -> None:
         outcomes.attempt(
-            "revoke", lambda: services.grant_revoke(grant=grants[revoker.pk], reason="done", actor=revoker)
+            "revoke", lambda: revocation.grant_revoke(grant=grants[revoker.pk], reason="done", actor=revoker)
         )
         outcomes.attempt("request again", lambda: request(revoker, "Again, at once"))
 
     def mint() -> None:
         outcomes.attempt(
             "mint",
-            lambda: services.credential_mint(
+            lambda: minting.credential_mint(
                 grant_id=grants[minter.pk].pk, user=minter, kind="cli", source_ip="198.51.100.20"
             ),
         )
@@ -580,7 +582,7 @@ def _fault_round(acme: World, people: list, outcomes: _Outcomes, round_: int) ->
         lambda: outcomes.attempt("request while holding", lambda: request(holder, "More of the same")),
         lambda: outcomes.attempt(
             "revoke by staff",
-            lambda: services.grant_revoke(grant=grants[minter.pk], reason=f"round {round_}"),
+            lambda: revocation.grant_revoke(grant=grants[minter.pk], reason=f"round {round_}"),
         ),
     ]
     return calls, grants[expiring.pk].pk

@@ -12,8 +12,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.utils import timezone
 
-from grants import policies, services
+from approvals.services import request_create
+from grants import policies
 from grants.models import Grant, Role
+from grants.services import activation, minting
 from partners.models import Partner
 from portal import aws
 
@@ -165,14 +167,14 @@ def _grant(*, remaining: timedelta, max_duration: timedelta = timedelta(hours=2)
 )
 def test_duration_seconds_is_remaining_grant_time_clamped(settings, remaining, max_duration, expected):
     settings.AWS_BROKER_ROLE_ARN = None
-    assert services._duration_seconds(_grant(remaining=remaining, max_duration=max_duration), T0) == expected
+    assert minting._duration_seconds(_grant(remaining=remaining, max_duration=max_duration), T0) == expected
 
 
 def test_duration_seconds_is_capped_at_one_hour_when_the_broker_is_a_chained_role(settings):
     """AWS refuses chained sessions over an hour, so a chained broker never asks for more."""
     settings.AWS_BROKER_ROLE_ARN = "arn:aws:iam::123456789012:role/PorteBroker"
-    assert services._duration_seconds(_grant(remaining=timedelta(hours=2)), T0) == 3600
-    assert services._duration_seconds(_grant(remaining=timedelta(minutes=20)), T0) == 1200
+    assert minting._duration_seconds(_grant(remaining=timedelta(hours=2)), T0) == 3600
+    assert minting._duration_seconds(_grant(remaining=timedelta(minutes=20)), T0) == 1200
 
 
 @pytest.mark.django_db
@@ -180,10 +182,10 @@ def test_credential_mint_sends_the_clamped_duration_and_session_policy_to_sts(al
     """Through the real service against moto: the AssumeRole call carries DurationSeconds = remaining grant time
     (min 900), the session policy with the grant's end, SourceIdentity and tags; the issued session (as moto
     reports it) lasts that long, and the recorded CredentialIssue never outlives the grant."""
-    request = services.access_request_create(
+    request = request_create(
         requester=alice, role=acme.role, justification="Check the inventory", duration=timedelta(minutes=30)
     )
-    grant = services.grant_activate(grant_id=request.grant.pk)
+    grant = activation.grant_activate(grant_id=request.grant.pk)
     assert grant.status == Grant.Status.ACTIVE
 
     sent: list[dict[str, object]] = []
@@ -191,15 +193,15 @@ def test_credential_mint_sends_the_clamped_duration_and_session_policy_to_sts(al
     def capture(params, **_):  # type: ignore[no-untyped-def]
         sent.append(dict(params))
 
-    sts = aws.client("sts", credentials=aws.broker_credentials())
+    sts = aws.using(aws.broker_credentials()).sts
     sts.meta.events.register("provide-client-params.sts.AssumeRole", capture)
     try:
         # 20 minutes left: the session asks for exactly that.
         Grant.objects.filter(pk=grant.pk).update(ends_at=timezone.now() + timedelta(minutes=20))
-        first = services.credential_mint(grant_id=grant.pk, user=alice, kind="cli")
+        first = minting.credential_mint(grant_id=grant.pk, user=alice, kind="cli")
         # 5 minutes left: STS's minimum of 900 s; the session policy and CredentialIssue carry the real end.
         Grant.objects.filter(pk=grant.pk).update(ends_at=timezone.now() + timedelta(minutes=5))
-        second = services.credential_mint(grant_id=grant.pk, user=alice, kind="cli")
+        second = minting.credential_mint(grant_id=grant.pk, user=alice, kind="cli")
     finally:
         sts.meta.events.unregister("provide-client-params.sts.AssumeRole", capture)
 

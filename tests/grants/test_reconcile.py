@@ -11,8 +11,10 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from grants import policies, services
+from approvals.services import request_create
+from grants import policies
 from grants.models import Grant
+from grants.services import activation, expiry, reconciliation, revocation
 from portal import aws
 from portal.models import AuditEvent
 from tests.fixtures.domain import World, make_member
@@ -28,7 +30,7 @@ def _no_stray_activations():  # type: ignore[no-untyped-def]
 
 
 def _iam(world: World):  # type: ignore[no-untyped-def]
-    return aws.partner_client("iam", world.partner.aws_account_id)
+    return aws.partner(world.partner.aws_account_id).iam
 
 
 def _drift_events() -> list[list[str]]:
@@ -36,7 +38,7 @@ def _drift_events() -> list[list[str]]:
 
 
 def test_nothing_to_repair_writes_no_audit_event(acme: World) -> None:
-    assert services.roles_reconcile() == {}
+    assert reconciliation.roles_reconcile() == {}
     assert _drift_events() == []
 
 
@@ -54,7 +56,7 @@ def test_trust_policy_edited_in_aws_is_restored_and_audited(acme: World) -> None
     }
     iam.update_assume_role_policy(RoleName="porte-readonly", PolicyDocument=json.dumps(loose))
 
-    assert services.roles_reconcile() == {acme.role.pk: ["trust_policy"]}
+    assert reconciliation.roles_reconcile() == {acme.role.pk: ["trust_policy"]}
 
     restored = iam.get_role(RoleName="porte-readonly")["Role"]["AssumeRolePolicyDocument"]
     assert restored == policies.trust_policy(
@@ -62,7 +64,7 @@ def test_trust_policy_edited_in_aws_is_restored_and_audited(acme: World) -> None
     )
     assert _drift_events() == [["trust_policy"]]
     # Repaired once: the next pass finds nothing.
-    assert services.roles_reconcile() == {}
+    assert reconciliation.roles_reconcile() == {}
 
 
 def test_extra_permissions_added_in_aws_are_removed(acme: World) -> None:
@@ -89,7 +91,7 @@ def test_extra_permissions_added_in_aws_are_removed(acme: World) -> None:
         ),
     )
 
-    repaired = services.roles_reconcile()[acme.role.pk]
+    repaired = reconciliation.roles_reconcile()[acme.role.pk]
 
     assert sorted(repaired) == [
         "attached_policy:Admin",
@@ -109,7 +111,7 @@ def test_deleted_role_is_recreated(acme: World) -> None:
     iam.delete_role_policy(RoleName="porte-readonly", PolicyName="porte-permissions")
     iam.delete_role(RoleName="porte-readonly")
 
-    assert services.roles_reconcile() == {acme.role.pk: ["role_missing"]}
+    assert reconciliation.roles_reconcile() == {acme.role.pk: ["role_missing"]}
     assert (
         iam.get_role(RoleName="porte-readonly")["Role"]["PermissionsBoundary"]["PermissionsBoundaryArn"]
         == acme.role.permissions_boundary_arn
@@ -118,16 +120,16 @@ def test_deleted_role_is_recreated(acme: World) -> None:
 
 def _ended_grant(world: World, username: str) -> Grant:
     user = make_member(world.partner, username)
-    request = services.access_request_create(
+    request = request_create(
         requester=user, role=world.role, justification="Inventory check 42", duration=timedelta(minutes=30)
     )
-    services.grant_activate(grant_id=request.grant.pk)
+    activation.grant_activate(grant_id=request.grant.pk)
     # Simulates the grant's time running out (the sweeper reads ends_at from the database).
     now = timezone.now()
     Grant.objects.filter(pk=request.grant.pk).update(
         starts_at=now - timedelta(minutes=5), ends_at=now - timedelta(seconds=1)
     )
-    assert services.grants_expire_due() == 1
+    assert expiry.grants_expire_due() == 1
     return Grant.objects.get(pk=request.grant.pk)
 
 
@@ -135,7 +137,7 @@ def test_a_revocation_deny_removed_in_aws_is_put_back(acme: World) -> None:
     grant = _ended_grant(acme, "bea")
     _iam(acme).delete_role_policy(RoleName="porte-readonly", PolicyName="porte-revocations")
 
-    assert services.roles_reconcile() == {acme.role.pk: ["revocations"]}
+    assert reconciliation.roles_reconcile() == {acme.role.pk: ["revocations"]}
     document = role_inline_policy(acme.partner.aws_account_id, "porte-readonly", "porte-revocations")
     assert document is not None
     assert (
@@ -149,7 +151,7 @@ def test_revocations_older_than_the_maximum_session_are_pruned_quietly(acme: Wor
     # Every session the deny targeted is dead once the role's maximum session has passed since the cutoff.
     Grant.objects.filter(pk=grant.pk).update(deny_cutoff=timezone.now() - timedelta(hours=3))
 
-    assert services.roles_reconcile() == {}
+    assert reconciliation.roles_reconcile() == {}
     assert role_inline_policy(acme.partner.aws_account_id, "porte-readonly", "porte-revocations") is None
     assert _drift_events() == []
 
@@ -161,14 +163,14 @@ def test_three_hundred_revocations_on_one_role_are_written_in_the_compact_form(a
     now = timezone.now()
     grants = []
     for i, user in enumerate(users):
-        request = services.access_request_create(
+        request = request_create(
             requester=user, role=acme.role, justification="Mass revocation", duration=timedelta(minutes=30)
         )
         grants.append(request.grant.pk)
         Grant.objects.filter(pk=request.grant.pk).update(
             status=Grant.Status.EXPIRED, ended_at=now, deny_cutoff=now - timedelta(seconds=i)
         )
-    services.role_finish_endings(role_id=acme.role.pk)
+    expiry.role_finish_endings(role_id=acme.role.pk)
 
     document = role_inline_policy(acme.partner.aws_account_id, "porte-readonly", "porte-revocations")
     assert document == policies.ended_grants_policy(grants)
@@ -177,8 +179,8 @@ def test_three_hundred_revocations_on_one_role_are_written_in_the_compact_form(a
 
 
 def test_emergency_revoke_all_sessions_puts_a_deny_for_every_older_session(acme: World, staff) -> None:  # type: ignore[no-untyped-def]
-    role = services.role_revoke_all_sessions(role=acme.role, reason="key leaked", actor=staff)
-    services.role_finish_endings(role_id=role.pk)  # what the task queued on commit does
+    role = revocation.role_revoke_all_sessions(role=acme.role, reason="key leaked", actor=staff)
+    expiry.role_finish_endings(role_id=role.pk)  # what the task queued on commit does
 
     document = role_inline_policy(acme.partner.aws_account_id, "porte-readonly", "porte-revocations")
     assert document == {

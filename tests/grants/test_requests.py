@@ -12,8 +12,9 @@ from datetime import timedelta
 import pytest
 from django.test import Client
 
-from grants import services
+from approvals.services import request_create
 from grants.models import AccessRequest, Grant, Role
+from grants.services import activation, role_setup
 from portal.models import AuditEvent
 from tests.fixtures.domain import READ_ONLY, make_member, sign_in_as
 
@@ -27,7 +28,7 @@ GOOD_REASON = "Inventory check for TICKET-42"
 @pytest.fixture
 def admin_role(acme) -> Role:
     """A second Acme role, for the `admins` group that Alice is not in."""
-    return services.role_create(
+    return role_setup.role_create(
         partner=acme.partner,
         slug="admin",
         name="Administrator",
@@ -167,9 +168,7 @@ def test_service_reports_every_problem_at_once(acme, alice):
 
     before = _counts()
     with pytest.raises(ValidationError) as refused:
-        services.access_request_create(
-            requester=alice, role=acme.role, justification="short", duration=timedelta(hours=3)
-        )
+        request_create(requester=alice, role=acme.role, justification="short", duration=timedelta(hours=3))
     assert refused.value.message_dict == {
         "justification": ["Say why you need this access (at least 10 characters)."],
         "duration": ["Read-only can be granted for at most 120 minutes."],
@@ -188,7 +187,7 @@ def _snapshot(grant: Grant) -> dict[str, object]:
 def test_second_overlapping_request_is_refused_and_the_first_grant_is_untouched(acme, alice):
     first = _api(alice, {"role": "readonly", "duration_minutes": 30, "justification": GOOD_REASON})
     assert first.status_code == 201, first.content
-    grant = services.grant_activate(grant_id=first.json()["id"])  # what the worker would do (moto)
+    grant = activation.grant_activate(grant_id=first.json()["id"])  # what the worker would do (moto)
     assert grant.status == Grant.Status.ACTIVE
     snapshot = _snapshot(grant)
     before = _counts()
@@ -217,9 +216,7 @@ def test_second_overlapping_request_is_refused_and_the_first_grant_is_untouched(
 
 def test_a_pending_grant_also_blocks_an_overlapping_request(acme, alice):
     """Even before activation (the worker has not run), the first grant counts as current."""
-    services.access_request_create(
-        requester=alice, role=acme.role, justification=GOOD_REASON, duration=timedelta(minutes=30)
-    )
+    request_create(requester=alice, role=acme.role, justification=GOOD_REASON, duration=timedelta(minutes=30))
     grant = Grant.objects.get(user=alice)
     assert grant.status == Grant.Status.PENDING
     snapshot, before = _snapshot(grant), _counts()
@@ -247,7 +244,7 @@ def test_two_simultaneous_requests_for_the_same_role_make_one_grant(acme, alice)
     def request(i: int) -> None:
         try:
             barrier.wait(timeout=10)
-            outcomes[i] = services.access_request_create(
+            outcomes[i] = request_create(
                 requester=alice, role=acme.role, justification=GOOD_REASON, duration=timedelta(minutes=30)
             )
         except ValidationError as exc:

@@ -7,8 +7,8 @@ import json
 import pytest
 from django.test import Client
 
+from approvals.models import RoleChange
 from grants import tasks
-from grants.approvals.models import RoleChange
 from grants.models import Role
 from portal import audit
 from portal.models import AuditEvent

@@ -89,7 +89,7 @@ def regions_scp(regions: list[str]) -> dict[str, Any]:
 
 
 def orgs() -> Any:
-    return aws.management_client("organizations")
+    return aws.management().organizations
 
 
 def accounts_with_email(email: str) -> list[str]:

@@ -42,7 +42,7 @@ def partner(local_aws: str) -> Partner:
 
 
 def ec2(partner: Partner) -> Any:
-    return aws.partner_client("ec2", partner.aws_account_id, region=partner.aws_region)
+    return aws.partner(partner.aws_account_id, region=partner.aws_region).ec2
 
 
 def tagged(partner: Partner) -> list[dict[str, Any]]:
@@ -136,11 +136,11 @@ def test_baseline_builds_a_private_vpc_with_logs_and_endpoints(partner: Partner)
     ] == [(steps["flow_logs"].resource_ids["flow_log_id"], "ALL", "cloud-watch-logs", "/porte/vpc-flow-logs")]
     role_arn = f"arn:aws:iam::{partner.aws_account_id}:role/porte-vpc-flow-logs"
     assert flow_logs[0]["DeliverLogsPermissionArn"] == role_arn
-    iam = aws.partner_client("iam", partner.aws_account_id)
+    iam = aws.partner(partner.aws_account_id).iam
     trust = iam.get_role(RoleName="porte-vpc-flow-logs")["Role"]["AssumeRolePolicyDocument"]
     assert trust["Statement"][0]["Principal"] == {"Service": "vpc-flow-logs.amazonaws.com"}
     assert trust["Statement"][0]["Condition"]["StringEquals"] == {"aws:SourceAccount": partner.aws_account_id}
-    logs = aws.partner_client("logs", partner.aws_account_id, region="eu-west-1")
+    logs = aws.partner(partner.aws_account_id, region="eu-west-1").logs
     group = logs.describe_log_groups(logGroupNamePrefix="/porte/vpc-flow-logs")["logGroups"][0]
     assert group["retentionInDays"] == 365
 

@@ -18,8 +18,8 @@ import requests
 from allauth.socialaccount.models import SocialAccount
 from django.test import Client
 
-from grants import services as grant_services
 from grants.models import Grant
+from grants.services import activation, expiry
 from partners.models import IdentityProvider, Membership, Partner
 from portal.models import AuditEvent, User
 from tests.fixtures.domain import World, build_partner, make_staff, sign_in_as
@@ -55,7 +55,7 @@ def signed_in(live_server, settings, acme_idp, local_aws) -> Iterator[tuple[Worl
         json={"role": "readonly", "justification": "Inventory check for TICKET-42", "duration_minutes": 60},
     )
     assert created.status_code == 201, created.text
-    grant = grant_services.grant_activate(grant_id=created.json()["id"])
+    grant = activation.grant_activate(grant_id=created.json()["id"])
     assert grant.status == Grant.Status.ACTIVE
     yield world, http, grant
     http.close()  # its keep-alive connection would hold a live-server thread and its database connection
@@ -130,7 +130,7 @@ def test_suspending_a_partner_signs_its_people_out_refuses_them_and_revokes_thei
     # Her grant: claimed for revocation at once, ended once the deny is on the role.
     grant.refresh_from_db()
     assert grant.status == Grant.Status.REVOKING and grant.deny_cutoff is not None
-    assert grant_services.role_finish_endings(role_id=world.role.pk) == 1
+    assert expiry.role_finish_endings(role_id=world.role.pk) == 1
     grant.refresh_from_db()
     assert grant.status == Grant.Status.REVOKED and grant.ended_at is not None
     assert _revocation_deny(world) == [
@@ -183,7 +183,7 @@ def test_offboarding_closes_memberships_and_removes_the_idp_but_keeps_history(
     idp = IdentityProvider.objects.get()
     assert not idp.is_enabled and idp.client_secret_encrypted == ""
     _alice_is_signed_out(live_server, http)
-    assert grant_services.role_finish_endings(role_id=world.role.pk) == 1
+    assert expiry.role_finish_endings(role_id=world.role.pk) == 1
     grant.refresh_from_db()
     assert grant.status == Grant.Status.REVOKED
     assert _revocation_deny(world) == [

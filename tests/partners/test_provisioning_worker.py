@@ -32,7 +32,7 @@ def resuming_worker(worker_env: dict[str, str], tmp_path: Path) -> Iterator[Work
 
 
 def accounts_with_email(email: str) -> list[str]:
-    orgs = aws.management_client("organizations")
+    orgs = aws.management().organizations
     return [
         a["Id"]
         for page in orgs.get_paginator("list_accounts").paginate()
@@ -65,7 +65,7 @@ def test_beat_resumes_vending_a_crashed_worker_left_behind(resuming_worker: Work
     )
 
     partner.refresh_from_db()
-    orgs = aws.management_client("organizations")
+    orgs = aws.management().organizations
     created = orgs.describe_create_account_status(CreateAccountRequestId=request_id)["CreateAccountStatus"]
     assert partner.aws_account_id == created["AccountId"]
     assert accounts_with_email(EMAIL) == [partner.aws_account_id]
@@ -95,7 +95,7 @@ def test_staff_post_provisions_account_and_network_through_the_worker(
 
     # Asking again re-checks everything and makes nothing new.
     client.post(f"/staff/partners/{partner.slug}/provision/", {})
-    ec2 = aws.partner_client("ec2", partner.aws_account_id, region=partner.aws_region)
+    ec2 = aws.partner(partner.aws_account_id, region=partner.aws_region).ec2
     wait_for(lambda: all_done(partner), timeout=60, what="second run done")
     assert [
         v["VpcId"]

@@ -19,8 +19,9 @@ from django.core.exceptions import PermissionDenied
 from django.test import Client
 from django.utils import timezone
 
-from grants import services as grant_services
+from approvals.services import request_create
 from grants.models import CredentialIssue, Grant
+from grants.services import activation, revocation
 from portal import services
 from portal.models import ApiToken, AuditEvent, User
 from tests.fixtures.domain import make_member, sign_in_as
@@ -33,10 +34,10 @@ TOKEN = re.compile(r"porte_[a-z0-9]{8}_[A-Za-z0-9]{40}")
 
 @pytest.fixture
 def alice_grant(acme, alice) -> Grant:
-    request = grant_services.access_request_create(
+    request = request_create(
         requester=alice, role=acme.role, justification="Inventory TICKET-42", duration=timedelta(minutes=30)
     )
-    grant = grant_services.grant_activate(grant_id=request.grant.pk)  # as the worker would, against moto
+    grant = activation.grant_activate(grant_id=request.grant.pk)  # as the worker would, against moto
     assert grant.status == Grant.Status.ACTIVE
     return grant
 
@@ -226,7 +227,7 @@ def test_a_token_ends_when_its_owner_is_signed_out_everywhere(alice, acme, staff
     the partner is reactivated (they sign in again and create new ones)."""
     client = _as(alice)
     secret = _create_on_page(client)
-    grant_services.partner_suspend(partner=acme.partner, reason="Security review", actor=staff)
+    revocation.partner_suspend(partner=acme.partner, reason="Security review", actor=staff)
     _refused(secret, "This token ended when its owner was signed out everywhere.")
     assert ApiToken.objects.get().state(timezone.now()) == ApiToken.State.ENDED
 

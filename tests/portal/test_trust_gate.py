@@ -16,9 +16,10 @@ from django.core import mail
 from django.test import Client
 from django.utils import timezone
 
-from grants import services
+from approvals.services import request_create
 from grants.models import CredentialIssue, Grant
-from grants.services import GrantNotUsable
+from grants.services import activation, minting, revocation
+from grants.services.minting import GrantNotUsable
 from partners import services as partner_services
 from partners.models import Partner
 from portal.models import AuditEvent, User
@@ -157,13 +158,13 @@ LOSSES = {
 
 @pytest.fixture
 def alice_grant(acme, alice) -> Grant:
-    request = services.access_request_create(
+    request = request_create(
         requester=alice,
         role=acme.role,
         justification="Standing check TICKET-9",
         duration=timedelta(minutes=30),
     )
-    return services.grant_activate(grant_id=request.grant.pk)
+    return activation.grant_activate(grant_id=request.grant.pk)
 
 
 @pytest.mark.parametrize("loss", list(LOSSES))
@@ -197,7 +198,7 @@ def test_losing_standing_ends_open_sessions_tokens_and_minting(acme, alice, alic
     minted = Client().post(f"/api/v1/grants/{alice_grant.pk}/credentials/", **bearer)
     assert minted.status_code == 401
     with pytest.raises(GrantNotUsable):
-        services.credential_mint(
+        minting.credential_mint(
             grant_id=alice_grant.pk, user=User.objects.get(pk=alice.pk), kind=CredentialIssue.Kind.CLI
         )
     assert not CredentialIssue.objects.filter(grant=alice_grant).exists()
@@ -217,17 +218,17 @@ def test_a_partner_person_never_reaches_a_token_page_without_standing(acme, alic
 def test_a_session_minted_right_after_a_revocation_starts_after_its_cutoff(acme, alice, alice_grant):
     """Revoke, then grant again within the same second: the deny written for the revoked grant names every session
     issued before its cutoff (rounded up to the second), so the new session must be issued after it."""
-    services.grant_revoke(grant=alice_grant, reason="wrong ticket", actor=alice)
+    revocation.grant_revoke(grant=alice_grant, reason="wrong ticket", actor=alice)
     revoked = Grant.objects.get(pk=alice_grant.pk)
     assert revoked.deny_cutoff is not None and revoked.deny_cutoff > timezone.now() - timedelta(seconds=1)
 
-    again = services.access_request_create(
+    again = request_create(
         requester=alice,
         role=acme.role,
         justification="Right ticket TICKET-10",
         duration=timedelta(minutes=30),
     )
-    grant = services.grant_activate(grant_id=again.grant.pk)
-    minted = services.credential_mint(grant_id=grant.pk, user=alice, kind=CredentialIssue.Kind.CLI)
+    grant = activation.grant_activate(grant_id=again.grant.pk)
+    minted = minting.credential_mint(grant_id=grant.pk, user=alice, kind=CredentialIssue.Kind.CLI)
 
     assert minted.issue.issued_at > revoked.deny_cutoff

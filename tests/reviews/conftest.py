@@ -19,8 +19,11 @@ import pytest
 import time_machine
 from django.utils import timezone
 
-from grants import provisioning, services
-from grants.models import ActivityEvent, Grant, Role
+from activity.models import ActivityEvent
+from approvals.services import request_create
+from grants import provisioning
+from grants.models import Grant, Role
+from grants.services import activation, expiry, role_setup
 from partners.models import Partner
 from portal.models import User
 from tests.fixtures.domain import World, make_member
@@ -54,13 +57,13 @@ class ReviewWorld:
 def grant_at(user: User, role: Role, at: datetime, minutes: int = 60) -> Grant:
     """A grant requested and activated at `at` (time travel), as the worker would have done then."""
     with time_machine.travel(at, tick=False):
-        request = services.access_request_create(
+        request = request_create(
             requester=user,
             role=role,
             justification="Review set-up access",
             duration=timedelta(minutes=minutes),
         )
-        return services.grant_activate(grant_id=request.grant.pk)
+        return activation.grant_activate(grant_id=request.grant.pk)
 
 
 def event(grant: Grant, at: datetime, source: str, name: str, error: str = "") -> ActivityEvent:
@@ -88,7 +91,7 @@ def build_review_world(acme: World, sponsor: User) -> ReviewWorld:
     partner.sponsor = sponsor
     partner.webhook_url = ""
     partner.save(update_fields=["sponsor", "webhook_url"])
-    ops = services.role_create(
+    ops = role_setup.role_create(
         partner=partner,
         slug="ops",
         name="Operations",
@@ -114,7 +117,7 @@ def build_review_world(acme: World, sponsor: User) -> ReviewWorld:
     )
     carol_ops = grant_at(carol, ops, now - timedelta(days=120))
     event(carol_ops, now - timedelta(days=120), "ec2.amazonaws.com", "StartInstances")
-    services.grants_expire_due(now=now)  # the past grants ended (their denies are on the role already)
+    expiry.grants_expire_due(now=now)  # the past grants ended (their denies are on the role already)
 
     alice_readonly = grant_at(alice, acme.role, now - timedelta(minutes=30), minutes=120)
     event(alice_readonly, now - timedelta(minutes=20), "ec2.amazonaws.com", "DescribeInstances")

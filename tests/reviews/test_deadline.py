@@ -13,10 +13,10 @@ import time_machine
 from pypdf import PdfReader
 
 from grants.models import Eligibility, Grant
-from grants.reviews import report, services
-from grants.reviews.models import DeadlineAction, ReviewCampaign, ReviewItem
 from partners.models import Membership
 from portal.models import AuditEvent, Notification
+from reviews import report, services
+from reviews.models import DeadlineAction, ReviewCampaign, ReviewItem
 from tests.helpers import purge_broker
 from tests.reviews.conftest import ReviewWorld
 
@@ -163,11 +163,11 @@ def test_a_deadline_run_that_died_halfway_is_finished_once(world: ReviewWorld) -
 
 
 def test_history_outlives_the_access_and_the_partner(world: ReviewWorld) -> None:
-    from grants import services as grant_services
+    from grants.services import revocation
 
     campaign = services.review_campaign_start(partner=world.partner)
     services.review_deadlines_enforce(now=campaign.deadline)
-    grant_services.partner_offboard(partner=world.partner, reason="contract ended")
+    revocation.partner_offboard(partner=world.partner, reason="contract ended")
     purge_broker()
     campaign.refresh_from_db()
     assert (
@@ -181,11 +181,11 @@ def test_history_outlives_the_access_and_the_partner(world: ReviewWorld) -> None
 
 
 def test_beat_runs_the_review_tick(world: ReviewWorld) -> None:
-    from grants import tasks
     from portal.celery import app
+    from reviews import tasks
 
     entry = app.conf.beat_schedule["access-reviews"]
-    assert entry["task"] == "grants.tasks.reviews_tick" and entry["task"] in app.tasks
+    assert entry["task"] == "reviews.tasks.reviews_tick" and entry["task"] in app.tasks
     campaign = services.review_campaign_start(partner=world.partner)
     with time_machine.travel(campaign.deadline + timedelta(seconds=1), tick=False):
         assert tasks.reviews_tick() == {"started": 0, "reminded": 0, "settled": 9}

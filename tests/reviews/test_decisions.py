@@ -7,13 +7,14 @@ from __future__ import annotations
 import pytest
 from django.core.exceptions import ValidationError
 
+from approvals.services import request_create
 from grants import policies
-from grants import services as grant_services
 from grants.models import Eligibility, Grant
-from grants.reviews import services
-from grants.reviews.models import ReviewCampaign, ReviewerMode, ReviewItem
+from grants.services import expiry
 from partners.models import Membership
 from portal.models import AuditEvent, Notification
+from reviews import services
+from reviews.models import ReviewCampaign, ReviewerMode, ReviewItem
 from tests.helpers import denied_identities, purge_broker, role_inline_policy
 from tests.reviews.conftest import ReviewWorld
 
@@ -77,7 +78,7 @@ def test_revoking_a_group_eligibility_ends_its_open_grants_with_the_deny(
     assert not Eligibility.objects.filter(role=world.readonly).exists()
     grant = Grant.objects.get(pk=world.alice_readonly.pk)
     assert grant.status == Grant.Status.REVOKING and grant.deny_cutoff is not None
-    grant_services.role_finish_endings(role_id=world.readonly.pk)
+    expiry.role_finish_endings(role_id=world.readonly.pk)
     grant.refresh_from_db()
     assert grant.status == Grant.Status.REVOKED
     # What moto holds on the role: Alice's sessions issued before the cutoff are denied (moto stores the
@@ -95,7 +96,7 @@ def test_revoking_a_group_eligibility_ends_its_open_grants_with_the_deny(
     assert sorted(notice.recipients) == ["alice@acme.example", "bob@acme.example", "carol@acme.example"]
     # Alice can no longer request the role.
     with pytest.raises(ValidationError, match="not eligible"):
-        grant_services.access_request_create(
+        request_create(
             requester=world.alice,
             role=world.readonly,
             justification="Trying again after review",

@@ -8,9 +8,9 @@ from datetime import timedelta
 import pytest
 from django.core.exceptions import ValidationError
 
-from grants.reviews import services
-from grants.reviews.models import ReviewCampaign, ReviewerMode, ReviewItem
 from portal.models import AuditEvent, Notification
+from reviews import services
+from reviews.models import ReviewCampaign, ReviewerMode, ReviewItem
 from tests.reviews.conftest import ReviewWorld, event
 
 pytestmark = pytest.mark.django_db

@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 from django.test import Client
 
-from grants.reviews import services
-from grants.reviews.models import ReviewCampaign, ReviewerMode, ReviewItem
 from portal.models import User
+from reviews import services
+from reviews.models import ReviewCampaign, ReviewerMode, ReviewItem
 from tests.fixtures.domain import make_member, sign_in_as
 from tests.reviews.conftest import ReviewWorld
 

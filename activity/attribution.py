@@ -1,0 +1,285 @@
+"""Who did it: CloudTrail records → ActivityEvent rows, attributed in bulk.
+
+- the account the event happened in (`recipientAccountId`) → the partner owning that dedicated account;
+- `userIdentity.sessionContext.sourceIdentity` (`porte-<public id hex>`) → the Porte user;
+- the access key id → the CredentialIssue Porte recorded when it minted the session → its grant. Console activity
+  is signed with keys the console derives, not the minted ones: there the role session name Porte chose
+  (`porte-g<grant>-<user prefix>`, in the assumed-role ARN) names the grant, checked against the user.
+- the minting itself (the `AssumeRole` event in the partner account) carries the new key in its response.
+
+An event in a partner account is a Porte session when it is attributed to a grant of that partner held by the
+same user; anything else there is flagged. Lookups are cached for the whole run and done per batch, in one
+query per kind of key.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import datetime
+from functools import lru_cache
+from typing import Any, NamedTuple
+
+from activity.records import MalformedLog, check_records, event_time, event_uuid
+from grants.models import CredentialIssue, Grant
+from partners.models import Partner
+from portal.models import User
+
+# The columns of a row, in row order (the loader adds the file and the position in it): first what the record itself
+# says (RECORD_COLUMNS, read before any lookup), then who it is attributed to.
+RECORD_COLUMNS = (
+    "event_id",
+    "event_time",
+    "event_source",
+    "event_name",
+    "event_type",
+    "aws_region",
+    "account_id",
+    "identity_type",
+    "principal_arn",
+    "access_key_id",
+    "source_identity",
+    "source_ip",
+    "user_agent",
+    "error_code",
+    "error_message",
+    "read_only",
+)
+COLUMNS = (
+    *RECORD_COLUMNS,
+    "partner_id",
+    "user_id",
+    "grant_id",
+    "credential_id",
+    "is_porte_session",
+    "flagged",
+)
+
+SOURCE_IDENTITY_PREFIX = "porte-"
+_SESSION_NAME = re.compile(r"porte-g(\d{1,18})-([0-9a-f]{8})")
+
+
+def source_identity_user(source_identity: str) -> uuid.UUID | None:
+    """The public id a Porte SourceIdentity names (`porte-<hex>`), or None for anything else."""
+    if not source_identity.startswith(SOURCE_IDENTITY_PREFIX):
+        return None
+    try:
+        return uuid.UUID(hex=source_identity[len(SOURCE_IDENTITY_PREFIX) :])
+    except ValueError:
+        return None
+
+
+class _Credential(NamedTuple):
+    pk: int
+    grant_id: int
+    user_id: int
+    partner_id: int
+
+
+class _Grant(NamedTuple):
+    pk: int
+    user_id: int
+    user_prefix: str
+    partner_id: int
+
+
+# What one record says, before any lookup: its RECORD_COLUMNS values, then the keys attribution looks up. A plain
+# tuple (a dataclass per record costs more than the rest of the record's reading); positions named below.
+Facts = tuple[Any, ...]
+_RECORD = len(RECORD_COLUMNS)
+_ACCOUNT = RECORD_COLUMNS.index("account_id")
+_IDENTITY_TYPE = RECORD_COLUMNS.index("identity_type")
+_ACCESS_KEY = RECORD_COLUMNS.index("access_key_id")
+_SOURCE_IDENTITY = RECORD_COLUMNS.index("source_identity")
+_MINTED_KEY, _SESSION_GRANT, _SESSION_PREFIX = _RECORD, _RECORD + 1, _RECORD + 2
+_EMPTY: dict[str, Any] = {}
+
+
+def _text(value: Any, limit: int) -> str:
+    if value.__class__ is str:
+        # The common case, kept cheap: this runs a dozen times per event.
+        return value[:limit] if "\x00" not in value else value.replace("\x00", "")[:limit]
+    if value is None:
+        return ""
+    return _text(str(value), limit)
+
+
+def _read_only(value: Any) -> bool | None:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    return None
+
+
+@lru_cache(maxsize=4096)
+def _session_name(arn: str) -> tuple[int | None, str]:
+    """(grant id, user prefix) from Porte's role session name at the end of an assumed-role ARN. A session's
+    events all carry the same ARN: each is matched once."""
+    match = _SESSION_NAME.fullmatch(arn.rsplit("/", 1)[-1])
+    return (int(match.group(1)), match.group(2)) if match else (None, "")
+
+
+def _facts(record: dict[str, Any], path_account: str, time: datetime) -> Facts:
+    get = record.get
+    identity = get("userIdentity")
+    if not isinstance(identity, dict):
+        identity = _EMPTY
+    context = identity.get("sessionContext")
+    if not isinstance(context, dict):
+        context = _EMPTY
+    source_identity = _text(context.get("sourceIdentity"), 64)
+    minted_key = ""
+    event_name, event_source = get("eventName"), get("eventSource")
+    if event_name == "AssumeRole" and event_source == "sts.amazonaws.com":
+        # The minting itself: the new session's key and SourceIdentity are in the request and the response.
+        response = get("responseElements")
+        credentials = response.get("credentials") if isinstance(response, dict) else None
+        if isinstance(credentials, dict):
+            minted_key = _text(credentials.get("accessKeyId"), 128)
+        request = get("requestParameters")
+        if isinstance(request, dict) and not source_identity:
+            source_identity = _text(request.get("sourceIdentity"), 64)
+    arn = _text(identity.get("arn") or identity.get("invokedBy"), 1024)
+    identity_type = identity.get("type")
+    session_grant, session_prefix = None, ""
+    if "/porte-g" in arn and identity_type == "AssumedRole":
+        session_grant, session_prefix = _session_name(arn)
+    return (
+        event_uuid(record["eventID"]),
+        time,
+        _text(event_source, 128),
+        _text(event_name, 128),
+        _text(get("eventType"), 32),
+        _text(get("awsRegion"), 32),
+        _text(get("recipientAccountId") or path_account, 12),
+        _text(identity_type, 32),
+        arn,
+        _text(identity.get("accessKeyId"), 128),
+        source_identity,
+        _text(get("sourceIPAddress"), 64),
+        _text(get("userAgent"), 512),
+        _text(get("errorCode"), 128),
+        _text(get("errorMessage"), 1024),
+        _read_only(get("readOnly")),
+        minted_key,
+        session_grant,
+        session_prefix,
+    )
+
+
+def read_facts(records: list[Any], *, path_account: str = "") -> list[Facts]:
+    """What each record says, in the records' order: no database needed, so the ingestion loop does this for the
+    next file while the database inserts the previous one's events. Raises MalformedLog as `check_records` does
+    for a record that is not one, and for a record whose eventTime is not a time."""
+    times: dict[str, datetime] = {}  # a file's events share their seconds: each distinct time parsed once
+    facts = []
+    try:
+        for index, record in enumerate(records):
+            text = record["eventTime"]
+            time = times.get(text)
+            if time is None:
+                time = times[text] = event_time(text, index)
+            facts.append(_facts(record, path_account, time))
+    except (MalformedLog, AttributeError, KeyError, TypeError):
+        # Records are checked only when one fails (a pass of its own over every record costs a tenth of the
+        # reading): then the first record that is not one is the error, as if they had been checked first.
+        check_records(records)
+        raise
+    return facts
+
+
+class Attributor:
+    """Turns records into rows. One per ingestion run: what it has looked up, it remembers."""
+
+    def __init__(self) -> None:
+        self._partners: dict[str, int] = dict(
+            Partner.objects.exclude(aws_account_id="").values_list("aws_account_id", "pk")
+        )
+        self._credentials: dict[str, _Credential | None] = {}
+        self._users: dict[str, int | None] = {}
+        self._grants: dict[int, _Grant | None] = {}
+
+    def rows(self, records: list[dict[str, Any]], *, path_account: str = "") -> list[tuple[Any, ...]]:
+        """Rows in COLUMNS order, one per record, in the records' order. Raises MalformedLog for a record whose
+        eventTime is not a time."""
+        return self.attribute(read_facts(records, path_account=path_account))
+
+    def attribute(self, facts: list[Facts]) -> list[tuple[Any, ...]]:
+        """Rows in COLUMNS order for records read by `read_facts` (looking up what this run has not seen yet)."""
+        self._load(*self._unseen(facts))
+        return [self._row(f) for f in facts]
+
+    def attribute_known(self, facts: list[Facts]) -> list[tuple[Any, ...]] | None:
+        """As `attribute`, without the database: None when the records name a key this run has not looked up."""
+        if any(self._unseen(facts)):
+            return None
+        return [self._row(f) for f in facts]
+
+    def _unseen(self, facts: list[Facts]) -> tuple[set[str], set[str], set[int]]:
+        """(access keys, source identities, grant ids) the records name that this run has not looked up yet."""
+        keys = {k for f in facts for k in (f[_ACCESS_KEY], f[_MINTED_KEY]) if k} - self._credentials.keys()
+        identities = {f[_SOURCE_IDENTITY] for f in facts if f[_SOURCE_IDENTITY]} - self._users.keys()
+        grant_ids = {f[_SESSION_GRANT] for f in facts if f[_SESSION_GRANT] is not None} - self._grants.keys()
+        return keys, identities, grant_ids
+
+    def _load(self, keys: set[str], identities: set[str], grant_ids: set[int]) -> None:
+        if keys:
+            self._credentials.update(dict.fromkeys(keys))
+            # Oldest first, so that if AWS ever reused a key id the newest issue wins.
+            for pk, key, grant_id, user_id, partner_id in (
+                CredentialIssue.objects.filter(access_key_id__in=keys)
+                .order_by("issued_at")
+                .values_list("pk", "access_key_id", "grant_id", "grant__user_id", "grant__role__partner_id")
+            ):
+                self._credentials[key] = _Credential(pk, grant_id, user_id, partner_id)
+        if identities:
+            self._users.update(dict.fromkeys(identities))
+            by_public_id = {
+                public_id: identity
+                for identity in identities
+                if (public_id := source_identity_user(identity)) is not None
+            }
+            for public_id, pk in User.objects.filter(public_id__in=by_public_id).values_list(
+                "public_id", "pk"
+            ):
+                self._users[by_public_id[public_id]] = pk
+        if grant_ids:
+            self._grants.update(dict.fromkeys(grant_ids))
+            for pk, user_id, public_id, partner_id in Grant.objects.filter(pk__in=grant_ids).values_list(
+                "pk", "user_id", "user__public_id", "role__partner_id"
+            ):
+                self._grants[pk] = _Grant(pk, user_id, public_id.hex[:8], partner_id)
+
+    def _row(self, f: Facts) -> tuple[Any, ...]:
+        partner_id = self._partners.get(f[_ACCOUNT])
+        source_identity = f[_SOURCE_IDENTITY]
+        user_id = self._users.get(source_identity) if source_identity else None
+        minted_key = f[_MINTED_KEY]
+        key = minted_key or f[_ACCESS_KEY]
+        credential = self._credentials.get(key) if key else None
+        grant: _Credential | _Grant | None = credential
+        session_grant = f[_SESSION_GRANT]
+        if grant is None and session_grant is not None:
+            by_session = self._grants.get(session_grant)
+            # The session name is only a claim: it counts when it names a grant of the user it carries.
+            if by_session is not None and by_session.user_prefix == f[_SESSION_PREFIX]:
+                grant = by_session
+        if user_id is None and grant is not None:
+            user_id = grant.user_id
+        is_porte_session = (
+            grant is not None
+            and partner_id is not None
+            and grant.partner_id == partner_id
+            and grant.user_id == user_id
+            and (f[_IDENTITY_TYPE] == "AssumedRole" or bool(minted_key))
+        )
+        return (
+            *f[:_RECORD],
+            partner_id,
+            user_id,
+            grant.grant_id if isinstance(grant, _Credential) else (grant.pk if grant else None),
+            credential.pk if credential else None,
+            is_porte_session,
+            partner_id is not None and not is_porte_session,
+        )

@@ -1,0 +1,331 @@
+"""Activity tables: trail files as delivered, events (attributed to partner, person, grant and session), the
+ingestion cursor, quarantined objects; and the alerts raised on the events."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.functional import cached_property
+
+from activity.records import gunzip, parse_records
+
+
+class TrailFile(models.Model):
+    """One ingested log file, kept as delivered (gzipped): the full records of its events live here, not in each
+    event row. A CloudTrail file compresses about 15 to 1, so this holds the records in a tenth of the space a
+    per-event JSON column would, and keeps them byte for byte as AWS wrote them; and an event row without its
+    record costs the database about half as much to insert (measured: bench/ingest_throughput.py)."""
+
+    bucket = models.CharField(max_length=255)
+    key = models.CharField(max_length=1024)
+    content = models.BinaryField()
+    size = models.PositiveBigIntegerField()
+    events = models.PositiveIntegerField()
+    # The retention purge drops a file once its newest event is past the retention (its events went first).
+    newest_event_time = models.DateTimeField(null=True)
+    ingested_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["bucket", "key"], name="trail_file_key_idx"),
+            models.Index(fields=["newest_event_time"], name="trail_file_newest_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"s3://{self.bucket}/{self.key}"
+
+    def records(self) -> list[dict[str, Any]]:
+        return parse_records(gunzip([bytes(self.content)]))
+
+
+class ActivityEvent(models.Model):
+    """One CloudTrail event, attributed. Sized for millions of rows: narrow columns for the lists, the record itself
+    in its file (`record`), and one index per view, each ending in (event_time, event_id) so that pages are read by
+    keyset (after the last row shown, newest first), never by OFFSET."""
+
+    # The key is (eventTime, eventID): CloudTrail's eventID (a GUID, stored as uuid: 16 bytes) makes it unique, and
+    # an event delivered twice carries the same time, so ingestion stays idempotent. Led by the time, the key's
+    # index grows at its end as events arrive, where an index on the eventID alone takes each insert to a random
+    # page: past the memory the database has, every insert would read one (measured at 1,000,000 events: 19 % of
+    # the database's work per insert, and growing with the table). The same index serves the pages of all
+    # activity, newest first, and the retention purge.
+    pk = models.CompositePrimaryKey("event_time", "event_id")
+    event_time = models.DateTimeField()
+    event_id = models.UUIDField()
+    event_source = models.CharField(max_length=128)
+    event_name = models.CharField(max_length=128)
+    event_type = models.CharField(max_length=32, blank=True)
+    aws_region = models.CharField(max_length=32, blank=True)
+    # The account the event happened in (recipientAccountId).
+    account_id = models.CharField(max_length=12, blank=True)
+    # Who, attributed at ingestion. As for the audit log, history outlives what it mentions: these reference rows
+    # without database constraints (a constraint check per reference per event is a good part of the cost of an
+    # insert, and partners, users, grants and credential issues are never deleted anyway). The indexes below lead
+    # with partner, user and grant, so Django's per-foreign-key index would only duplicate them; a session's
+    # events are read through its grant's index.
+    partner = models.ForeignKey(
+        "partners.Partner",
+        null=True,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        db_index=False,
+        related_name="+",
+    )
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        db_index=False,
+        related_name="+",
+    )
+    grant = models.ForeignKey(
+        "grants.Grant",
+        null=True,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        db_index=False,
+        related_name="activity",
+    )
+    credential = models.ForeignKey(
+        "grants.CredentialIssue",
+        null=True,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        db_index=False,
+        related_name="activity",
+    )
+    identity_type = models.CharField(max_length=32, blank=True)
+    principal_arn = models.CharField(max_length=1024, blank=True)
+    access_key_id = models.CharField(max_length=128, blank=True)
+    source_identity = models.CharField(max_length=64, blank=True)
+    source_ip = models.CharField(max_length=64, blank=True)
+    user_agent = models.CharField(max_length=512, blank=True)
+    error_code = models.CharField(max_length=128, blank=True)
+    error_message = models.CharField(max_length=1024, blank=True)
+    read_only = models.BooleanField(null=True)
+    # A session Porte minted for this partner's grant (matched by access key or by Porte's role session name).
+    is_porte_session = models.BooleanField(default=False)
+    # Activity in a partner's account by anything that is not a Porte-minted session.
+    flagged = models.BooleanField(default=False)
+    # The record as delivered: its file, and its index in the file's Records (a file is purged after its events).
+    file = models.ForeignKey(
+        TrailFile, on_delete=models.DO_NOTHING, db_constraint=False, db_index=False, related_name="+"
+    )
+    position = models.PositiveIntegerField()
+
+    class Meta:
+        ordering = ["-event_time", "-event_id"]
+        indexes = [
+            # (All activity, for staff, and the retention purge: the primary key.)
+            models.Index(fields=["partner", "-event_time", "-event_id"], name="activity_partner_time_idx"),
+            # Partial: events of other principals carry no user or grant and stay out of these.
+            models.Index(
+                fields=["user", "-event_time", "-event_id"],
+                name="activity_user_time_idx",
+                condition=Q(user__isnull=False),
+            ),
+            models.Index(
+                fields=["grant", "-event_time", "-event_id"],
+                name="activity_grant_time_idx",
+                condition=Q(grant__isnull=False),
+            ),
+            # "Which services does this partner use" (and the filter of the partner view by service).
+            models.Index(
+                fields=["partner", "event_source", "event_time"], name="activity_partner_source_idx"
+            ),
+            # Errors are a few per cent of events: small partial indexes for the errors view and its counts.
+            models.Index(
+                fields=["partner", "error_code"],
+                name="activity_partner_error_idx",
+                condition=~Q(error_code=""),
+            ),
+            models.Index(
+                fields=["partner", "-event_time", "-event_id"],
+                name="activity_partner_errtime_idx",
+                condition=~Q(error_code=""),
+            ),
+            models.Index(
+                fields=["-event_time", "-event_id"], name="activity_flagged_idx", condition=Q(flagged=True)
+            ),
+            # The event-name filter of the activity views. Without it a rare name is found by walking a partner's
+            # (or everyone's) events newest first until a page of matches turns up: 0.3-0.5 s p95 over 2 million
+            # events (bench/activity_views.py). Leading with the name serves staff and, with the partner checked on
+            # the few rows it yields, partner admins.
+            models.Index(fields=["event_name", "-event_time", "-event_id"], name="activity_name_time_idx"),
+            # Refused calls per day across partners (metrics): an index-only range scan of the errors alone.
+            models.Index(
+                fields=["event_time", "error_code"],
+                name="activity_error_time_idx",
+                condition=~Q(error_code=""),
+            ),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(flagged=False) | Q(partner__isnull=False),
+                name="activity_flagged_in_partner_account",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event_time:%Y-%m-%d %H:%M:%S} {self.event_source} {self.event_name}"
+
+    def get_absolute_url(self) -> str:
+        return reverse("activity_detail", kwargs={"at": self.event_time, "event_id": self.event_id})
+
+    @cached_property
+    def record(self) -> dict[str, Any] | None:
+        """The full CloudTrail record (for the detail page): read from its file, None if the file is gone."""
+        file = TrailFile.objects.filter(pk=self.file_id).first()
+        return file.records()[self.position] if file is not None else None
+
+
+class TrailCursor(models.Model):
+    """Where ingestion is in one prefix of the trail bucket (one account and region of the organisation trail).
+
+    Listing resumes a little before `last_key` (the lookback, by the timestamp in CloudTrail's file names) so a
+    file delivered late with an earlier name is still found; `recent_keys` are the files already ingested in that
+    window, skipped when listed again. `version` makes every advance a compare-and-set, so two ingestion runs
+    never both move the same cursor.
+    """
+
+    bucket = models.CharField(max_length=255)
+    prefix = models.CharField(max_length=1024)
+    last_key = models.CharField(max_length=1024, blank=True)
+    recent_keys = models.JSONField(default=list, blank=True)
+    version = models.PositiveBigIntegerField(default=0)
+    objects_ingested = models.PositiveBigIntegerField(default=0)
+    events_inserted = models.PositiveBigIntegerField(default=0)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["bucket", "prefix"], name="trail_cursor_unique_prefix")
+        ]
+
+    def __str__(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix} at {self.last_key.rsplit('/', 1)[-1] or '(start)'}"
+
+
+class QuarantinedObject(models.Model):
+    """A trail object that could not be read (corrupt gzip, truncated or malformed JSON, not the record format).
+    Ingestion moves past it; staff see the error here, and retry it or mark it resolved."""
+
+    bucket = models.CharField(max_length=255)
+    key = models.CharField(max_length=1024)
+    error = models.TextField()
+    size = models.PositiveBigIntegerField(null=True, blank=True)
+    first_seen = models.DateTimeField(default=timezone.now)
+    last_seen = models.DateTimeField(default=timezone.now)
+    attempts = models.PositiveIntegerField(default=1)
+    resolved = models.BooleanField(default=False)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    resolved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-first_seen"]
+        constraints = [models.UniqueConstraint(fields=["bucket", "key"], name="quarantined_object_unique")]
+        indexes = [
+            models.Index(fields=["-first_seen"], name="quarantine_open_idx", condition=Q(resolved=False)),
+        ]
+
+    def __str__(self) -> str:
+        return f"s3://{self.bucket}/{self.key}"
+
+
+# --- alerts: detection on the ingested events (activity/alerts) ---------------------------------------------
+
+
+class Alert(models.Model):
+    """Something in the activity that staff must look at. One alert per incident, not per event: repeated events
+    of the same incident (a burst, the same grant outside its window the same day) add to its count."""
+
+    class Rule(models.TextChoices):
+        DENIED_BURST = "denied_burst", "Burst of refused calls"
+        OUTSIDE_WINDOW = "outside_window", "Activity outside the access window"
+        SENSITIVE_ACTION = "sensitive_action", "Sensitive action"
+        AFTER_GRANT_END = "after_grant_end", "Credentials used after their grant ended"
+        NEW_SOURCE_IP = "new_source_ip", "New source IP for a user"
+        # Not a finding: the rules themselves failed on some events, which were stored but not judged.
+        RULES_FAILED = "rules_failed", "Alert rules failed"
+
+    class Severity(models.TextChoices):
+        LOW = "low", "Low"
+        MEDIUM = "medium", "Medium"
+        HIGH = "high", "High"
+        CRITICAL = "critical", "Critical"
+
+    rule = models.CharField(max_length=32, choices=Rule.choices)
+    severity = models.CharField(max_length=16, choices=Severity.choices)
+    # What makes two detections the same incident (so a re-ingested file, or two ingestion runs, add no alert).
+    dedupe_key = models.CharField(max_length=255, unique=True)
+    # Who: the principal as the rule keyed it (a Porte user, or an ARN), and what it maps to in Porte.
+    principal = models.CharField(max_length=1024, blank=True)
+    partner = models.ForeignKey(
+        "partners.Partner", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    grant = models.ForeignKey(
+        "grants.Grant", null=True, blank=True, on_delete=models.PROTECT, related_name="alerts"
+    )
+    summary = models.CharField(max_length=500)
+    event_count = models.PositiveIntegerField(default=0)
+    # A sample of the events (their ids), not all of them: a burst can be thousands.
+    event_ids = models.JSONField(default=list, blank=True)
+    first_event_at = models.DateTimeField()
+    last_event_at = models.DateTimeField()
+    detail = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+    acknowledged_at = models.DateTimeField(null=True, blank=True)
+    acknowledged_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    acknowledgement_note = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["-created_at"], name="alert_created_idx"),
+            models.Index(
+                fields=["-created_at"], name="alert_open_idx", condition=Q(acknowledged_at__isnull=True)
+            ),
+            # The burst rule finds the burst a new refused call continues.
+            models.Index(fields=["rule", "principal", "last_event_at"], name="alert_rule_principal_idx"),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(acknowledged_at__isnull=True) | Q(acknowledged_by__isnull=False),
+                name="alert_acknowledged_by_someone",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"[{self.severity}] {self.summary}"
+
+    @property
+    def is_open(self) -> bool:
+        return self.acknowledged_at is None
+
+
+class SeenSourceIp(models.Model):
+    """The source IPs each Porte user has acted from (in CloudTrail): the baseline of the new-IP rule."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    ip = models.CharField(max_length=64)
+    first_seen = models.DateTimeField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "ip"], name="seen_ip_unique_per_user")]
+
+    def __str__(self) -> str:
+        return f"{self.ip} for user {self.user_id}"

@@ -1,0 +1,69 @@
+"""Reads of activity for the views: keyset pages, newest first, each served by one index without a sort.
+
+A page is `ORDER BY event_time DESC, event_id DESC` after the last row shown: constant cost at any depth, where
+OFFSET would read and discard every earlier row. Every activity index ends in (event_time, event_id), so the filter of
+each view (partner, user, grant, credential, errors, flagged) plus this order is one index range scan.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from uuid import UUID
+
+from django.db.models import Q, QuerySet
+
+from activity.models import ActivityEvent
+
+PAGE_SIZE = 50
+
+
+@dataclass(frozen=True)
+class Keyset:
+    """The position after the last event of a page."""
+
+    event_time: datetime
+    event_id: UUID
+
+
+@dataclass(frozen=True)
+class ActivityPage:
+    events: list[ActivityEvent]
+    next: Keyset | None
+
+
+def activity_page_query(
+    events: QuerySet[ActivityEvent],
+    *,
+    after: Keyset | None = None,
+    size: int = PAGE_SIZE,
+    oldest_first: bool = False,
+) -> QuerySet[ActivityEvent]:
+    """The query of one page (one row more than `size`, to know whether another page follows). Oldest first
+    reads the same indexes backwards (a grant's timeline is told in the order things happened)."""
+    if after is not None and oldest_first:
+        events = events.filter(
+            Q(event_time__gt=after.event_time) | Q(event_time=after.event_time, event_id__gt=after.event_id),
+            event_time__gte=after.event_time,
+        )
+    elif after is not None:
+        # `event_time <= t` bounds the index range; the OR then drops only the few rows at exactly t.
+        events = events.filter(
+            Q(event_time__lt=after.event_time) | Q(event_time=after.event_time, event_id__lt=after.event_id),
+            event_time__lte=after.event_time,
+        )
+    order = ("event_time", "event_id") if oldest_first else ("-event_time", "-event_id")
+    return events.order_by(*order)[: size + 1]
+
+
+def activity_page(
+    events: QuerySet[ActivityEvent],
+    *,
+    after: Keyset | None = None,
+    size: int = PAGE_SIZE,
+    oldest_first: bool = False,
+) -> ActivityPage:
+    """One page of `events` (already filtered to what the viewer may see), newest first unless `oldest_first`."""
+    rows = list(activity_page_query(events, after=after, size=size, oldest_first=oldest_first))
+    page, more = rows[:size], len(rows) > size
+    return ActivityPage(page, Keyset(page[-1].event_time, page[-1].event_id) if more and page else None)
