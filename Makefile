@@ -4,13 +4,17 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test check lint format bench bench-all install node iam-peer browser saml-idp clean
+.PHONY: run test test-fast check lint format bench bench-all install node iam-peer browser saml-idp clean
 
 run: install node
 	$(PY) demo/run.py
 
 test: install node iam-peer browser saml-idp
 	$(PY) tests/run.py $(ARGS)
+
+# The tests that need no peer process (no moto, worker, IdP, browser): PostgreSQL and Redis when they answer.
+test-fast: install
+	$(PY) tests/run.py -m "not (aws or worker or idp or browser or e2e)" $(ARGS)
 
 check: install
 	$(VENV)/bin/ruff check .

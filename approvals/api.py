@@ -22,6 +22,7 @@ from grants.models import AccessRequest
 from grants.selectors import roles_requestable_by
 from portal.access import acting_user
 from portal.http import client_ip
+from portal.responses import service_errors
 
 
 class AccessRequestInput(serializers.Serializer):
@@ -92,11 +93,9 @@ def access_request_create(request: Request) -> Response:
         )
     except DjangoValidationError as exc:
         # Name the fields as the caller sent them (the service speaks of `duration`, the API of minutes).
+        errors = service_errors(exc, {"duration": "duration_minutes"})
         raise ValidationError(
-            {
-                ("duration_minutes" if field == "duration" else field): errors
-                for field, errors in exc.message_dict.items()
-            }
+            {field or "non_field_errors": messages for field, messages in errors.items()}
         ) from exc
     if created.status == AccessRequest.Status.PENDING:
         return Response(AccessRequestSerializer(created).data, status=status.HTTP_202_ACCEPTED)

@@ -21,14 +21,11 @@ from partners.forms import ReasonForm
 from partners.models import Partner
 from partners.services import boundary_arn
 from portal.access import acting_user, staff_required
-from portal.responses import bad_request, form_errors
+from portal.responses import add_service_errors, bad_request, form_errors
 
 
 def _apply_errors(form: RoleForm, exc: ValidationError) -> None:
-    for field, errors in exc.message_dict.items():
-        target = "max_duration_minutes" if field == "max_duration" else field
-        for error in errors:
-            form.add_error(target if target in form.fields else None, error)
+    add_service_errors(form, exc, {"max_duration": "max_duration_minutes"})
 
 
 def _render(

@@ -17,7 +17,7 @@ Simulated time: once the worker is running, one UPDATE sets every grant's `ends_
 
 The system as it runs: a real `celery -A portal worker -B` process (prefork -c 2 by default on this 2-core
 machine; `--pool solo` for one process) whose embedded beat runs the expiry sweep every `--sweep` seconds
-(PORTE_EXPIRY_SWEEP_SECONDS). The sweeper is `grants.services.grants_expire_due` in the worker, unchanged.
+(PORTE_EXPIRY_SWEEP_SECONDS). The sweeper is `grants.services.expiry.grants_expire_due` in the worker, unchanged.
 
 Counting IAM calls: the worker's AWS_ENDPOINT_URL is a loopback counting proxy in this process
 (tests/peers/aws_proxy.py) that forwards every call to the moto server process and records its action,

@@ -5,7 +5,7 @@
 Porte path, per request (each by a distinct partner user, since one user holds one grant per role):
   t0  approvals.request_create(...) (the request; its activation task is queued on commit)
       poll the grant's status in the database every --poll-ms until `active` (a real Celery worker activates it)
-      grants.services.credential_mint(...)          (STS AssumeRole with SourceIdentity, tags, session policy)
+      grants.services.minting.credential_mint(...)  (STS AssumeRole with SourceIdentity, tags, session policy)
   t1  GetCallerIdentity with those credentials against moto succeeded
 Bare path, on the same moto server and role: boto3 AssumeRole (same ExternalId and SourceIdentity the role's trust
 policy asks for) + GetCallerIdentity with the result. Both paths build their GetCallerIdentity client the same way.

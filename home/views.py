@@ -21,6 +21,7 @@ from grants.models import AccessRequest, Grant
 from grants.selectors import grants_visible_to, roles_requestable_by
 from portal.access import acting, acting_user, partner_only, signed_in
 from portal.http import client_ip
+from portal.responses import add_service_errors
 
 
 def _dashboard(
@@ -80,10 +81,7 @@ def request_access(request: HttpRequest) -> HttpResponse:
                 break_glass=form.cleaned_data["break_glass"],
             )
         except ValidationError as exc:
-            for field, errors in exc.message_dict.items():
-                target = "duration_minutes" if field == "duration" else field
-                for error in errors:
-                    form.add_error(target if target in form.fields else None, error)
+            add_service_errors(form, exc, {"duration": "duration_minutes"})
         else:
             if access_request.status == AccessRequest.Status.PENDING:
                 messages.success(

@@ -366,7 +366,7 @@ def identity_provider_verified(
     )
 
 
-# --- partner lifecycle (the grant side lives in grants.services.partner_suspend/offboard) ------------------------
+# --- partner lifecycle (the grant side: grants.services.revocation.partner_suspend/offboard) ------
 
 
 def _end_sessions(users: Any) -> int:
@@ -499,7 +499,7 @@ def partner_access_update(
     return partner
 
 
-# --- ending one person's place (access reviews; the grant side lives in grants.services.membership_revoke) ------
+# --- ending one person's place (access reviews; the grant side: grants.services.revocation.membership_revoke)
 
 
 @transaction.atomic

@@ -30,7 +30,7 @@ from partners.selectors import (
 from partners.windows import window_for
 from portal import aws
 from portal.access import acting_user, public, staff_required
-from portal.responses import bad_request, form_errors
+from portal.responses import add_service_errors, bad_request, form_errors
 
 
 class SignInForm(forms.Form):
@@ -321,9 +321,7 @@ def partner_access(request: HttpRequest, slug: str) -> HttpResponse:
                 actor=acting_user(request),
             )
         except ValidationError as exc:
-            for field, errors in exc.message_dict.items():
-                for error in errors:
-                    form.add_error(field if field in form.fields else None, error)
+            add_service_errors(form, exc)
         else:
             messages.success(request, f"Access conditions of {partner.name} saved.")
             return redirect("partner_detail", slug=partner.slug)

@@ -24,19 +24,24 @@ def form_errors(form: forms.BaseForm) -> str:
     return " ".join(parts)
 
 
+def service_errors(
+    exc: ValidationError, renames: dict[str, str] | None = None
+) -> dict[str | None, list[str]]:
+    """A service's ValidationError by the field the caller knows (services speak of `duration`, a form or the
+    API of `duration_minutes`: `renames` says so); None holds what is about no field."""
+    if not hasattr(exc, "error_dict"):
+        return {None: list(exc.messages)}
+    renames = renames or {}
+    return {renames.get(field, field): list(errors) for field, errors in exc.message_dict.items()}
+
+
 def add_service_errors(
     form: forms.BaseForm, exc: ValidationError, renames: dict[str, str] | None = None
 ) -> None:
     """Put a service's ValidationError on the form: on the field it names (after `renames`), else on the form."""
-    renames = renames or {}
-    if not hasattr(exc, "error_dict"):
-        for message in exc.messages:
-            form.add_error(None, message)
-        return
-    for field, errors in exc.message_dict.items():
-        target = renames.get(field, field)
+    for field, errors in service_errors(exc, renames).items():
         for error in errors:
-            form.add_error(target if target in form.fields else None, error)
+            form.add_error(field if field in form.fields else None, error)
 
 
 def bad_request(

@@ -16,6 +16,7 @@ from portal import services
 from portal.access import acting, acting_user, api_token_for_user, may_hold_api_tokens, public, signed_in
 from portal.forms import ApiTokenForm
 from portal.models import ApiToken, User
+from portal.responses import add_service_errors
 
 
 @public
@@ -61,9 +62,7 @@ def api_tokens(request: HttpRequest) -> HttpResponse:
             expires_in=timedelta(days=form.cleaned_data["lifetime_days"]),
         )
     except ValidationError as exc:
-        for field, errors in exc.message_dict.items():
-            for error in errors:
-                form.add_error("lifetime_days" if field == "expires_in" else field, error)
+        add_service_errors(form, exc, {"expires_in": "lifetime_days"})
         return _token_list(request, user, form, status=400)
     # Rendered, not redirected: the secret must not sit in a session or a message to survive a redirect.
     return render(

@@ -15,7 +15,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from partners.models import Partner
 from portal.access import acting, acting_user, partner_admin_only, signed_in, staff_required
-from portal.responses import bad_request, form_errors, invalid
+from portal.responses import add_service_errors, bad_request, form_errors, invalid
 from reviews import report, services
 from reviews.access import (
     campaign_for_staff,
@@ -133,10 +133,7 @@ def staff_review_settings(request: HttpRequest, slug: str) -> HttpResponse:
                 actor=acting_user(request),
             )
         except ValidationError as exc:
-            for field, errors in exc.message_dict.items():
-                target = {"interval": "interval_days", "response_time": "response_days"}.get(field, field)
-                for error in errors:
-                    form.add_error(target if target in form.fields else None, error)
+            add_service_errors(form, exc, {"interval": "interval_days", "response_time": "response_days"})
         else:
             messages.success(request, f"Review settings of {partner.name} saved.")
             return redirect("review_staff_list")

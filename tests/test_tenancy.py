@@ -18,7 +18,7 @@ from grants.services import activation, role_setup
 from portal.models import User
 from tests.fixtures.domain import READ_ONLY, make_member, sign_in_as
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.aws]
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from portal.models import AuditEvent, Notification
 from tests.activity.alerting import alerts
 from tests.fixtures.domain import make_staff
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.aws]
 
 
 @pytest.fixture

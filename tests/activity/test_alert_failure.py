@@ -16,7 +16,7 @@ from activity.models import ActivityEvent, Alert
 from portal.models import AuditEvent, Notification
 from tests.fixtures.domain import make_staff
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.aws]
 
 
 def _broken(batch: rules.Batch) -> list[rules.Draft]:

@@ -17,7 +17,7 @@ from grants.models import CredentialIssue, Grant
 from partners.models import Partner
 from tests.activity.alerting import alerts, load
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.aws]
 
 Rule = Alert.Rule
 

@@ -17,7 +17,7 @@ from grants.models import CredentialIssue
 from grants.policies import role_session_name
 from tests.activity.conftest import active_grant, mint
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.aws]
 
 OUTSIDE_ACCOUNT = "999988887777"
 

@@ -24,7 +24,7 @@ from portal import aws
 from portal.models import AuditEvent
 from tests.fixtures.domain import World
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.aws]
 
 OUTSIDE_ACCOUNT = "999988887777"  # in the organisation, but no partner's
 

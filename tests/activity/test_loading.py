@@ -20,7 +20,7 @@ from activity.attribution import COLUMNS, Attributor
 from activity.loading import LogData, load_files, load_log
 from activity.models import ActivityEvent, QuarantinedObject, TrailCursor, TrailFile
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.aws]
 
 EVENT_ID, EVENT_NAME = COLUMNS.index("event_id"), COLUMNS.index("event_name")
 

@@ -91,6 +91,7 @@ def known(simulator, acme, alice, alice_cli):  # type: ignore[no-untyped-def]
     return now
 
 
+@pytest.mark.aws
 def test_figures_from_a_known_setup(known) -> None:  # type: ignore[no-untyped-def]
     f = metrics.compute()
     assert len(f.days) == 30 and f.days[-1] == known.astimezone(UTC).date()
@@ -113,6 +114,7 @@ def test_figures_from_a_known_setup(known) -> None:  # type: ignore[no-untyped-d
         assert sum(v or 0 for v in f[key].values) == f[key].total
 
 
+@pytest.mark.aws
 def test_dashboard_shows_the_figures_as_svg(known, staff) -> None:  # type: ignore[no-untyped-def]
     client = Client()
     sign_in_as(client, staff)
@@ -174,6 +176,7 @@ def parse_exposition(text: str) -> dict[str, dict[tuple[tuple[str, str], ...], f
     return families
 
 
+@pytest.mark.aws
 def test_prometheus_text_has_the_figures(known, settings) -> None:  # type: ignore[no-untyped-def]
     settings.METRICS_TOKEN = TOKEN
     response = Client().get("/metrics", HTTP_AUTHORIZATION=f"Bearer {TOKEN}")

@@ -18,7 +18,7 @@ from activity.models import ActivityEvent, QuarantinedObject, TrailCursor
 from activity.notified import notice
 from portal import aws
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.aws]
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from activity import services as activity
 from activity.models import ActivityEvent
 from activity.selectors import Keyset, activity_page, activity_page_query
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.aws]
 
 
 def test_pages_walk_every_event_once_newest_first(simulator, acme, alice_cli) -> None:  # type: ignore[no-untyped-def]

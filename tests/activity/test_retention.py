@@ -12,7 +12,7 @@ from activity import tasks
 from activity.models import ActivityEvent, TrailFile
 from portal.models import AuditEvent
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.aws]
 
 
 def test_purge_deletes_only_events_past_the_retention(simulator, acme, alice_cli, settings) -> None:  # type: ignore[no-untyped-def]

@@ -39,7 +39,7 @@ from portal.services import api_token_create
 from tests.activity.conftest import active_grant, mint
 from tests.fixtures.domain import World, make_member, sign_in_as
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.aws]
 
 OUTSIDE_ACCOUNT = "999988887777"  # in the organisation, but no partner's
 

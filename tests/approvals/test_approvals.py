@@ -150,6 +150,7 @@ def test_an_undecided_request_lapses_and_the_requester_is_told(acme, alice):
     assert mails_to("alice@acme.example") == ["[Porte] Your request for Read-only expired"]
 
 
+@pytest.mark.aws
 def test_expiring_soon_is_told_once_per_grant(acme, alice):
     request = request_create(
         requester=alice, role=acme.role, justification=REASON, duration=timedelta(minutes=60)
@@ -278,6 +279,7 @@ def test_the_beat_service_lapses_undecided_requests(acme, alice, celery_worker_p
     )
 
 
+@pytest.mark.aws
 def test_extensions_cannot_bypass_approvers(acme, alice, sam):
     set_policy(acme.role, approvals_required=1, approvers="staff")
     request = request_create(

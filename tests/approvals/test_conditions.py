@@ -145,6 +145,7 @@ def _active_grant(acme, alice, minutes: int = 120) -> Grant:  # type: ignore[no-
     return activation.grant_activate(grant_id=request.grant.pk)
 
 
+@pytest.mark.aws
 def test_minting_outside_the_window_is_refused_and_recorded_and_the_grant_end_is_kept(acme, alice):
     grant = _active_grant(acme, alice)
     now = timezone.now()
@@ -161,6 +162,7 @@ def test_minting_outside_the_window_is_refused_and_recorded_and_the_grant_end_is
     assert Grant.objects.get(pk=grant.pk).ends_at == grant.ends_at
 
 
+@pytest.mark.aws
 def test_credentials_never_outlive_the_window(acme, alice):
     """The window closes in 40 minutes, the grant in 2 hours: STS is asked for 40 minutes and the session policy
     denies everything after the window's close; the grant's own end is unchanged."""

@@ -101,6 +101,7 @@ def test_partner_admin_pages_are_for_their_own_partner_admins_only(acme, alice, 
     assert client_for(sam).get("/partner/approvals/").status_code == 404
 
 
+@pytest.mark.aws
 def test_staff_queue_shows_pending_requests_and_active_grants_can_be_revoked(pending, acme, sam):
     client = client_for(sam)
     queue = client.get("/staff/approvals/").content.decode()

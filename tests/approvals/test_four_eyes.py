@@ -36,6 +36,7 @@ def _edit(client, role: Role, **overrides: object):  # type: ignore[no-untyped-d
     return client.post(f"/staff/roles/{role.pk}/", data)
 
 
+@pytest.mark.aws
 def test_a_policy_change_waits_for_a_second_staff_member_then_reaches_iam(acme, sam, sue):
     before = Role.objects.get(pk=acme.role.pk).inline_policy
     response = _edit(

@@ -24,7 +24,7 @@ from portal.models import AuditEvent, User
 from tests.fixtures.domain import World, make_member
 from tests.helpers import assert_audit_chain_whole, purge_broker, require_postgresql, run_together
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.aws]
 ROUNDS = 8
 
 

@@ -38,7 +38,7 @@ from tests.helpers import (
 )
 from tests.peers.oidc_idp import free_port
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.aws]
 
 USERS = 10
 

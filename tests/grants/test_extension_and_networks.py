@@ -17,7 +17,7 @@ from partners.models import Partner
 from portal.models import AuditEvent
 from tests.fixtures.domain import World, make_member, sign_in_as
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.aws]
 
 
 def _active_grant(world: World, user, minutes: int = 30) -> Grant:  # type: ignore[no-untyped-def]

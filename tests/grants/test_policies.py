@@ -177,6 +177,7 @@ def test_duration_seconds_is_capped_at_one_hour_when_the_broker_is_a_chained_rol
     assert minting._duration_seconds(_grant(remaining=timedelta(minutes=20)), T0) == 1200
 
 
+@pytest.mark.aws
 @pytest.mark.django_db
 def test_credential_mint_sends_the_clamped_duration_and_session_policy_to_sts(alice, acme):
     """Through the real service against moto: the AssumeRole call carries DurationSeconds = remaining grant time

@@ -20,7 +20,7 @@ from portal.models import AuditEvent
 from tests.fixtures.domain import World, make_member
 from tests.helpers import purge_broker, role_inline_policy
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.aws]
 
 
 @pytest.fixture(autouse=True)

@@ -184,6 +184,7 @@ def _snapshot(grant: Grant) -> dict[str, object]:
     return {f.attname: getattr(grant, f.attname) for f in Grant._meta.concrete_fields}
 
 
+@pytest.mark.aws
 def test_second_overlapping_request_is_refused_and_the_first_grant_is_untouched(acme, alice):
     first = _api(alice, {"role": "readonly", "duration_minutes": 30, "justification": GOOD_REASON})
     assert first.status_code == 201, first.content

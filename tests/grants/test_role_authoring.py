@@ -51,6 +51,7 @@ def _post(client: Client, world: World, **overrides: object):  # type: ignore[no
     return client.post(f"/staff/partners/{world.partner.slug}/roles/new/", data)
 
 
+@pytest.mark.aws
 def test_template_prefills_a_scoped_policy(staff_client: Client, acme: World) -> None:
     page = staff_client.get("/staff/partners/acme/roles/new/?template=vpc-operator")
     assert page.status_code == 200
@@ -58,6 +59,7 @@ def test_template_prefills_a_scoped_policy(staff_client: Client, acme: World) ->
     assert f"arn:aws:iam::{acme.partner.aws_account_id}:policy/porte-boundary" in page.content.decode()
 
 
+@pytest.mark.aws
 def test_valid_role_is_saved_audited_and_provisioned(
     staff_client: Client, acme: World, django_capture_on_commit_callbacks
 ) -> None:  # type: ignore[no-untyped-def]
@@ -122,6 +124,7 @@ def test_not_json_and_missing_boundary_are_refused(staff_client: Client, acme: W
     assert not Role.objects.filter(slug="vpc-operator").exists()
 
 
+@pytest.mark.aws
 def test_edit_is_audited_with_the_change_and_reaches_iam(staff_client: Client, acme: World) -> None:
     new_policy = {
         "Version": "2012-10-17",

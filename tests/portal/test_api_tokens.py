@@ -132,6 +132,7 @@ def test_only_partner_users_and_staff_hold_tokens(alice, staff):
 # --- using: Bearer on the API, as the user ------------------------------------------------------------------------
 
 
+@pytest.mark.aws
 def test_a_bearer_token_acts_as_its_user_on_the_api(alice_grant, alice):
     _, secret = services.api_token_create(user=alice, name="laptop")
     # A real browser client enforcing CSRF: a Bearer token needs none (no cookie is involved).
@@ -149,6 +150,7 @@ def test_a_bearer_token_acts_as_its_user_on_the_api(alice_grant, alice):
     assert ApiToken.objects.get().last_used_at is not None
 
 
+@pytest.mark.aws
 def test_a_token_is_scoped_like_its_user(alice_grant, mallory, acme):
     """Mallory's token sees nothing of Acme, and a colleague's token cannot mint Alice's grant."""
     _, mallory_secret = services.api_token_create(user=mallory, name="laptop")

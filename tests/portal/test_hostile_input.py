@@ -39,6 +39,9 @@ from rest_framework import serializers
 from tests.fixtures.everyone import Pattern, Person, client_for, concrete_url, url_patterns
 from tests.portal.test_url_matrix import REACHES, expected_audience
 
+# These tests reach AWS (moto): the partner world is provisioned there.
+pytestmark = pytest.mark.aws
+
 PORTE_APPS = ("portal.", "partners.", "grants.")
 
 # POST URLs that take no input: pressing the button is the whole request.

@@ -167,6 +167,7 @@ def alice_grant(acme, alice) -> Grant:
     return activation.grant_activate(grant_id=request.grant.pk)
 
 
+@pytest.mark.aws
 @pytest.mark.parametrize("loss", list(LOSSES))
 def test_losing_standing_ends_open_sessions_tokens_and_minting(acme, alice, alice_grant, loss):
     browser, other_browser = _alice_client(alice), _alice_client(alice)
@@ -215,6 +216,7 @@ def test_a_partner_person_never_reaches_a_token_page_without_standing(acme, alic
 # --- credentials are never dead on arrival --------------------------------------------------------------------
 
 
+@pytest.mark.aws
 def test_a_session_minted_right_after_a_revocation_starts_after_its_cutoff(acme, alice, alice_grant):
     """Revoke, then grant again within the same second: the deny written for the revoked grant names every session
     issued before its cutoff (rounded up to the second), so the new session must be issued after it."""

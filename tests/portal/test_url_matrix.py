@@ -247,6 +247,7 @@ def refused(response: Any) -> bool:
     return False
 
 
+@pytest.mark.aws
 @pytest.mark.django_db
 def test_every_url_answers_each_person_as_the_table_says(people: dict[str, Person]) -> None:
     patterns = [p for p in url_patterns()]

@@ -20,7 +20,7 @@ from reviews.models import DeadlineAction, ReviewCampaign, ReviewItem
 from tests.helpers import purge_broker
 from tests.reviews.conftest import ReviewWorld
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.aws]
 
 
 def _snapshot() -> tuple[int, int]:

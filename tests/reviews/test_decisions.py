@@ -18,7 +18,7 @@ from reviews.models import ReviewCampaign, ReviewerMode, ReviewItem
 from tests.helpers import denied_identities, purge_broker, role_inline_policy
 from tests.reviews.conftest import ReviewWorld
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.aws]
 
 
 @pytest.fixture

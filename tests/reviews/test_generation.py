@@ -13,7 +13,7 @@ from reviews import services
 from reviews.models import ReviewCampaign, ReviewerMode, ReviewItem
 from tests.reviews.conftest import ReviewWorld, event
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.aws]
 
 
 def _by_label(campaign: ReviewCampaign) -> dict[str, ReviewItem]:

@@ -12,7 +12,7 @@ from reviews.models import ReviewCampaign, ReviewerMode, ReviewItem
 from tests.fixtures.domain import make_member, sign_in_as
 from tests.reviews.conftest import ReviewWorld
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.aws]
 
 
 def _as(user: User, *, csrf: bool = False) -> Client:
