@@ -231,3 +231,13 @@ def self_signed_certificate_b64(common_name: str, not_before: Any, not_after: An
         .sign(key, hashes.SHA256())
     )
     return base64.b64encode(cert.public_bytes(serialization.Encoding.DER)).decode()
+
+
+def porte_apps() -> list[str]:
+    """Porte's own apps (those of INSTALLED_APPS that live in this repository), bottom of the rule first."""
+    from pathlib import Path
+
+    from django.conf import settings
+
+    root = Path(__file__).resolve().parents[1]
+    return [app for app in settings.INSTALLED_APPS if (root / app / "apps.py").exists()]

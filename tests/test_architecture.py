@@ -10,7 +10,8 @@ from collections import defaultdict
 from pathlib import Path
 
 from django.apps import apps as django_apps
-from django.conf import settings
+
+from tests.helpers import porte_apps
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "architecture.md"
@@ -29,7 +30,7 @@ def _rule() -> dict[str, set[str]]:
 
 
 def _local_apps() -> list[str]:
-    return [app for app in settings.INSTALLED_APPS if (ROOT / app / "apps.py").exists()]
+    return porte_apps()
 
 
 def _module_name(path: Path) -> str:

@@ -32,17 +32,19 @@ import pytest
 from django import forms
 from django.apps import apps
 from django.contrib.sessions.models import Session
-from django.db import transaction
+from django.db import connection, transaction
 from django.test import Client
 from rest_framework import serializers
 
+from portal.models import User
 from tests.fixtures.everyone import Pattern, Person, client_for, concrete_url, url_patterns
+from tests.helpers import porte_apps, require_postgresql
 from tests.portal.test_url_matrix import REACHES, expected_audience
 
 # These tests reach AWS (moto): the partner world is provisioned there.
 pytestmark = pytest.mark.aws
 
-PORTE_APPS = ("portal.", "partners.", "grants.")
+PORTE_APPS = tuple(f"{app}." for app in porte_apps())
 
 # POST URLs that take no input: pressing the button is the whole request.
 FIELDLESS = {
@@ -153,15 +155,25 @@ def field_names() -> set[str]:
     return names
 
 
-def database_state() -> dict[str, str]:
-    """One digest per table (sessions aside), from every row's values."""
+def database_state(tables: list[str] | None = None) -> dict[str, str]:
+    """One digest per table (sessions aside; all tables, or those named), from every row's values."""
     state = {}
     for model in apps.get_models(include_auto_created=True):
         if model is Session or model._meta.proxy or not model._meta.managed:
             continue
+        if tables is not None and model._meta.db_table not in tables:
+            continue
         rows = model._default_manager.order_by("pk").values_list()
         state[model._meta.db_table] = sha256(repr(list(rows)).encode()).hexdigest()
     return state
+
+
+def _writes() -> dict[str, int]:
+    """Rows written so far in this transaction, per table: PostgreSQL's own counters (a savepoint rolled back
+    leaves its writes counted), so a request's writes show without reading every table before and after."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT relname, n_tup_ins + n_tup_upd + n_tup_del FROM pg_stat_xact_user_tables")
+        return dict(cursor.fetchall())
 
 
 def _post_patterns() -> list[Pattern]:
@@ -194,15 +206,19 @@ def _is_porte_view(pattern: Pattern) -> bool:
 
 
 def _post(client: Client, url: str, payload: Payload) -> tuple[Any, list[str]]:
-    """The answer, and the tables the request changed, rolled back before returning."""
+    """The answer, and the tables the request changed, rolled back before returning. The tables it wrote to are
+    read after the request and again once the savepoint is rolled back (as they were before it)."""
+    extra = {"content_type": payload.content_type} if payload.content_type else {}
     savepoint = transaction.savepoint()
     try:
-        before = database_state()
-        extra = {"content_type": payload.content_type} if payload.content_type else {}
+        written = _writes()
         response = client.post(url, payload.body, **extra)
-        return response, _changed(before, database_state())
+        touched = sorted(table for table, n in _writes().items() if n != written.get(table, 0))
+        after = database_state(touched)
     finally:
         transaction.savepoint_rollback(savepoint)
+    before = database_state(touched)
+    return response, _changed(before, after)
 
 
 def _wrong(pattern: Pattern, actor: str, payload: Payload, response: Any, changed: list[str]) -> str | None:
@@ -227,6 +243,7 @@ def _wrong(pattern: Pattern, actor: str, payload: Payload, response: Any, change
 
 @pytest.mark.django_db
 def test_every_write_refuses_invalid_input_and_stores_nothing(people: dict[str, Person]) -> None:
+    require_postgresql("reading which tables a request wrote to")
     names = field_names()
     assert {"justification", "duration_minutes", "client_secret", "role", "reason"} <= names
     failures: list[str] = []
@@ -289,3 +306,18 @@ def test_every_text_and_number_field_is_bounded() -> None:
             elif isinstance(field, serializers.ListField) and field.max_length is None:
                 unbounded.append(f"{where}: no max_length")
     assert not unbounded, "\n".join(unbounded)
+
+
+@pytest.mark.django_db
+def test_the_check_sees_what_a_request_wrote_though_it_is_rolled_back() -> None:
+    """`_post` can fail: a "request" that writes a row is reported as changing that table, and nothing else."""
+    require_postgresql("reading which tables a request wrote to")
+
+    class Writer:
+        def post(self, url: str, body: object, **extra: object) -> str:
+            User.objects.create(username="written-by-the-probe")
+            return "answer"
+
+    answer, changed = _post(Writer(), "/probe/", Payload("probe", {}, "", True))  # type: ignore[arg-type]
+    assert (answer, changed) == ("answer", [User._meta.db_table])
+    assert not User.objects.filter(username="written-by-the-probe").exists()
