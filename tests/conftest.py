@@ -50,6 +50,13 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.fixture(autouse=True)
+def _fast_password_hashing(settings) -> None:  # type: ignore[no-untyped-def]
+    """Staff passwords in tests are hashed with a cheap hasher: the real one is slow by design (PBKDF2), and what
+    is tested is who may sign in, not the hasher."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
 def _plain_static(settings) -> None:  # type: ignore[no-untyped-def]
     settings.STORAGES = {
         **settings.STORAGES,
