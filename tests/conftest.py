@@ -50,6 +50,15 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.fixture(autouse=True)
+def _fresh_cache() -> None:
+    """Each test starts with an empty cache: sign-in rate limits, throttles and flags kept there by one test (five
+    wrong passwords for "sam") must not refuse the next test's sign-in, whatever order the tests run in."""
+    from django.core.cache import cache
+
+    cache.clear()
+
+
+@pytest.fixture(autouse=True)
 def _fast_password_hashing(settings) -> None:  # type: ignore[no-untyped-def]
     """Staff passwords in tests are hashed with a cheap hasher: the real one is slow by design (PBKDF2), and what
     is tested is who may sign in, not the hasher."""
