@@ -5,6 +5,29 @@ from __future__ import annotations
 import socket
 from dataclasses import dataclass
 from html.parser import HTMLParser
+from types import TracebackType
+from typing import Self
+
+
+class PeerProcess:
+    """A peer started by `start()` and stopped by `stop()`; used as a context manager, stopped whatever happens."""
+
+    def start(self) -> Self:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
 
 
 def free_port(host: str = "127.0.0.1") -> int:

@@ -21,14 +21,13 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Self
 from urllib.parse import urljoin, urlsplit
 
 import requests
 
 from tests.peers.common import FormParser as _FormParser
-from tests.peers.common import free_port
+from tests.peers.common import PeerProcess, free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SERVER_DIR = REPO_ROOT / "demo" / "oidc-idp"
@@ -55,7 +54,7 @@ class OidcUser:
     email_verified: bool = True
 
 
-class OidcIdp:
+class OidcIdp(PeerProcess):
     """Runs the IdP for the duration of a ``with`` block (or between ``start()`` and ``stop()``).
 
     ``clients`` are dicts with ``client_id``, ``client_secret``, ``redirect_uris`` and optionally
@@ -178,17 +177,6 @@ class OidcIdp:
         if self._tmp is not None:
             self._tmp.cleanup()
             self._tmp = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -42,7 +42,6 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Literal, Self, overload
 from urllib.parse import urlencode, urljoin
 
@@ -50,7 +49,7 @@ import requests
 
 from tests.peers.common import Form as _Form
 from tests.peers.common import FormParser as _FormParser
-from tests.peers.common import free_port
+from tests.peers.common import PeerProcess, free_port
 
 SIMPLESAMLPHP_WWW = Path("/usr/share/simplesamlphp/www")
 SIMPLESAMLPHP_BASE_CONFIG = Path("/etc/simplesamlphp/config.php")
@@ -120,7 +119,7 @@ $metadata = json_decode(file_get_contents(__DIR__ . '/{name}.json'), true, 512, 
 """
 
 
-class SamlIdp:
+class SamlIdp(PeerProcess):
     """Runs the IdP for the duration of a ``with`` block (or between ``start()`` and ``stop()``).
 
     ``sps`` are dicts with ``entity_id``, ``acs_url`` (HTTP-POST binding) and optionally
@@ -430,17 +429,6 @@ class SamlIdp:
         if self._tmp is not None:
             self._tmp.cleanup()
             self._tmp = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 def _signal_group(pgid: int, sig: signal.Signals) -> None:
