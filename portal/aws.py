@@ -17,13 +17,12 @@ Clients are typed (boto3-stubs) and translated: every call, page and waiter rais
 
 from __future__ import annotations
 
-import functools
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
-from functools import lru_cache
+from functools import lru_cache, wraps
 from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 import boto3
@@ -167,7 +166,7 @@ class _Translating:
         if name in ("exceptions", "meta") or not callable(attr):
             return attr
 
-        @functools.wraps(attr)
+        @wraps(attr)
         def call(*args: Any, **kwargs: Any) -> Any:
             with _translated():
                 result = attr(*args, **kwargs)

@@ -25,7 +25,8 @@ from parliament import analyze_policy_string
 from approvals.services import request_create
 from grants import policies
 from grants.models import Grant
-from grants.services import activation, minting, revocation
+from grants.provisioning import role_provision
+from grants.services import activation, expiry, minting, revocation
 from partners import network
 from partners import services as partner_services
 from portal import aws
@@ -226,8 +227,6 @@ def test_deployed_templates_carry_a_grant_lifecycle(local_aws, settings):
     ] == {"AWS": management["PorteServiceRoleArn"]}
 
     # A role provisioned from now on trusts the stack's broker, and a person's grant runs its course.
-    from grants.provisioning import role_provision
-
     role_provision(role=world.role)
     trust = partner_iam.get_role(RoleName=world.role.iam_name)["Role"]["AssumeRolePolicyDocument"]
     assert trust["Statement"][0]["Principal"] == {"AWS": management["BrokerRoleArn"]}
@@ -241,8 +240,6 @@ def test_deployed_templates_carry_a_grant_lifecycle(local_aws, settings):
     identity = _boto3("sts", local_aws, minted.credentials).get_caller_identity()
     assert identity["Arn"].startswith(f"arn:aws:sts::{account}:assumed-role/{world.role.iam_name}/")
     revocation.grant_revoke(grant=grant, reason="done", actor=alice)
-    from grants.services import expiry
-
     expiry.role_finish_endings(role_id=world.role.pk)
     grant.refresh_from_db()
     assert grant.status == Grant.Status.REVOKED
