@@ -8,8 +8,9 @@
 - the minting itself (the `AssumeRole` event in the partner account) carries the new key in its response.
 
 An event in a partner account is a Porte session when it is attributed to a grant of that partner held by the
-same user; anything else there is flagged. Lookups are cached for the whole run and done per batch, in one
-query per kind of key.
+same user; anything else there is flagged. When the SourceIdentity names one Porte user and the credentials (or
+the session name) a grant of another, the event is neither's: attributed to no one, an `attribution_conflict`.
+Lookups are cached for the whole run and done per batch, in one query per kind of key.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any, NamedTuple
 
-from activity.records import MalformedLog, check_records, event_time, event_uuid
+from activity.records import MalformedLog, Refusal, event_time, event_uuid, record_fault
 from grants.models import CredentialIssue, Grant
 from partners.models import Partner
 from portal.models import User
@@ -53,6 +54,7 @@ COLUMNS = (
     "credential_id",
     "is_porte_session",
     "flagged",
+    "attribution_conflict",
 )
 
 SOURCE_IDENTITY_PREFIX = "porte-"
@@ -120,6 +122,35 @@ def _session_name(arn: str) -> tuple[int | None, str]:
     return (int(match.group(1)), match.group(2)) if match else (None, "")
 
 
+def _principal(identity: dict[str, Any]) -> str:
+    """Who acted, for an identity with no ARN, by its userIdentity type (CloudTrail's documented fields): stable
+    for the same principal, and readable.
+
+    - IdentityCenterUser: `<identity store ARN>/user/<user id>` (`onBehalfOf`; its `credentialId` is the session's,
+      not the person's);
+    - SAMLUser, WebIdentityUser: `<identityProvider>/<userName>`;
+    - AWSAccount (another account acting), Unknown and anything else: `<accountId>:<principalId>`, or its user name
+      where it has no principal id (a failed console sign-in is Unknown with a user name)."""
+    get = identity.get
+    kind = get("type")
+    if kind == "IdentityCenterUser":
+        on_behalf = get("onBehalfOf")
+        if isinstance(on_behalf, dict):
+            store, user = _str(on_behalf.get("identityStoreArn")), _str(on_behalf.get("userId"))
+            if user:
+                return f"{store}/user/{user}" if store else user
+    elif kind in ("SAMLUser", "WebIdentityUser"):
+        provider, name = _str(get("identityProvider")), _str(get("userName"))
+        if name:
+            return f"{provider}/{name}" if provider else name
+    account, name = _str(get("accountId")), _str(get("principalId")) or _str(get("userName"))
+    return f"{account}:{name}" if account and name else account or name
+
+
+def _str(value: Any) -> str:
+    return value if isinstance(value, str) else ""
+
+
 def _facts(record: dict[str, Any], path_account: str, time: datetime) -> Facts:
     get = record.get
     identity = get("userIdentity")
@@ -140,7 +171,9 @@ def _facts(record: dict[str, Any], path_account: str, time: datetime) -> Facts:
         request = get("requestParameters")
         if isinstance(request, dict) and not source_identity:
             source_identity = _text(request.get("sourceIdentity"), 64)
-    arn = _text(identity.get("arn") or identity.get("invokedBy"), 1024)
+    # Nearly every identity has an ARN (an AWS service: the service it acted as); the others are named from
+    # what their type carries, and only then.
+    arn = _text(identity.get("arn") or identity.get("invokedBy") or _principal(identity), 1024)
     identity_type = identity.get("type")
     session_grant, session_prefix = None, ""
     if "/porte-g" in arn and identity_type == "AssumedRole":
@@ -168,25 +201,47 @@ def _facts(record: dict[str, Any], path_account: str, time: datetime) -> Facts:
     )
 
 
-def read_facts(records: list[Any], *, path_account: str = "") -> list[Facts]:
-    """What each record says, in the records' order: no database needed, so the ingestion loop does this for the
-    next file while the database inserts the previous one's events. Raises MalformedLog as `check_records` does
-    for a record that is not one, and for a record whose eventTime is not a time."""
+def read_facts(
+    records: list[Any], *, path_account: str = "", refused: list[Refusal] | None = None
+) -> tuple[list[Facts], list[Refusal]]:
+    """What each record says, in the records' order, and the records refused: no database needed, so the ingestion
+    loop does this for the next file while the database inserts the previous one's events. A record is refused
+    when it is not an object with a textual eventID and eventTime, when its eventTime is not a time, or when
+    `refused` (found on parsing, see records.parse_document) says so; the facts are those of the others, in order."""
+    if refused:
+        return _read_carefully(records, path_account, refused)
     times: dict[str, datetime] = {}  # a file's events share their seconds: each distinct time parsed once
     facts = []
     try:
-        for index, record in enumerate(records):
+        for record in records:
             text = record["eventTime"]
             time = times.get(text)
             if time is None:
-                time = times[text] = event_time(text, index)
+                time = times[text] = event_time(text)
             facts.append(_facts(record, path_account, time))
     except (MalformedLog, AttributeError, KeyError, TypeError):
         # Records are checked only when one fails (a pass of its own over every record costs a tenth of the
-        # reading): then the first record that is not one is the error, as if they had been checked first.
-        check_records(records)
-        raise
-    return facts
+        # reading): then each is, and only the faulty ones are refused.
+        return _read_carefully(records, path_account, [])
+    return facts, []
+
+
+def _read_carefully(
+    records: list[Any], path_account: str, refused: list[Refusal]
+) -> tuple[list[Facts], list[Refusal]]:
+    """`read_facts` checking each record first: those at fault are refused, and the others read."""
+    reasons = {refusal.position: refusal.reason for refusal in refused}
+    facts, refusals = [], []
+    for index, record in enumerate(records):
+        reason = reasons.get(index) or record_fault(record)
+        if not reason:
+            try:
+                facts.append(_facts(record, path_account, event_time(record["eventTime"])))
+            except MalformedLog as exc:
+                reason = str(exc)
+        if reason:
+            refusals.append(Refusal(index, reason))
+    return facts, refusals
 
 
 class Attributor:
@@ -200,10 +255,9 @@ class Attributor:
         self._users: dict[str, int | None] = {}
         self._grants: dict[int, _Grant | None] = {}
 
-    def rows(self, records: list[dict[str, Any]], *, path_account: str = "") -> list[tuple[Any, ...]]:
-        """Rows in COLUMNS order, one per record, in the records' order. Raises MalformedLog for a record whose
-        eventTime is not a time."""
-        return self.attribute(read_facts(records, path_account=path_account))
+    def rows(self, records: list[Any], *, path_account: str = "") -> list[tuple[Any, ...]]:
+        """Rows in COLUMNS order, one per record that is not refused (see `read_facts`), in the records' order."""
+        return self.attribute(read_facts(records, path_account=path_account)[0])
 
     def attribute(self, facts: list[Facts]) -> list[tuple[Any, ...]]:
         """Rows in COLUMNS order for records read by `read_facts` (looking up what this run has not seen yet)."""
@@ -265,6 +319,10 @@ class Attributor:
             # The session name is only a claim: it counts when it names a grant of the user it carries.
             if by_session is not None and by_session.user_prefix == f[_SESSION_PREFIX]:
                 grant = by_session
+        if grant is not None and user_id is not None and grant.user_id != user_id:
+            # The SourceIdentity names one person, the credentials another: which of them acted, the record
+            # cannot say. Neither's (it is in no one's own list), and for staff to look at.
+            return (*f[:_RECORD], partner_id, None, None, None, False, partner_id is not None, True)
         if user_id is None and grant is not None:
             user_id = grant.user_id
         is_porte_session = (
@@ -282,4 +340,5 @@ class Attributor:
             credential.pk if credential else None,
             is_porte_session,
             partner_id is not None and not is_porte_session,
+            False,
         )

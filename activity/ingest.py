@@ -18,7 +18,7 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from itertools import islice
 from typing import NamedTuple
 
@@ -30,6 +30,7 @@ from activity import store, trail
 from activity.attribution import Attributor
 from activity.loading import LogData, load_files
 from activity.models import QuarantinedObject, TrailCursor
+from activity.quarantine import quarantine, record_refusals
 from activity.records import MalformedLog, gunzip
 from activity.trail import TrailObject, TrailSource
 from portal import aws
@@ -39,6 +40,10 @@ PREFETCH = 4
 # Files per transaction (at most): a commit, and the cursor's update, per batch rather than per file.
 BATCH_FILES = 50
 BATCH_BYTES = 64 * 1024 * 1024  # decompressed
+NOT_A_LOG_FILE = (
+    "not a CloudTrail log file: its name does not follow <account>/CloudTrail/<region>/YYYY/MM/DD/"
+    "<account>_CloudTrail_<region>_YYYYMMDDTHHmmZ_<id>.json.gz (not read; retry to ingest it anyway)"
+)
 
 
 @dataclass
@@ -48,7 +53,8 @@ class IngestReport:
     events_read: int = 0
     events_inserted: int = 0
     quarantined: int = 0
-    skipped: int = 0
+    not_log_files: int = 0
+    records_refused: int = 0  # in files otherwise loaded (each such file is also counted as quarantined)
     # Stopped at the per-run limit (the next run goes on), or behind a concurrent run on some prefix.
     more: bool = False
     contended: int = 0
@@ -114,34 +120,56 @@ def _prefetched(
 
 
 class _Prefix:
-    """One prefix's cursor, advanced batch by batch."""
+    """One prefix's cursor, advanced batch by batch, by evidence: only past objects handled (their events
+    ingested, or quarantined, or recorded as not log files); and only a log file's key ever becomes `last_key`,
+    so that the next listing resumes in CloudTrail's naming whatever else the prefix holds."""
 
-    def __init__(self, source: TrailSource, prefix: str, lookback: timedelta) -> None:
+    def __init__(self, cursor: TrailCursor, lookback: timedelta) -> None:
         self.lookback = lookback
-        self.cursor, _ = TrailCursor.objects.get_or_create(bucket=source.bucket, prefix=prefix)
+        self.cursor = cursor
 
     def pending(self, source: TrailSource) -> Iterator[TrailObject]:
         cursor = self.cursor
         start = trail.resume_after(cursor.prefix, cursor.last_key, self.lookback) if cursor.last_key else ""
+        # Files ingested in the lookback window, and the objects quarantined that are not named as log files
+        # (listed again at every run when they sort after the log files, and passed over), whatever a retry found.
         done = set(cursor.recent_keys)
+        quarantined = QuarantinedObject.objects.filter(bucket=source.bucket, key__startswith=cursor.prefix)
+        done.update(key for key in quarantined.values_list("key", flat=True) if not trail.is_log_file(key))
         return (obj for obj in source.objects_after(cursor.prefix, start) if obj.key not in done)
 
+    def listed(self, *, pending: bool) -> None:
+        """The listing succeeded: when, and since when objects have been waiting (cleared by `drained`)."""
+        now = timezone.now()
+        since = (self.cursor.backlog_since or now) if pending else None
+        TrailCursor.objects.filter(pk=self.cursor.pk).update(listed_at=now, backlog_since=since)
+        self.cursor.listed_at, self.cursor.backlog_since = now, since
+
+    def drained(self) -> None:
+        TrailCursor.objects.filter(pk=self.cursor.pk).update(backlog_since=None)
+        self.cursor.backlog_since = None
+
     def claim(self, keys: list[str], inserted: int) -> bool:
-        """Move the cursor past `keys` (inside the transaction storing their events); False if another run moved
-        it first, in which case the caller rolls back."""
+        """Move the cursor past `keys` (all handled, inside the transaction storing their events); False if another
+        run moved it first, in which case the caller rolls back."""
         cursor = self.cursor
-        last_key = max(cursor.last_key, *keys)
-        recent = trail.recent_keys([*cursor.recent_keys, *keys], last_key, self.lookback)
+        logs = [key for key in keys if trail.is_log_file(key)]
+        last_key = max([cursor.last_key, *logs])
+        recent = trail.recent_keys([*cursor.recent_keys, *logs], last_key, self.lookback)
+        newest_log_at = trail.log_time(last_key)
         moved = TrailCursor.objects.filter(pk=cursor.pk, version=cursor.version).update(
             last_key=last_key,
             recent_keys=recent,
+            newest_log_at=newest_log_at,
             version=F("version") + 1,
-            objects_ingested=F("objects_ingested") + len(keys),
+            objects_ingested=F("objects_ingested") + len(logs),
+            not_log_files=F("not_log_files") + len(keys) - len(logs),
             events_inserted=F("events_inserted") + inserted,
             updated_at=timezone.now(),
         )
         if moved:
             cursor.last_key, cursor.recent_keys, cursor.version = last_key, recent, cursor.version + 1
+            cursor.newest_log_at = newest_log_at
         return bool(moved)
 
     def reload(self) -> None:
@@ -149,40 +177,34 @@ class _Prefix:
         self.cursor.refresh_from_db()
 
 
-def quarantine(*, bucket: str, key: str, size: int | None, error: str) -> QuarantinedObject:
-    """Record (or re-record) an unreadable object; it is open again until staff resolve it."""
-    now = timezone.now()
-    obj, created = QuarantinedObject.objects.get_or_create(
-        bucket=bucket, key=key, defaults={"error": error, "size": size, "first_seen": now, "last_seen": now}
+def _cursors(bucket: str, prefixes: list[str]) -> list[TrailCursor]:
+    """The prefixes' cursors (created for new prefixes), least recently listed first: a run that stops at its
+    budget reaches the prefixes it left out first next time, so no prefix waits behind a busy one for long."""
+    TrailCursor.objects.bulk_create(
+        [TrailCursor(bucket=bucket, prefix=prefix) for prefix in prefixes], ignore_conflicts=True
     )
-    if not created:
-        QuarantinedObject.objects.filter(pk=obj.pk).update(
-            error=error,
-            size=size,
-            last_seen=now,
-            attempts=F("attempts") + 1,
-            resolved=False,
-            resolved_at=None,
-        )
-        obj.refresh_from_db()
-    log.warning("quarantined s3://%s/%s: %s", bucket, key, error)
-    return obj
+    cursors = list(TrailCursor.objects.filter(bucket=bucket, prefix__in=prefixes))
+    epoch = datetime.min.replace(tzinfo=UTC)
+    return sorted(cursors, key=lambda c: (c.listed_at or epoch, c.prefix))
 
 
 def ingest(
     source: TrailSource,
     *,
+    accounts: Iterable[str],
     max_objects: int,
     lookback: timedelta,
     prefetch: int = PREFETCH,
     attributor: Attributor | None = None,
 ) -> IngestReport:
-    """Ingest what is new in every prefix of `source`, at most `max_objects` objects in this run."""
+    """Ingest what is new in every prefix of these accounts in `source`, at most `max_objects` objects in this
+    run."""
     report = IngestReport()
     attributor = attributor or Attributor()
+    cursors = _cursors(source.bucket, source.prefixes(sorted(accounts)))
     with _cyclic_gc_paused():
         _ingest_prefixes(
-            source, report, attributor, max_objects=max_objects, lookback=lookback, prefetch=prefetch
+            source, cursors, report, attributor, max_objects=max_objects, lookback=lookback, prefetch=prefetch
         )
     return report
 
@@ -215,6 +237,7 @@ def _cyclic_gc_paused() -> Iterator[None]:
 
 def _ingest_prefixes(
     source: TrailSource,
+    cursors: list[TrailCursor],
     report: IngestReport,
     attributor: Attributor,
     *,
@@ -222,18 +245,22 @@ def _ingest_prefixes(
     lookback: timedelta,
     prefetch: int,
 ) -> None:
-    for prefix in source.prefixes():
-        report.prefixes += 1
+    for cursor in cursors:
         budget = max_objects - report.objects
         if budget <= 0:
             report.more = True
             break
-        state = _Prefix(source, prefix, lookback)
+        report.prefixes += 1
+        state = _Prefix(cursor, lookback)
         objects = list(islice(state.pending(source), budget + 1))
-        if len(objects) > budget:
+        more = len(objects) > budget
+        state.listed(pending=bool(objects))
+        if more:
             report.more, objects = True, objects[:budget]
         if not _ingest_objects(source, state, objects, attributor, report, prefetch):
             report.contended += 1
+        elif not more:
+            state.drained()
 
 
 class _Item(NamedTuple):
@@ -287,6 +314,7 @@ def _commit(
     batch is rolled back and loaded again on the path that keeps only the new events."""
     logs = []
     unreadable: dict[str, MalformedLog] = {}
+    sizes = {item.obj.key: item.obj.size for item in batch}
     for item in batch:
         if item.obj.key in refused:
             unreadable[item.obj.key] = refused[item.obj.key]
@@ -301,10 +329,22 @@ def _commit(
             for result in loaded:
                 if result.error is not None:
                     unreadable[result.key] = result.error
+                elif result.refused:
+                    record_refusals(
+                        bucket=source.bucket, key=result.key, size=sizes[result.key], refused=result.refused
+                    )
             for item in batch:
                 if item.obj.key in unreadable:
                     error = unreadable[item.obj.key]
                     quarantine(bucket=source.bucket, key=item.obj.key, size=item.obj.size, error=str(error))
+                elif item.fetched is None:
+                    quarantine(
+                        bucket=source.bucket,
+                        key=item.obj.key,
+                        size=item.obj.size,
+                        error=NOT_A_LOG_FILE,
+                        reason=QuarantinedObject.Reason.NOT_A_LOG_FILE,
+                    )
             inserted = sum(len(result.inserted) for result in loaded)
             if state is not None and not state.claim([item.obj.key for item in batch], inserted):
                 raise _Contended
@@ -327,7 +367,8 @@ def _commit(
         _commit(source, state, batch, attributor, report, refused, fresh)
         return
     report.objects += len(batch)
-    report.skipped += sum(item.fetched is None for item in batch)
-    report.quarantined += len(unreadable)
+    report.not_log_files += sum(item.fetched is None for item in batch)
+    report.quarantined += len(unreadable) + sum(bool(result.refused) for result in loaded)
+    report.records_refused += sum(len(result.refused) for result in loaded)
     report.events_read += sum(result.events for result in loaded)
     report.events_inserted += inserted

@@ -1,4 +1,5 @@
-"""How far behind activity ingestion is: the newest event ingested and the last run that ingested files."""
+"""How far behind activity ingestion is: the newest event ingested, the last successful listing of the trail
+(whether or not it found files), and the prefixes that stalled (activity/progress.py)."""
 
 from __future__ import annotations
 
@@ -6,16 +7,17 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db.models import Max
 from django.utils import timezone
 
-from activity.models import ActivityEvent, TrailCursor
+from activity import progress
+from activity.models import ActivityEvent
 
 
 @dataclass(frozen=True)
 class IngestionLag:
     newest_event: datetime | None
     last_run: datetime | None
+    stalled: int  # prefixes (accounts and regions) not being ingested
     now: datetime
 
     @property
@@ -27,15 +29,22 @@ class IngestionLag:
         return None if self.newest_event is None else max(self.now - self.newest_event, timedelta(0))
 
     @property
+    def not_running(self) -> bool:
+        """No listing of the trail has succeeded for longer than the setting: ingestion is not running (or cannot
+        reach the bucket), and what the pages show is that much out of date."""
+        warn = timedelta(minutes=settings.ACTIVITY_LAG_WARN_MINUTES)
+        return self.last_run is not None and self.now - self.last_run > warn
+
+    @property
     def behind(self) -> bool:
-        """CloudTrail delivers within about 15 minutes: more than the setting means ingestion is not keeping up
-        (or the trail stopped delivering), and what the pages show is that much out of date."""
-        lag = self.behind_by
-        return lag is not None and lag > timedelta(minutes=settings.ACTIVITY_LAG_WARN_MINUTES)
+        """Evidence that activity is missing: ingestion stopped, or some account and region stalled. (An old
+        newest event alone is not: partners may simply not have worked since.)"""
+        return self.not_running or bool(self.stalled)
 
 
 def ingestion_lag(*, now: datetime | None = None) -> IngestionLag:
-    # Both are one step down an index (activity_time_idx) or a scan of the few cursors (one per account and region).
+    # One step down the primary key's index, and a scan of the few cursors (one per partner account and region).
+    now = now or timezone.now()
     newest = ActivityEvent.objects.order_by("-event_time").values_list("event_time", flat=True).first()
-    last_run = TrailCursor.objects.filter(objects_ingested__gt=0).aggregate(at=Max("updated_at"))["at"]
-    return IngestionLag(newest_event=newest, last_run=last_run, now=now or timezone.now())
+    stalled = sum(1 for status in progress.prefix_statuses(now=now) if status.stalled_since)
+    return IngestionLag(newest_event=newest, last_run=progress.last_listing(), stalled=stalled, now=now)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -21,8 +21,9 @@ from django.db.models import Count, Q, QuerySet
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
+from activity import progress
 from activity.alerts.rules import DENIED_Q
-from activity.models import ActivityEvent, Alert
+from activity.models import ActivityEvent, Alert, QuarantinedObject
 from grants.models import Grant
 from portal.audit import unsealed
 from portal.models import AuditEvent, HealthSample
@@ -397,5 +398,56 @@ def audit_tail_text() -> str:
         "gauge",
         "Age of the oldest audit event not sealed yet (0 when none).",
         [({}, tail.oldest_age.total_seconds() if tail.oldest_age else 0.0)],
+    )
+    return out.text()
+
+
+def ingestion_text(*, now: datetime | None = None) -> str:
+    """Where trail ingestion stands per partner account and region, live (activity/progress.py)."""
+    statuses = [status for status in progress.prefix_statuses(now=now) if status.in_scope]
+    out = _Exposition()
+
+    def per_prefix(
+        value: Callable[[progress.PrefixStatus], float | None],
+    ) -> list[tuple[dict[str, str], float | None]]:
+        """One sample per account and region that has a value."""
+        samples = (({"account": s.account, "region": s.region}, value(s)) for s in statuses)
+        return [sample for sample in samples if sample[1] is not None]
+
+    out.metric(
+        "porte_activity_prefix_lag_seconds",
+        "gauge",
+        "Age of the newest log file ingested, per partner account and region (absent: none yet).",
+        per_prefix(lambda s: s.lag.total_seconds() if s.lag is not None else None),
+    )
+    out.metric(
+        "porte_activity_prefix_listed_timestamp_seconds",
+        "gauge",
+        "When the account and region's folder of the trail was last listed successfully.",
+        per_prefix(lambda s: s.cursor.listed_at.timestamp() if s.cursor.listed_at else None),
+    )
+    out.metric(
+        "porte_activity_prefix_stalled",
+        "gauge",
+        "1 when objects in the folder waited, or it was not listed, longer than PORTE_ACTIVITY_LAG_WARN_MINUTES.",
+        per_prefix(lambda s: 1.0 if s.stalled_since else 0.0),
+    )
+    out.metric(
+        "porte_activity_prefix_not_log_files",
+        "gauge",
+        "Objects in the folder that are not CloudTrail log files (recorded, never read as logs).",
+        per_prefix(lambda s: float(s.cursor.not_log_files)),
+    )
+    open_by_reason = dict(
+        QuarantinedObject.objects.filter(resolved=False)
+        .values_list("reason")
+        .annotate(count=Count("pk"))
+        .values_list("reason", "count")
+    )
+    out.metric(
+        "porte_activity_quarantined_open",
+        "gauge",
+        "Trail objects in quarantine, not resolved yet, by reason.",
+        [({"reason": reason}, open_by_reason.get(reason, 0)) for reason in QuarantinedObject.Reason.values],
     )
     return out.text()

@@ -76,5 +76,5 @@ def metrics_prometheus(request: HttpRequest) -> HttpResponse:
             return response
     elif not (actor := acting(request)).is_staff or not actor.in_standing:
         raise Http404
-    text = metrics.prometheus_text(metrics.figures()) + metrics.audit_tail_text()
+    text = metrics.prometheus_text(metrics.figures()) + metrics.audit_tail_text() + metrics.ingestion_text()
     return HttpResponse(text, content_type=PROMETHEUS_CONTENT_TYPE)

@@ -113,6 +113,9 @@ class ActivityEvent(models.Model):
     is_porte_session = models.BooleanField(default=False)
     # Activity in a partner's account by anything that is not a Porte-minted session.
     flagged = models.BooleanField(default=False)
+    # The record names two different people (its SourceIdentity and its access key or session name disagree):
+    # attributed to neither person nor grant, flagged, and shown to staff only.
+    attribution_conflict = models.BooleanField(default=False, db_default=False)
     # The record as delivered: its file, and its index in the file's Records (a file is purged after its events).
     file = models.ForeignKey(
         TrailFile, on_delete=models.DO_NOTHING, db_constraint=False, db_index=False, related_name="+"
@@ -199,6 +202,13 @@ class TrailCursor(models.Model):
     last_key = models.CharField(max_length=1024, blank=True)
     recent_keys = models.JSONField(default=list, blank=True)
     version = models.PositiveBigIntegerField(default=0)
+    # Evidence of progress (activity/progress.py): the last listing of the prefix that succeeded (even if it found
+    # nothing new), the delivery time of the newest log file handled, objects that are not log files (recorded as
+    # such, never moving the cursor), and since when a run has left objects behind for the next one.
+    listed_at = models.DateTimeField(null=True, blank=True)
+    newest_log_at = models.DateTimeField(null=True, blank=True)
+    not_log_files = models.PositiveIntegerField(default=0)
+    backlog_since = models.DateTimeField(null=True, blank=True)
     objects_ingested = models.PositiveBigIntegerField(default=0)
     events_inserted = models.PositiveBigIntegerField(default=0)
     updated_at = models.DateTimeField(default=timezone.now)
@@ -213,12 +223,22 @@ class TrailCursor(models.Model):
 
 
 class QuarantinedObject(models.Model):
-    """A trail object that could not be read (corrupt gzip, truncated or malformed JSON, not the record format).
-    Ingestion moves past it; staff see the error here, and retry it or mark it resolved."""
+    """A trail object ingestion moved past without (all of) its events, and why: it could not be read (corrupt
+    gzip, truncated or malformed JSON, not the record format), it is not a log file at all (a stray upload in a
+    log folder), or some of its records were refused (the others were ingested). Staff see the error here, and
+    retry it or mark it resolved."""
+
+    class Reason(models.TextChoices):
+        UNREADABLE = "unreadable", "Unreadable log file"
+        NOT_A_LOG_FILE = "not_a_log_file", "Not a log file"
+        BAD_RECORDS = "bad_records", "Records refused"
 
     bucket = models.CharField(max_length=255)
     key = models.CharField(max_length=1024)
     error = models.TextField()
+    reason = models.CharField(max_length=16, choices=Reason.choices, default=Reason.UNREADABLE)
+    # BAD_RECORDS: how many of the file's records were refused (the error lists the first few, by position).
+    records_refused = models.PositiveIntegerField(default=0)
     size = models.PositiveBigIntegerField(null=True, blank=True)
     first_seen = models.DateTimeField(default=timezone.now)
     last_seen = models.DateTimeField(default=timezone.now)
@@ -253,6 +273,8 @@ class Alert(models.Model):
         SENSITIVE_ACTION = "sensitive_action", "Sensitive action"
         AFTER_GRANT_END = "after_grant_end", "Credentials used after their grant ended"
         NEW_SOURCE_IP = "new_source_ip", "New source IP for a user"
+        # Not a finding about a partner: a prefix of the trail stopped being read (activity/progress.py).
+        INGESTION_STALLED = "ingestion_stalled", "Activity ingestion stalled"
         # Not a finding: the rules themselves failed on some events, which were stored but not judged.
         RULES_FAILED = "rules_failed", "Alert rules failed"
 

@@ -1,17 +1,19 @@
 """CloudTrail log files → records: streamed gunzip with a size limit, then the documented record format.
 
-A log file is gzipped JSON `{"Records": [...]}`; each record has at least `eventID` and `eventTime`. Anything else
-is a `MalformedLog`, whose message is what staff see on the quarantined object.
+A log file is gzipped JSON `{"Records": [...]}`; each record has at least `eventID` and `eventTime`. A file that is
+not that is a `MalformedLog`, whose message is what staff see on the quarantined object. A record that is not one
+(or that cannot be stored) costs only itself: it is a `Refusal`, and the file's other records are read.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 import zlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -56,32 +58,91 @@ def gunzip(chunks: Iterable[bytes], *, limit: int = MAX_DECOMPRESSED_BYTES) -> b
     return bytes(out)
 
 
-def parse_records(data: bytes) -> list[dict[str, Any]]:
-    """The records of a decompressed log file, each checked for the fields Porte keys on."""
-    records = parse_document(data)
-    check_records(records)
-    return records
+class Refusal(NamedTuple):
+    """A record of a log file that cannot be stored as an event: the file's other records are."""
+
+    position: int  # the record's index in the file's Records
+    reason: str
 
 
-def parse_document(data: bytes) -> list[Any]:
-    """The Records list of a decompressed log file, its records not yet checked (see `check_records`)."""
+class Document(NamedTuple):
+    records: list[Any]  # the file's Records, as the file has them (a refused record included, in its place)
+    # Records that cannot be stored whatever their fields say (see `parse_document`); the others are not checked.
+    refused: list[Refusal]
+
+
+def parse_records(data: bytes) -> list[Any]:
+    """The records of a decompressed log file, exactly as ingestion read them (`parse_document`): an event's
+    position is its index here. A refused record is in its place, whatever it is."""
+    return parse_document(data).records
+
+
+def parse_document(data: bytes) -> Document:
+    """The Records list of a decompressed log file, its records not yet checked (see `record_fault`).
+
+    orjson reads nearly every file. It refuses a whole document for one string it cannot hold as UTF-8 (a lone
+    surrogate escape such as `"\\ud800"`, which JSON allows and some clients send in a user agent): then the
+    standard library's parser reads it, and the records holding such a string are refused, alone. A document
+    neither reads is not JSON."""
+    lenient = False
     try:
         document = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
-        raise MalformedLog(f"not valid JSON: {exc}") from None
+        document, lenient = _parse_leniently(data, exc), True
     if not isinstance(document, dict) or not isinstance(document.get("Records"), list):
         raise MalformedLog('not a CloudTrail log file: no "Records" list at the top level')
     records: list[Any] = document["Records"]
-    return records
+    if not lenient:
+        return Document(records, [])
+    return Document(
+        records, [Refusal(i, why) for i, record in enumerate(records) if (why := _unstorable(record))]
+    )
 
 
-def check_records(records: list[Any]) -> None:
-    """Raise MalformedLog for the first record that is not an object with a textual eventID and eventTime."""
-    for index, record in enumerate(records):
-        if not isinstance(record, dict):
-            raise MalformedLog(f"record {index} is not a JSON object")
-        if not isinstance(record.get("eventID"), str) or not isinstance(record.get("eventTime"), str):
-            raise MalformedLog(f"record {index} has no eventID or eventTime")
+def _parse_leniently(data: bytes, error: orjson.JSONDecodeError) -> Any:
+    """The document by the standard library's parser, kept as strict as orjson but for lone surrogates: NaN and
+    Infinity, which orjson refuses, are refused here too. Raises MalformedLog with orjson's error."""
+    try:
+        return json.loads(data, parse_constant=_no_constant)
+    except (ValueError, RecursionError):  # UnicodeDecodeError (not UTF-8) is a ValueError
+        raise MalformedLog(f"not valid JSON: {error}") from None
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _unstorable(record: Any) -> str:
+    """Why a record read leniently cannot be stored ("" if it can): a string that is not Unicode text (a lone
+    surrogate) can be neither sent to the database (which takes UTF-8) nor shown. Checked by writing the record
+    back as UTF-8, as it would be shown."""
+    try:
+        json.dumps(record, ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        return "lone surrogate in a string"
+    except RecursionError:
+        return "nested too deeply"
+    return ""
+
+
+def record_fault(record: Any) -> str:
+    """What makes a record not one ("" if nothing): an object with a textual eventID and eventTime."""
+    if not isinstance(record, dict):
+        return "not a JSON object"
+    if not isinstance(record.get("eventID"), str) or not isinstance(record.get("eventTime"), str):
+        return "no eventID or eventTime"
+    return ""
+
+
+# Staff read the first few refusals of a file; the count says how many there are.
+REFUSALS_SHOWN = 5
+
+
+def refusals_text(refused: Sequence[Refusal]) -> str:
+    """The first few refusals, by position: `record 3: lone surrogate in a string; record 7: ...`."""
+    shown = "; ".join(f"record {r.position}: {r.reason}" for r in refused[:REFUSALS_SHOWN])
+    more = len(refused) - REFUSALS_SHOWN
+    return f"{shown}; and {more} more" if more > 0 else shown
 
 
 _GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
@@ -94,11 +155,12 @@ def event_uuid(event_id: str) -> str:
     return str(uuid.uuid5(_EVENT_ID_NAMESPACE, event_id))
 
 
-def event_time(value: str, index: int) -> datetime:
+def event_time(value: str) -> datetime:
+    """The eventTime of a record. Raises MalformedLog (the reason its record is refused)."""
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError:
-        raise MalformedLog(f"record {index}: eventTime {value[:40]!r} is not an ISO 8601 time") from None
+        raise MalformedLog(f"eventTime {value[:40]!r} is not an ISO 8601 time") from None
     if parsed.tzinfo is None:
-        raise MalformedLog(f"record {index}: eventTime {value[:40]!r} has no time zone")
+        raise MalformedLog(f"eventTime {value[:40]!r} has no time zone")
     return parsed

@@ -11,12 +11,13 @@ from django.conf import settings
 from django.db import DataError, transaction
 from django.utils import timezone
 
-from activity import trail
+from activity import progress, scope, store, trail
 from activity.attribution import Attributor
-from activity.ingest import IngestReport, fetch, ingest, ingest_keys, quarantine
+from activity.ingest import IngestReport, fetch, ingest, ingest_keys
 from activity.loading import load_log
 from activity.models import ActivityEvent, QuarantinedObject, TrailFile
 from activity.notified import notice
+from activity.quarantine import quarantine, record_refusals
 from activity.records import MalformedLog
 from portal import aws
 
@@ -32,7 +33,8 @@ NOTIFIED_MAX_MESSAGES = 100  # per run; the next tick takes the rest
 
 
 def activity_ingest(*, max_objects: int | None = None) -> IngestReport:
-    """Ingest new log files of the organisation trail (every account, every region). Idempotent."""
+    """Ingest new log files of the organisation trail in the partners' accounts (activity/scope.py), every
+    region; then alert on any prefix that stalls. Idempotent."""
     org_id = trail.organization_id()
     if org_id is None:
         log.info("no AWS Organization: no organisation trail to ingest")
@@ -40,11 +42,13 @@ def activity_ingest(*, max_objects: int | None = None) -> IngestReport:
     source = trail.S3TrailSource(bucket=settings.ACTIVITY_TRAIL_BUCKET, root=trail.logs_root(org_id))
     report = ingest(
         source,
+        accounts=scope.accounts_in_scope(),
         max_objects=max_objects or settings.ACTIVITY_INGEST_MAX_OBJECTS,
         lookback=timedelta(seconds=settings.ACTIVITY_LOOKBACK_SECONDS),
     )
     if report.objects:
         log.info("activity ingested: %s", report.as_dict())
+    progress.stall_alerts()
     return report
 
 
@@ -68,16 +72,19 @@ def activity_ingest_notified(*, max_messages: int = NOTIFIED_MAX_MESSAGES) -> In
         messages += received
     keys: list[str] = []
     ignored = unknown = 0
+    accounts = scope.accounts_in_scope()
     for message in messages:
         found = notice(message.get("Body", ""), bucket=settings.ACTIVITY_TRAIL_BUCKET, root=root)
         if found is None:
             unknown += 1
         else:
-            keys += found.keys
-            ignored += found.ignored
+            # Only the partners' accounts, as the listing (other accounts' files are not Porte's to keep).
+            in_scope = [key for key in found.keys if trail.path_account(key) in accounts]
+            keys += in_scope
+            ignored += found.ignored + len(found.keys) - len(in_scope)
     if ignored or unknown:
         log.info(
-            "activity notifications: %d objects not trail log files, %d messages not notifications",
+            "activity notifications: %d objects not partners' log files, %d messages not notifications",
             ignored,
             unknown,
         )
@@ -134,10 +141,25 @@ def activity_purge(*, now: datetime | None = None, batch: int = PURGE_BATCH) -> 
 
 def quarantined_object_retry(*, obj: QuarantinedObject, actor: User | None = None) -> QuarantinedObject:
     """Read a quarantined object again (after it was repaired or re-delivered): its events are ingested and it is
-    resolved, or it stays open with the new error."""
+    resolved, or it stays open with the new error (or the records still refused, the others ingested)."""
     source = trail.S3TrailSource(bucket=obj.bucket, root="")
     try:
         fetched = fetch(source, obj.key)
+        if obj.reason == QuarantinedObject.Reason.BAD_RECORDS and store.files_stored(
+            obj.bucket, {obj.key: fetched.content}
+        ):
+            # The same bytes as when its records were refused: they still are (one more attempt, still open).
+            with transaction.atomic():
+                quarantine(
+                    bucket=obj.bucket,
+                    key=obj.key,
+                    size=obj.size,
+                    error=obj.error,
+                    reason=obj.reason,
+                    records_refused=obj.records_refused,
+                )
+            obj.refresh_from_db()
+            return obj
         with transaction.atomic():
             loaded = load_log(
                 bucket=obj.bucket,
@@ -146,7 +168,10 @@ def quarantined_object_retry(*, obj: QuarantinedObject, actor: User | None = Non
                 data=fetched.data,
                 attributor=Attributor(),
             )
-            _resolve(obj, actor=actor, how="retried", inserted=len(loaded.inserted))
+            if loaded.refused:
+                record_refusals(bucket=obj.bucket, key=obj.key, size=obj.size, refused=loaded.refused)
+            else:
+                _resolve(obj, actor=actor, how="retried", inserted=len(loaded.inserted))
     except (MalformedLog, DataError) as exc:
         with transaction.atomic():
             quarantine(bucket=obj.bucket, key=obj.key, size=obj.size, error=str(exc).strip()[:2000])

@@ -30,7 +30,7 @@ from activity.models import ActivityEvent, TrailFile
 
 # The record's own columns, then where the record is: its file and its index in the file's Records.
 _COLUMNS = (*COLUMNS, "file_id", "position")
-_EVENT_ID = COLUMNS.index("event_id")
+_EVENT_ID, _EVENT_TIME = COLUMNS.index("event_id"), COLUMNS.index("event_time")
 _SQLITE_BATCH = 500
 # COPY's binary format: the server reads each value as it is stored (no text to parse: a tenth of its work per
 # row), and psycopg writes the rows in C. The type psycopg sends each column as, by the column's database type.
@@ -157,13 +157,20 @@ Row = tuple[Any, ...]
 
 
 def _first_positions(rows: Sequence[Row]) -> Sequence[int]:
-    """The positions of the rows to insert: all, but for an eventID repeated within the file, its first record."""
-    first = {row[_EVENT_ID]: None for row in rows}
-    if len(first) == len(rows):
+    """The positions of the rows to insert: all, but for an event repeated within the file (the same key as the
+    table's: eventTime and eventID), its first record; and none of the empty rows (records refused, see
+    loading._in_place)."""
+    try:
+        ids = {row[_EVENT_ID] for row in rows}
+    except IndexError:  # an empty row: the careful pass below
+        ids = set()
+    if len(ids) == len(rows):
+        # Distinct eventIDs, so distinct keys (the common case: no key built per row).
         return range(len(rows))
-    seen: dict[str, int] = {}
+    seen: dict[tuple[datetime, str], int] = {}
     for position, row in enumerate(rows):
-        seen.setdefault(row[_EVENT_ID], position)
+        if row:
+            seen.setdefault((row[_EVENT_TIME], row[_EVENT_ID]), position)
     return sorted(seen.values())
 
 
@@ -237,16 +244,16 @@ def _binary_types() -> list[str]:
 
 
 def bulk_insert(rows: Sequence[Row], *, file_id: int) -> list[int]:
-    """Without COPY (SQLite): insert the rows (attribution.COLUMNS, in their file's record order) whose eventID is
-    new, by batched bulk_create; returns their positions in `rows`, in order. An eventID repeated within the file
-    keeps its first record."""
-    positions = _first_positions(rows)
-    new = {rows[position][_EVENT_ID]: position for position in positions}
-    ids = list(new)
+    """Without COPY (SQLite): insert the rows (attribution.COLUMNS, by their records' positions in the file) whose
+    key (eventTime, eventID) is new, by batched bulk_create; returns their positions in `rows`, in order. An event
+    repeated within the file keeps its first record (see `_first_positions`)."""
+    new = {(rows[p][_EVENT_TIME], rows[p][_EVENT_ID]): p for p in _first_positions(rows)}
+    ids = list({event_id for _, event_id in new})
     for start in range(0, len(ids), _SQLITE_BATCH):
         chunk = ids[start : start + _SQLITE_BATCH]
-        for existing in ActivityEvent.objects.filter(event_id__in=chunk).values_list("event_id", flat=True):
-            new.pop(str(existing), None)
+        stored = ActivityEvent.objects.filter(event_id__in=chunk).values_list("event_time", "event_id")
+        for event_time, event_id in stored:
+            new.pop((event_time, str(event_id)), None)
     events = [
         ActivityEvent(**dict(zip(_COLUMNS, (*rows[position], file_id, position), strict=True)))
         for position in new.values()

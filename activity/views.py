@@ -18,6 +18,7 @@ from activity import export
 from activity.access import activity_event_for_user, activity_visible_to
 from activity.filters import ActivityFilterForm, cursor_encode, form_errors, query_without_cursor
 from activity.models import QuarantinedObject
+from activity.progress import prefix_statuses
 from activity.rows import ExportRows, event_rows
 from activity.selectors import activity_page
 from activity.services import quarantined_object_resolve, quarantined_object_retry
@@ -92,6 +93,8 @@ def activity_export(request: HttpRequest, fmt: str) -> HttpResponse | StreamingH
 @require_GET
 def quarantine_list(request: HttpRequest) -> HttpResponse:
     context = {
+        "prefixes": prefix_statuses(),
+        "lag_warn_minutes": settings.ACTIVITY_LAG_WARN_MINUTES,
         "open": QuarantinedObject.objects.filter(resolved=False).order_by("-first_seen")[:200],
         "resolved": QuarantinedObject.objects.filter(resolved=True)
         .select_related("resolved_by")

@@ -69,17 +69,19 @@ def test_reingesting_the_same_files_adds_nothing(simulator, acme, alice_cli, ali
     keys = _write_day(simulator, acme, alice_cli, alice_console)
     written = _records_in(keys)
 
+    written = _records_in(keys[:3])  # Acme's: the outside account is no partner's, and is never read
+
     first = activity.activity_ingest()
-    assert first.objects == 4 and first.quarantined == 0 and first.skipped == 0
-    assert first.prefixes == 2  # Acme's account and the outside account, one region each
+    assert first.objects == 3 and first.quarantined == 0 and first.not_log_files == 0
+    assert first.prefixes == 1  # Acme's account, one region
     assert first.events_inserted == first.events_read == len(written) == ActivityEvent.objects.count()
     assert set(ActivityEvent.objects.values_list("event_id", flat=True)) == {
         uuid.UUID(r["eventID"]) for r in written
     }
-    cursors = {c.prefix.split("/")[2]: c for c in TrailCursor.objects.all()}
-    assert cursors[acme.partner.aws_account_id].last_key == max(keys[:3])
-    assert cursors[acme.partner.aws_account_id].objects_ingested == 3
-    assert cursors[OUTSIDE_ACCOUNT].last_key == keys[3]
+    cursor = TrailCursor.objects.get()
+    assert f"/{acme.partner.aws_account_id}/CloudTrail/" in cursor.prefix
+    assert cursor.last_key == max(keys[:3]) and cursor.objects_ingested == 3
+    assert not TrailFile.objects.filter(key__contains=f"/{OUTSIDE_ACCOUNT}/").exists()
 
     # The next run finds nothing new behind the cursors.
     again = activity.activity_ingest()
@@ -88,10 +90,10 @@ def test_reingesting_the_same_files_adds_nothing(simulator, acme, alice_cli, ali
     # Forget every cursor: the same files are read again, and still nothing is added.
     TrailCursor.objects.all().delete()
     replay = activity.activity_ingest()
-    assert replay.objects == 4 and replay.events_read == len(written)
+    assert replay.objects == 3 and replay.events_read == len(written)
     assert replay.events_inserted == 0
     assert ActivityEvent.objects.count() == len(written)
-    assert TrailFile.objects.count() == 4  # each file kept once
+    assert TrailFile.objects.count() == 3  # each file kept once
 
     # The same file delivered again under another name (a duplicate delivery): nothing new, nothing kept.
     account = acme.partner.aws_account_id
@@ -103,7 +105,7 @@ def test_reingesting_the_same_files_adds_nothing(simulator, acme, alice_cli, ali
         len(_records_in(keys[:1])),
         0,
     )
-    assert TrailFile.objects.count() == 4
+    assert TrailFile.objects.count() == 3
 
     # New activity after that is picked up from where the cursor is.
     later = timezone.now() + timedelta(minutes=5)
@@ -122,7 +124,7 @@ def test_digest_files_are_skipped(simulator, acme, alice_cli, alice_console) -> 
     assert len(digests) == 2 and len(listed) == len(keys) + 2
 
     report = activity.activity_ingest()
-    assert report.objects == len(keys)  # the digests are never even listed as candidates
+    assert report.objects == 3  # Acme's; the digests are never even listed as candidates
     assert not QuarantinedObject.objects.exists()
     assert not any("digestS3Object" in e.record for e in ActivityEvent.objects.all())
     assert not TrailCursor.objects.filter(prefix__contains="CloudTrail-Digest").exists()
@@ -144,7 +146,7 @@ def test_corrupt_and_truncated_files_are_quarantined_and_the_others_ingested(  #
         simulator.log_key(account, base + timedelta(minutes=4)): gzip.compress(
             b'{"Records": {"not": "a list"}}'
         ),
-        # Valid JSON whose second record's time is not a time: the whole file waits.
+        # Valid JSON whose second record's time is not a time: that record alone is refused (and recorded).
         simulator.log_key(account, base + timedelta(minutes=4, seconds=30)): gzip.compress(
             orjson.dumps(
                 {"Records": [good[1] | {"eventID": str(uuid.uuid4())}, later[0] | {"eventTime": "nope"}]}
@@ -158,9 +160,12 @@ def test_corrupt_and_truncated_files_are_quarantined_and_the_others_ingested(  #
 
     report = activity.activity_ingest()
 
-    assert report.objects == 7 and report.quarantined == 5
-    assert report.events_inserted == len(good) + len(later) == ActivityEvent.objects.count()
+    assert report.objects == 7 and report.quarantined == 5 and report.records_refused == 1
+    assert report.events_inserted == len(good) + len(later) + 1 == ActivityEvent.objects.count()
     errors = dict(QuarantinedObject.objects.values_list("key", "error"))
+    reasons = dict(QuarantinedObject.objects.values_list("key", "reason"))
+    assert [reasons[key] for key in bad] == ["unreadable"] * 4 + ["bad_records"]
+    assert QuarantinedObject.objects.get(key=list(bad)[4]).records_refused == 1
     assert set(errors) == set(bad)
     keys = list(bad)
     assert errors[keys[0]].startswith("not a valid gzip file")
@@ -186,13 +191,18 @@ def test_corrupt_and_truncated_files_are_quarantined_and_the_others_ingested(  #
     )
     retried = activity.quarantined_object_retry(obj=QuarantinedObject.objects.get(key=keys[2]), actor=staff)
     assert retried.resolved and retried.resolved_by == staff
-    assert ActivityEvent.objects.count() == len(good) + len(later) + 1
+    assert ActivityEvent.objects.count() == len(good) + len(later) + 2
     assert AuditEvent.objects.filter(action="quarantine.retried", object_id=str(retried.pk)).exists()
     # Retrying a still-broken one keeps it open, with the error and one more attempt.
     still = activity.quarantined_object_retry(obj=QuarantinedObject.objects.get(key=keys[0]), actor=staff)
     assert not still.resolved and still.attempts == 2 and still.error.startswith("not a valid gzip file")
     dismissed = activity.quarantined_object_resolve(obj=still, actor=staff)
     assert dismissed.resolved and AuditEvent.objects.filter(action="quarantine.dismissed").count() == 1
+    # Retrying the file with a refused record, unchanged, keeps it open as it was (its other event stays stored).
+    partial = activity.quarantined_object_retry(obj=QuarantinedObject.objects.get(key=keys[4]), actor=staff)
+    assert not partial.resolved and partial.attempts == 2
+    assert (partial.reason, partial.records_refused) == ("bad_records", 1)
+    assert ActivityEvent.objects.count() == len(good) + len(later) + 2
 
 
 def test_a_file_delivered_late_with_an_earlier_name_is_still_ingested(simulator, acme, alice_cli) -> None:  # type: ignore[no-untyped-def]

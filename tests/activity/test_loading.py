@@ -1,7 +1,8 @@
 """Loading a batch of log files: texts with tabs, backslashes, newlines, NUL and non-ASCII stored exactly;
-eventIDs repeated within a file and across the files of one batch stored once (the first record wins); a bad
-file in the middle of a batch quarantined alone; `load_log` answering with exactly the rows that were new to the
-database; a file naming keys first seen mid-batch attributed all the same.
+events repeated within a file and across the files of one batch stored once (the first record wins), an event
+being its (eventTime, eventID) as in the table; a bad file in the middle of a batch quarantined alone, and a bad
+record refused alone (its file's other records stored, the refusals recorded); `load_log` answering with exactly
+the rows that were new to the database; a file naming keys first seen mid-batch attributed all the same.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import gzip
 import uuid
 from datetime import timedelta
+from typing import Any
 
 import orjson
 import pytest
@@ -16,9 +18,12 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from activity import services as activity
+from activity import store
 from activity.attribution import COLUMNS, Attributor
-from activity.loading import LogData, load_files, load_log
-from activity.models import ActivityEvent, QuarantinedObject, TrailCursor, TrailFile
+from activity.loading import Loaded, LogData, load_files, load_log
+from activity.models import ActivityEvent, Alert, QuarantinedObject, TrailCursor, TrailFile
+from activity.quarantine import record_refusals
+from activity.records import Refusal, refusals_text
 
 pytestmark = [pytest.mark.django_db, pytest.mark.aws]
 
@@ -123,29 +128,176 @@ def test_load_log_returns_the_rows_new_to_the_database(simulator, acme, alice_cl
     assert all(uuid.UUID(row[EVENT_ID]) for row in new)
 
 
-def test_a_record_that_is_not_one_quarantines_its_file_with_the_first_fault(  # type: ignore[no-untyped-def]
+def _document(records: list[Any]) -> bytes:
+    """A log file's JSON. orjson writes no lone surrogate: a string `<lone surrogate>` is written as the escape
+    `\\ud800`, as a client's user agent can have it (JSON allows it; UTF-8 cannot hold it)."""
+    return orjson.dumps({"Records": records}).replace(b"<lone surrogate>", b"\\ud800")
+
+
+def _load(key: str, data: bytes, *, fresh: bool = False) -> Loaded:
+    with transaction.atomic():
+        (loaded,) = load_files(
+            bucket="b", logs=[LogData(key, gzip.compress(data), data)], attributor=Attributor(), fresh=fresh
+        )
+    return loaded
+
+
+def test_a_bad_record_costs_only_itself_and_its_file_is_recorded_with_the_refusals(  # type: ignore[no-untyped-def]
     simulator, acme, alice_cli
 ) -> None:
+    """A record with a lone surrogate, one that is not an object, one without an eventID, one whose time is not a
+    time: each is refused alone, by its position; the file's other records are stored at theirs (the detail page
+    reads the record there), attributed and judged by the alert rules as usual."""
     account = acme.partner.aws_account_id
-    base = timezone.now().replace(second=0, microsecond=0) - timedelta(minutes=20)
-    good = simulator.session_records(alice_cli, mint=False, reads=3, writes=0, denied=0)
-    faulty = {
-        "record 1 is not a JSON object": [good[0], "text", good[1]],
-        "record 0 has no eventID or eventTime": [{k: v for k, v in good[0].items() if k != "eventID"}],
-        "record 1 has no eventID or eventTime": [good[0], good[1] | {"eventTime": 1700000000}],
-        # Both faults: the record that is not one is reported, as if every record had been checked first.
-        "record 2 is not a JSON object": [good[0] | {"eventTime": "nope"}, good[1], [good[2]]],
-    }
-    keys = {
-        simulator.write_log(account, records, at=base + timedelta(minutes=n)): error  # type: ignore[arg-type]
-        for n, (error, records) in enumerate(faulty.items())
-    }
-    simulator.write_log(account, good, at=base + timedelta(minutes=10))
+    good = simulator.session_records(alice_cli, mint=False, reads=5, writes=0, denied=0)
+    ingress = simulator.record(
+        account,
+        simulator.porte_identity(alice_cli),
+        "ec2.amazonaws.com",
+        "AuthorizeSecurityGroupIngress",
+        at=timezone.now(),
+        read_only=False,
+        request={
+            "groupId": "sg-0123456789abcdef0",
+            "ipPermissions": {
+                "items": [{"ipProtocol": "tcp", "ipRanges": {"items": [{"cidrIp": "0.0.0.0/0"}]}}]
+            },
+        },
+    )
+    records: list[Any] = [
+        good[0],
+        good[1] | {"userAgent": "aws-cli/2 <lone surrogate>"},
+        "text",
+        {k: v for k, v in good[2].items() if k != "eventID"},
+        ingress,
+        good[3] | {"eventTime": "nope"},
+        good[4],
+        good[2],
+    ]
+    key = simulator.log_key(account, timezone.now())
+    data = _document(records)
 
-    report = activity.activity_ingest()
+    loaded = _load(key, data)
 
-    assert (report.objects, report.quarantined, report.events_inserted) == (5, 4, len(good))
-    assert dict(QuarantinedObject.objects.values_list("key", "error")) == keys
+    assert list(loaded.refused) == [
+        Refusal(1, "lone surrogate in a string"),
+        Refusal(2, "not a JSON object"),
+        Refusal(3, "no eventID or eventTime"),
+        Refusal(5, "eventTime 'nope' is not an ISO 8601 time"),
+    ]
+    kept = [0, 4, 6, 7]
+    assert loaded.error is None and loaded.events == len(kept)
+    assert [row[EVENT_ID] for row in loaded.inserted] == [records[p]["eventID"] for p in kept]
+    stored = ActivityEvent.objects.order_by("position")
+    assert [(e.position, str(e.event_id)) for e in stored] == [(p, records[p]["eventID"]) for p in kept]
+    assert all(e.credential_id == alice_cli.pk and e.is_porte_session for e in stored)
+    # Each event's record is read back at its position, the file parsed as ingestion parsed it.
+    assert [e.record for e in stored] == [records[p] for p in kept]
+    assert TrailFile.objects.get().events == len(kept)
+    # The rules read each stored event's own record: the ingress opened to the world is found.
+    (alert,) = Alert.objects.filter(rule=Alert.Rule.SENSITIVE_ACTION)
+    assert alert.event_ids == [ingress["eventID"]]
+
+    # The caller records the refusals (ingestion, in the transaction that stored the rest).
+    with transaction.atomic():
+        obj = record_refusals(bucket="b", key=key, size=len(data), refused=loaded.refused)
+    assert (obj.reason, obj.records_refused, obj.size, obj.attempts, obj.resolved) == (
+        QuarantinedObject.Reason.BAD_RECORDS,
+        4,
+        len(data),
+        1,
+        False,
+    )
+    assert obj.error == (
+        "record 1: lone surrogate in a string; record 2: not a JSON object; record 3: no eventID or eventTime; "
+        "record 5: eventTime 'nope' is not an ISO 8601 time"
+    )
+    # Recorded again (the file read again, after staff resolved it): open again, one more attempt.
+    QuarantinedObject.objects.filter(pk=obj.pk).update(resolved=True, resolved_at=timezone.now())
+    again = record_refusals(bucket="b", key=key, size=len(data), refused=loaded.refused[:1])
+    assert (again.pk, again.attempts, again.resolved, again.resolved_at, again.records_refused) == (
+        obj.pk,
+        2,
+        False,
+        None,
+        1,
+    )
+    assert again.error == "record 1: lone surrogate in a string"
+
+
+def test_a_file_whose_records_are_all_refused_is_not_kept_and_an_unreadable_one_is_refused_whole(  # type: ignore[no-untyped-def]
+    simulator, acme, alice_cli
+) -> None:
+    good = simulator.session_records(alice_cli, mint=False, reads=7, writes=0, denied=0)
+    every = [record | {"sourceIPAddress": "<lone surrogate>"} for record in good]
+
+    refused = _load("all-refused", _document(every), fresh=True)
+
+    assert (refused.events, refused.inserted, refused.error) == (0, [], None)
+    assert [r.position for r in refused.refused] == list(range(len(good)))
+    assert refusals_text(refused.refused).endswith("record 4: lone surrogate in a string; and 2 more")
+    assert not TrailFile.objects.exists() and not ActivityEvent.objects.exists()
+
+    # Not JSON, or no Records list: the whole file is unreadable, as before (its other records are not read).
+    broken = _document(good)[:-40]
+    assert str(_load("truncated", broken).error).startswith("not valid JSON")
+    assert str(_load("no-records", b'{"Records": {"not": "a list"}}').error) == (
+        'not a CloudTrail log file: no "Records" list at the top level'
+    )
+    with_nan = _load("nan", _document(good[:1]).replace(b'"readOnly":true', b'"readOnly":NaN'))
+    assert str(with_nan.error).startswith("not valid JSON") and not with_nan.refused
+    assert not ActivityEvent.objects.exists()
+
+
+# --- the key within a file and across files: (eventTime, eventID), as the table's ----------------------------------
+
+
+def test_within_a_file_and_across_files_an_event_is_its_time_and_id(  # type: ignore[no-untyped-def]
+    simulator, acme, alice_cli
+) -> None:
+    """The same eventID at two times is two events, within a file as across files (the table's key); the same
+    time and id twice is one, the first record."""
+    records = simulator.session_records(alice_cli, mint=False, reads=2, writes=0, denied=0)
+    later = records[0] | {"eventTime": "2030-01-01T00:00:00Z", "eventName": "Later"}
+    first_file = [records[0], later, records[1], records[1] | {"eventName": "Again"}]
+
+    # Straight COPY (the fast path): a repeat left in would fail it on the key.
+    one = _load("one", orjson.dumps({"Records": first_file}), fresh=True)
+
+    assert [(row[EVENT_ID], row[EVENT_NAME]) for row in one.inserted] == [
+        (records[0]["eventID"], records[0]["eventName"]),
+        (records[0]["eventID"], "Later"),
+        (records[1]["eventID"], records[1]["eventName"]),
+    ]
+    assert ActivityEvent.objects.filter(event_id=records[0]["eventID"]).count() == 2
+    # Another file: the stored (time, id) pairs are not new, the same id at a third time is.
+    third = records[0] | {"eventTime": "2031-01-01T00:00:00Z", "eventName": "Third"}
+    two = _load("two", orjson.dumps({"Records": [later, third, records[1]]}))
+    assert [(row[EVENT_ID], row[EVENT_NAME]) for row in two.inserted] == [(records[0]["eventID"], "Third")]
+    assert ActivityEvent.objects.filter(event_id=records[0]["eventID"]).count() == 3
+    assert ActivityEvent.objects.get(event_id=records[1]["eventID"]).event_name == records[1]["eventName"]
+
+
+def test_the_loader_without_copy_keys_events_as_the_table_does(  # type: ignore[no-untyped-def]
+    simulator, acme, alice_cli
+) -> None:
+    """`store.bulk_insert` (SQLite's path, run here on this database): rows by position, an empty row (a refused
+    record) never stored, an event repeated in the file stored once, and what is stored compared on
+    (eventTime, eventID)."""
+    records = simulator.session_records(alice_cli, mint=False, reads=2, writes=0, denied=0)
+    later = records[0] | {"eventTime": "2030-01-01T00:00:00Z"}
+    a, a_later, b = Attributor().rows([records[0], later, records[1]])
+
+    assert store.bulk_insert([a, (), a_later, b, b], file_id=7) == [0, 2, 3]
+    stored = ActivityEvent.objects.order_by("position")
+    assert [(e.position, e.file_id, str(e.event_id)) for e in stored] == [
+        (0, 7, records[0]["eventID"]),
+        (2, 7, records[0]["eventID"]),
+        (3, 7, records[1]["eventID"]),
+    ]
+    third = Attributor().rows([records[0] | {"eventTime": "2031-01-01T00:00:00Z"}])[0]
+    assert store.bulk_insert([a_later, third, b], file_id=8) == [1]
+    assert ActivityEvent.objects.filter(file_id=8).get().event_time.year == 2031
 
 
 def test_a_batch_attributes_each_file_even_when_it_names_keys_first_seen_mid_batch(  # type: ignore[no-untyped-def]

@@ -1,0 +1,155 @@
+"""Reading a log file's records, without the database: orjson reads the file, and only when it refuses the whole
+document does the standard library's parser read it, as strictly but for lone surrogates, whose records alone are
+refused. Each record that is not one (not an object, no eventID or eventTime, a time that is not a time) is
+refused by its position; the others are read, in order, at the same positions as the detail page reads them.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import orjson
+import pytest
+
+from activity.attribution import COLUMNS, read_facts
+from activity.records import (
+    REFUSALS_SHOWN,
+    MalformedLog,
+    Refusal,
+    event_time,
+    parse_document,
+    parse_records,
+    refusals_text,
+)
+
+EVENT_ID = COLUMNS.index("event_id")
+
+
+def _record(**fields: Any) -> dict[str, Any]:
+    return {
+        "eventVersion": "1.10",
+        "userIdentity": {
+            "type": "IAMUser",
+            "principalId": "AIDAJ45Q7YFFAREXAMPLE",
+            "arn": "arn:aws:iam::123456789012:user/Alice",
+            "accountId": "123456789012",
+            "userName": "Alice",
+        },
+        "eventTime": "2024-05-01T12:00:00Z",
+        "eventSource": "ec2.amazonaws.com",
+        "eventName": "DescribeInstances",
+        "awsRegion": "eu-west-1",
+        "sourceIPAddress": "203.0.113.10",
+        "userAgent": "aws-cli/2.17.40",
+        "eventID": str(uuid.uuid4()),
+        "readOnly": True,
+        "recipientAccountId": "123456789012",
+        **fields,
+    }
+
+
+def _json(records: list[Any]) -> bytes:
+    """orjson writes no lone surrogate: `<high>` and `<low>` are written as the escapes of half a pair."""
+    text = orjson.dumps({"Records": records})
+    return text.replace(b"<high>", b"\\ud800").replace(b"<low>", b"\\udc00")
+
+
+def test_orjson_reads_a_file_and_nothing_is_refused() -> None:
+    records = [_record(), _record(userAgent="emoji \\ud83d\\ude42 ok")]
+    data = orjson.dumps({"Records": records}).replace(b"\\\\ud83d\\\\ude42", b"\\ud83d\\ude42")
+
+    document = parse_document(data)
+
+    assert document.refused == []
+    assert document.records[1]["userAgent"] == "emoji 🙂 ok"  # a whole surrogate pair is a character
+
+
+def test_a_lone_surrogate_refuses_its_record_only() -> None:
+    records = [
+        _record(),
+        _record(userAgent="Mozilla <high> broken"),
+        _record(),
+        _record(requestParameters={"key <low>": 1}),  # in a name too
+        _record(userAgent="fine \\u00e9"),
+    ]
+    data = _json(records)
+
+    document = parse_document(data)
+
+    assert document.refused == [
+        Refusal(1, "lone surrogate in a string"),
+        Refusal(3, "lone surrogate in a string"),
+    ]
+    # The records as the file has them, each at its position: the same list the detail page reads.
+    assert len(document.records) == len(records)
+    assert [r["eventID"] for r in document.records] == [r["eventID"] for r in records]
+    assert document.records[1]["userAgent"] == "Mozilla \ud800 broken"
+    assert parse_records(data) == document.records
+    facts, refused = read_facts(document.records, refused=document.refused)
+    assert refused == document.refused
+    assert [f[EVENT_ID] for f in facts] == [records[p]["eventID"] for p in (0, 2, 4)]
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b'{"Records": [NaN]}',
+        b'{"Records": [{"n": -Infinity}]}',
+        b'{"Records": ["\xff\xfe"]}',  # not UTF-8
+        b'{"Records": []} trailing',
+        b'{"Records": ["\\ud800"',  # a lone surrogate, and truncated
+    ],
+)
+def test_the_lenient_parse_is_as_strict_as_orjson_but_for_lone_surrogates(data: bytes) -> None:
+    with pytest.raises(MalformedLog) as raised:
+        parse_document(data)
+    with pytest.raises(orjson.JSONDecodeError) as original:
+        orjson.loads(data)
+    assert str(raised.value) == f"not valid JSON: {original.value}"  # orjson's own error, as before
+
+
+def test_a_file_that_is_no_log_file_is_refused_whole() -> None:
+    for data in (b'{"Records": {"not": "a list"}}', b'["\\ud800"]', b'{"records": []}'):
+        with pytest.raises(MalformedLog, match='no "Records" list at the top level'):
+            parse_document(data)
+
+
+def test_each_record_that_is_not_one_is_refused_and_the_others_read_in_order() -> None:
+    records: list[Any] = [
+        _record(),
+        "text",
+        [_record()],
+        {k: v for k, v in _record().items() if k != "eventID"},
+        _record(eventTime=1700000000),
+        _record(eventTime="nope"),
+        _record(eventTime="2024-05-01T12:00:00"),
+        _record(eventID=42),
+        _record(eventTime="2024-05-01T12:00:01+02:00"),
+    ]
+
+    facts, refused = read_facts(records, path_account="123456789012")
+
+    assert refused == [
+        Refusal(1, "not a JSON object"),
+        Refusal(2, "not a JSON object"),
+        Refusal(3, "no eventID or eventTime"),
+        Refusal(4, "no eventID or eventTime"),
+        Refusal(5, "eventTime 'nope' is not an ISO 8601 time"),
+        Refusal(6, "eventTime '2024-05-01T12:00:00' has no time zone"),
+        Refusal(7, "no eventID or eventTime"),
+    ]
+    assert [f[EVENT_ID] for f in facts] == [records[0]["eventID"], records[8]["eventID"]]
+    # The same records, all good: the fast path, nothing refused.
+    good = [records[0], records[8]]
+    assert read_facts(good, path_account="123456789012") == (facts, [])
+
+
+def test_the_refusals_name_the_first_few_and_count_the_rest() -> None:
+    refused = [Refusal(p, "no eventID or eventTime") for p in range(3, 3 + REFUSALS_SHOWN + 4)]
+    text = refusals_text(refused)
+    assert text.startswith("record 3: no eventID or eventTime; record 4: no eventID or eventTime; ")
+    assert text.endswith(f"record {3 + REFUSALS_SHOWN - 1}: no eventID or eventTime; and 4 more")
+    assert refusals_text(refused[:1]) == "record 3: no eventID or eventTime"
+    with pytest.raises(MalformedLog, match="is not an ISO 8601 time"):
+        event_time("yesterday")
