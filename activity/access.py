@@ -5,6 +5,7 @@ organisation's Porte sessions, a partner user their own. Missing and forbidden e
 from __future__ import annotations
 
 from datetime import datetime
+from typing import TYPE_CHECKING
 from uuid import UUID
 
 from django.db.models import Q, QuerySet
@@ -13,8 +14,11 @@ from activity.models import ActivityEvent
 from portal.access import found_or_404, scoped
 from portal.models import User
 
+if TYPE_CHECKING:
+    from django.contrib.auth.models import AnonymousUser
 
-def activity_visible_to(user: User) -> QuerySet[ActivityEvent]:
+
+def activity_visible_to(user: User | AnonymousUser) -> QuerySet[ActivityEvent]:
     # Flagged events (principals Porte did not mint, in the partner's account) are a matter for Porte staff.
     return scoped(
         ActivityEvent.objects.all(), user, partner="partner_id", owner="user_id", admin_sees=Q(flagged=False)

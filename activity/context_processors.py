@@ -9,4 +9,6 @@ from activity.lag import ingestion_lag
 
 
 def activity_lag(request: HttpRequest) -> dict[str, object]:
-    return {"activity_lag": SimpleLazyObject(ingestion_lag)}
+    # As the person may know it: their own scope's newest event, their partner's stalled accounts and regions.
+    viewer = getattr(request, "user", None)
+    return {"activity_lag": SimpleLazyObject(lambda: ingestion_lag(viewer=viewer))}

@@ -5,12 +5,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.utils import timezone
 
 from activity import progress
+from activity.access import activity_visible_to
 from activity.models import ActivityEvent
+from portal.access import actor_of
+from portal.models import User
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import AnonymousUser
 
 
 @dataclass(frozen=True)
@@ -42,9 +49,19 @@ class IngestionLag:
         return self.not_running or bool(self.stalled)
 
 
-def ingestion_lag(*, now: datetime | None = None) -> IngestionLag:
-    # One step down the primary key's index, and a scan of the few cursors (one per partner account and region).
+def ingestion_lag(*, viewer: User | AnonymousUser | None = None, now: datetime | None = None) -> IngestionLag:
+    """As `viewer` may know it (None: everything, as staff): the newest event they may see, and the stalled
+    prefixes of their partner's account only. One step down an index, and a scan of the few cursors."""
     now = now or timezone.now()
-    newest = ActivityEvent.objects.order_by("-event_time").values_list("event_time", flat=True).first()
-    stalled = sum(1 for status in progress.prefix_statuses(now=now) if status.stalled_since)
+    actor = (
+        actor_of(viewer) if viewer is not None else None
+    )  # an anonymous viewer: ANONYMOUS, who sees nothing
+    events = activity_visible_to(viewer) if viewer is not None else ActivityEvent.objects.all()
+    newest = events.order_by("-event_time").values_list("event_time", flat=True).first()
+    stalled = sum(
+        1
+        for status in progress.prefix_statuses(now=now)
+        if status.stalled_since
+        and (actor is None or actor.is_staff or (status.partner and status.partner.pk == actor.partner_id))
+    )
     return IngestionLag(newest_event=newest, last_run=progress.last_listing(), stalled=stalled, now=now)

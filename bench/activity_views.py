@@ -1,7 +1,7 @@
-"""Activity views under load: p50/p95 latency of the activity pages and API over ≥ 2,000,000 events, each a full
-request through Django's test Client (middleware, session, scoping, query, template rendering).
+"""Activity views under load: p50/p95 latency of the activity pages, API and exports over ≥ 5,000,000 events,
+each a full request through Django's test Client (middleware, session, scoping, query, template rendering).
 
-    .venv/bin/python bench/activity_views.py [--events 2000000] [--n 40]
+    .venv/bin/python bench/activity_views.py [--events 5000000] [--n 40]
 
 Set-up (see _harness.py; its own PostgreSQL database `porte_bench_views`, no moto: the views call no AWS):
 5 partners, 80 people each (one a partner admin), 4,000 grants (8 per person, most long expired), 100 stored
@@ -14,8 +14,10 @@ two of them read-only (2/3 of the calls read); ~3 % errors; 5 % calls by non-Por
 Measured (`--n` requests each, parameters varied across requests so the cache does not serve one row set):
 staff all, partner admin (organisation), partner user (own), and, as a partner admin, by grant, by service, by
 event name, errors only, writes, a two-hour time range; staff by service and by event name (no partner to narrow
-by); page 50 of the staff list by keyset; the event detail page (record read from its gzipped file); the API list.
-Target: p95 ≤ 200 ms. Apart from it, the far end of the long tail: a service and a call made once in 5,000.
+by); page 50 of the staff list by keyset; the event detail page (record read from its gzipped file); the API list;
+the CSV and JSON exports up to their first chunk (the first 500 rows: an export streams the rest).
+Target: p95 ≤ 100 ms for every view. Apart from it, the far end of the long tail: a service and a call made
+once in 5,000.
 Prints figures, asserts none.
 """
 
@@ -32,7 +34,7 @@ from _harness import BenchEnv, BenchError, base_parser, percentile, print_row, r
 
 _harness.PG_DATABASE = "porte_bench_views"  # its own database: never the one the other benchmarks use
 
-TARGET_P95_S = 0.200
+TARGET_P95_S = 0.100
 PARTNERS = ["acme", "globex", "initech", "umbrella", "hooli"]
 PEOPLE_PER_PARTNER = 80
 GRANTS_PER_PERSON = 8
@@ -52,7 +54,7 @@ RARE_SOURCE, RARE_NAME, RARE_EVERY = "macie2.amazonaws.com", "GetMacieFindings",
 
 def main() -> int:
     parser = base_parser(__doc__.splitlines()[0], default_n=40, default_pool="solo")
-    parser.add_argument("--events", type=int, default=2_000_000, help="events to load (default 2,000,000)")
+    parser.add_argument("--events", type=int, default=5_000_000, help="events to load (default 5,000,000)")
     args = parser.parse_args()
     if args.events < 100_000:
         parser.error("--events: at least 100,000")
@@ -283,8 +285,9 @@ def _time(client: Any, urls: list[str], n: int) -> list[float]:
         url = urls[i % len(urls)]
         started = time.perf_counter()
         response = client.get(url)
-        if response.streaming:
-            b"".join(response.streaming_content)
+        if response.streaming:  # an export: its first chunk (500 rows), the rest streams after
+            next(iter(response.streaming_content))
+            response.close()
         elapsed = time.perf_counter() - started
         if response.status_code != 200:
             raise BenchError(f"GET {url} answered {response.status_code}")
@@ -404,6 +407,16 @@ def measure(env: BenchEnv, args: Any) -> int:
         ("staff: page 50 (keyset)", staff, [deep]),
         ("admin: event detail", admin, details),
         ("admin: API list", admin, ["/api/v1/activity/", "/api/v1/activity/?access=write"]),
+        (
+            "admin: export CSV, first rows",
+            admin,
+            ["/activity/export.csv", "/activity/export.csv?access=write"],
+        ),
+        (
+            "staff: export JSON, first rows",
+            staff,
+            ["/activity/export.json", "/activity/export.json?errors_only=on"],
+        ),
     ]
     print("\n  plans of the page queries (EXPLAIN ANALYZE of the first request of each view):")
     for label, client, urls in cases:
@@ -427,9 +440,9 @@ def measure(env: BenchEnv, args: Any) -> int:
             worst = (label, stats["p95"])
     overall = percentile(everything, 95)
     print(
-        f"\n  overall p95 {overall * 1000:.1f} ms over {len(everything)} requests (target ≤ "
-        f"{TARGET_P95_S * 1000:.0f} ms: {'met' if overall <= TARGET_P95_S else 'MISSED'}); slowest view: "
-        f"{worst[0]} (p95 {worst[1] * 1000:.1f} ms)"
+        f"\n  overall p95 {overall * 1000:.1f} ms over {len(everything)} requests; slowest view: "
+        f"{worst[0]} (p95 {worst[1] * 1000:.1f} ms) -> every view p95 ≤ {TARGET_P95_S * 1000:.0f} ms: "
+        f"{'PASS' if worst[1] <= TARGET_P95_S else 'FAIL'}"
     )
 
     # The far end of the long tail (0.02 % of calls), apart from the target: a page of 50 such calls spans

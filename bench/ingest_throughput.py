@@ -25,8 +25,9 @@ Measured, in this order:
    `--no-s3`, the local files are kept already and are skipped unread.
 The row count after 2 and after 4 must equal files x events.
 
-Then the organisation's scale: 200 accounts of no partner (3 files each) added to the trail, the local and S3
-ingestion run again into an emptied table: only the partners' prefixes are read, so the cost must not move.
+Then the organisation's scale: the local ingestion into an emptied table, the better of two runs, before and after
+200 accounts of no partner (3 files each) are added to the trail (and the S3 ingestion once after): only the
+partners' prefixes are read, so the cost must not move.
 
 Targets: CPU ratio (bare gunzip+orjson CPU per event / Porte's) >= 0.40; PostgreSQL rows and indexes <= 200
 B/event; the 200 other accounts within 10 %. What the ratio compares: Porte's ingestion as deployed,
@@ -403,9 +404,13 @@ def measure(env: BenchEnv, args: Any) -> int:
         seconds = time.perf_counter() - started
         return seconds, cpu.per_event(total)[1], report
 
-    alone_s, alone_cpu_us, _ = timed_local()
+    def best_of_two() -> tuple[float, float | None, Any]:
+        # The machine's own variation between two runs of the same work is several per cent: the better of two.
+        return min(timed_local(), timed_local(), key=lambda run: run[1] or run[0])
+
+    alone_s, alone_cpu_us, _ = best_of_two()
     outside = _outside_accounts(sim, templates, root, s3=not args.no_s3)
-    org_s, org_cpu_us, org_report = timed_local()
+    org_s, org_cpu_us, org_report = best_of_two()
     print(
         f"  + {OUTSIDE_ACCOUNTS} accounts of no partner ({outside} files), local: {org_s:6.1f} s against "
         f"{alone_s:.1f} s for the 2 partner accounts alone ({org_s / alone_s - 1:+.1%} wall"

@@ -156,7 +156,7 @@ def test_an_offboarded_partner_is_read_for_a_day_after_its_last_grant(acme, alic
 
 
 def test_a_prefix_left_behind_stalls_is_alerted_once_and_recovers(
-    simulator, acme, alice_cli, staff: User, settings
+    simulator, acme, alice_cli, alice, globex, mallory, staff: User, settings
 ) -> None:  # type: ignore[no-untyped-def]
     settings.ACTIVITY_LAG_WARN_MINUTES = 30
     account = acme.partner.aws_account_id
@@ -186,6 +186,12 @@ def test_a_prefix_left_behind_stalls_is_alerted_once_and_recovers(
         assert "Activity is behind" in banner and "1 account/region stalled" in banner
         metrics = client.get("/metrics").content.decode()
         assert f'porte_activity_prefix_stalled{{account="{account}",region="eu-west-1"}} 1' in metrics
+        # Partner people hear of their own partner's stalls only, and get no link to the staff page.
+        for person, told in ((alice, True), (mallory, False)):
+            partner_client = Client()
+            sign_in_as(partner_client, person)
+            page = partner_client.get("/activity/").content.decode()
+            assert ("1 account/region stalled" in page) is told and "#prefixes" not in page
 
         # The next runs catch up: nothing waits, nothing is stalled.
         activity.activity_ingest()
