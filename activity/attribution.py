@@ -33,13 +33,11 @@ RECORD_COLUMNS = (
     "event_time",
     "event_source",
     "event_name",
-    "event_type",
     "aws_region",
     "account_id",
     "identity_type",
     "principal_arn",
     "access_key_id",
-    "source_identity",
     "source_ip",
     "user_agent",
     "error_code",
@@ -92,8 +90,13 @@ _RECORD = len(RECORD_COLUMNS)
 _ACCOUNT = RECORD_COLUMNS.index("account_id")
 _IDENTITY_TYPE = RECORD_COLUMNS.index("identity_type")
 _ACCESS_KEY = RECORD_COLUMNS.index("access_key_id")
-_SOURCE_IDENTITY = RECORD_COLUMNS.index("source_identity")
-_MINTED_KEY, _SESSION_GRANT, _SESSION_PREFIX = _RECORD, _RECORD + 1, _RECORD + 2
+# Read from the record to attribute it, not stored (the record is in its file).
+_MINTED_KEY, _SESSION_GRANT, _SESSION_PREFIX, _SOURCE_IDENTITY = (
+    _RECORD,
+    _RECORD + 1,
+    _RECORD + 2,
+    _RECORD + 3,
+)
 _EMPTY: dict[str, Any] = {}
 
 
@@ -183,13 +186,11 @@ def _facts(record: dict[str, Any], path_account: str, time: datetime) -> Facts:
         time,
         _text(event_source, 128),
         _text(event_name, 128),
-        _text(get("eventType"), 32),
         _text(get("awsRegion"), 32),
         _text(get("recipientAccountId") or path_account, 12),
         _text(identity_type, 32),
         arn,
         _text(identity.get("accessKeyId"), 128),
-        source_identity,
         _text(get("sourceIPAddress"), 64),
         _text(get("userAgent"), 512),
         _text(get("errorCode"), 128),
@@ -198,6 +199,7 @@ def _facts(record: dict[str, Any], path_account: str, time: datetime) -> Facts:
         minted_key,
         session_grant,
         session_prefix,
+        source_identity,
     )
 
 

@@ -26,7 +26,7 @@ from django.db import DataError, IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from activity import store, trail
+from activity import partitions, store, trail
 from activity.attribution import Attributor
 from activity.loading import LogData, load_files
 from activity.models import QuarantinedObject, TrailCursor
@@ -289,13 +289,25 @@ def _ingest_objects(
             batch.append(_Item(obj, fetched))
             size += len(fetched.data) if isinstance(fetched, Fetched) else 0
             if len(batch) >= BATCH_FILES or size >= BATCH_BYTES:
-                _commit(source, state, batch, attributor, report, {})
+                _commit_batch(source, state, batch, attributor, report)
                 batch, size = [], 0
         if batch:
-            _commit(source, state, batch, attributor, report, {})
+            _commit_batch(source, state, batch, attributor, report)
     except _Contended:
         return False
     return True
+
+
+def _commit_batch(
+    source: TrailSource,
+    state: _Prefix | None,
+    batch: list[_Item],
+    attributor: Attributor,
+    report: IngestReport,
+) -> None:
+    # The months the files may hold, created first (schema work in its own short transaction, not in the batch's).
+    partitions.ensure_for_keys(item.obj.key for item in batch)
+    _commit(source, state, batch, attributor, report, {})
 
 
 def _commit(

@@ -59,7 +59,6 @@ class ActivityEvent(models.Model):
     event_id = models.UUIDField()
     event_source = models.CharField(max_length=128)
     event_name = models.CharField(max_length=128)
-    event_type = models.CharField(max_length=32, blank=True)
     aws_region = models.CharField(max_length=32, blank=True)
     # The account the event happened in (recipientAccountId).
     account_id = models.CharField(max_length=12, blank=True)
@@ -103,7 +102,6 @@ class ActivityEvent(models.Model):
     identity_type = models.CharField(max_length=32, blank=True)
     principal_arn = models.CharField(max_length=1024, blank=True)
     access_key_id = models.CharField(max_length=128, blank=True)
-    source_identity = models.CharField(max_length=64, blank=True)
     source_ip = models.CharField(max_length=64, blank=True)
     user_agent = models.CharField(max_length=512, blank=True)
     error_code = models.CharField(max_length=128, blank=True)

@@ -11,7 +11,7 @@ from django.conf import settings
 from django.db import DataError, transaction
 from django.utils import timezone
 
-from activity import progress, scope, store, trail
+from activity import partitions, progress, scope, store, trail
 from activity.attribution import Attributor
 from activity.ingest import IngestReport, fetch, ingest, ingest_keys
 from activity.loading import load_log
@@ -102,24 +102,36 @@ def activity_ingest_notified(*, max_messages: int = NOTIFIED_MAX_MESSAGES) -> In
 
 
 def activity_purge(*, now: datetime | None = None, batch: int = PURGE_BATCH) -> int:
-    """Delete events older than PORTE_ACTIVITY_RETENTION_DAYS in batches (short transactions, short locks), then
-    the stored files whose newest event is that old (none of their events is left)."""
-    cutoff = (now or timezone.now()) - timedelta(days=settings.ACTIVITY_RETENTION_DAYS)
+    """Retention (daily): events older than PORTE_ACTIVITY_RETENTION_DAYS go, then the stored files none of whose
+    events is left; and the coming months' partitions are created ahead. On PostgreSQL events go by the month, a
+    partition dropped once all of it is past the retention (activity/partitions.py); on SQLite row by row, in
+    batches (short transactions, short locks)."""
+    now = now or timezone.now()
+    cutoff = now - timedelta(days=settings.ACTIVITY_RETENTION_DAYS)
     purged = files = 0
-    while True:
-        with transaction.atomic():
-            ids = list(
-                ActivityEvent.objects.filter(event_time__lt=cutoff)
-                .order_by("event_time", "event_id")
-                .values_list("pk", flat=True)[:batch]
-            )
-            if not ids:
-                break
-            purged += ActivityEvent.objects.filter(pk__in=ids).delete()[0]
+    if partitions.enabled():
+        partitions.maintain(now)
+        purged = partitions.drop_before(cutoff)
+        # The events of the month the cutoff falls in are all kept, and so are their files.
+        files_before = partitions.month_of(cutoff)
+    else:
+        files_before = cutoff
+        while True:
+            with transaction.atomic():
+                ids = list(
+                    ActivityEvent.objects.filter(event_time__lt=cutoff)
+                    .order_by("event_time", "event_id")
+                    .values_list("pk", flat=True)[:batch]
+                )
+                if not ids:
+                    break
+                purged += ActivityEvent.objects.filter(pk__in=ids).delete()[0]
     while True:
         with transaction.atomic():
             file_ids = list(
-                TrailFile.objects.filter(newest_event_time__lt=cutoff).values_list("pk", flat=True)[:batch]
+                TrailFile.objects.filter(newest_event_time__lt=files_before).values_list("pk", flat=True)[
+                    :batch
+                ]
             )
             if not file_ids:
                 break
@@ -132,7 +144,7 @@ def activity_purge(*, now: datetime | None = None, batch: int = PURGE_BATCH) -> 
                 data={
                     "events": purged,
                     "files": files,
-                    "before": cutoff.isoformat(),
+                    "before": files_before.isoformat(),  # nothing older is left
                     "days": settings.ACTIVITY_RETENTION_DAYS,
                 },
             )
@@ -145,6 +157,7 @@ def quarantined_object_retry(*, obj: QuarantinedObject, actor: User | None = Non
     source = trail.S3TrailSource(bucket=obj.bucket, root="")
     try:
         fetched = fetch(source, obj.key)
+        partitions.ensure_for_keys([obj.key])
         if obj.reason == QuarantinedObject.Reason.BAD_RECORDS and store.files_stored(
             obj.bucket, {obj.key: fetched.content}
         ):

@@ -638,3 +638,26 @@ def denied_now(iam: Any, role: Any) -> list[tuple[str, datetime]]:
         for identity in [names] if isinstance(names, str) else names:
             denied.append((identity, cutoff.replace(tzinfo=UTC)))
     return denied
+
+
+def table_storage(table: str) -> tuple[int, list[tuple[str, int]]]:
+    """PostgreSQL bytes of `table` with its indexes and TOAST, over all its partitions if it has any; and the
+    parts: "rows" (heap and TOAST), then each index, largest first."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        # pg_partition_tree lists a partitioned relation and its partitions, and nothing for a plain one.
+        cursor.execute(
+            "SELECT coalesce(sum(pg_total_relation_size(r)), 0) FROM (SELECT relid AS r FROM "
+            "pg_partition_tree(%s::regclass) UNION SELECT %s::regclass) AS tree",
+            [table, table],
+        )
+        total = int(cursor.fetchone()[0])
+        cursor.execute(
+            "SELECT i.indexrelid::regclass::text, (SELECT coalesce(sum(pg_relation_size(r)), 0) FROM "
+            "(SELECT relid AS r FROM pg_partition_tree(i.indexrelid) UNION SELECT i.indexrelid) AS tree) AS size "
+            "FROM pg_index i WHERE i.indrelid = %s::regclass ORDER BY size DESC",
+            [table],
+        )
+        indexes = [(name, int(size)) for name, size in cursor.fetchall()]
+    return total, [("rows", total - sum(size for _, size in indexes)), *indexes]

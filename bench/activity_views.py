@@ -91,9 +91,16 @@ def _world() -> dict[str, Any]:
                 for i in range(PEOPLE_PER_PARTNER)
             ]
         )
+        idp = world.partner.identity_providers.first()  # signed in through it: in standing
         Membership.objects.bulk_create(
             [
-                Membership(user=u, partner=world.partner, groups=["engineers"], is_partner_admin=i == 0)
+                Membership(
+                    user=u,
+                    partner=world.partner,
+                    identity_provider=idp,
+                    groups=["engineers"],
+                    is_partner_admin=i == 0,
+                )
                 for i, u in enumerate(users)
             ]
         )
@@ -180,12 +187,12 @@ CREATE TEMP TABLE bench_call AS
 """
 # The calls are skewed (power of a uniform draw): service 0 is the busiest, service 39 the rarest.
 _INSERT_SQL = """
-INSERT INTO activity_activityevent (event_id, event_time, event_source, event_name, event_type, aws_region, account_id,
-  partner_id, user_id, grant_id, credential_id, identity_type, principal_arn, access_key_id, source_identity,
+INSERT INTO activity_activityevent (event_id, event_time, event_source, event_name, aws_region, account_id,
+  partner_id, user_id, grant_id, credential_id, identity_type, principal_arn, access_key_id,
   source_ip, user_agent, error_code, error_message, read_only, is_porte_session, flagged, file_id, position)
 SELECT md5('event' || e.i)::uuid,
        %(now)s::timestamptz - make_interval(secs => e.i * %(spacing)s + e.r5),
-       c.source, c.name, 'AwsApiCall', 'eu-west-1',
+       c.source, c.name, 'eu-west-1',
        CASE WHEN e.kind = 2 THEN %(outside)s ELSE g.account END,
        CASE WHEN e.kind = 2 THEN NULL ELSE g.partner_id END,
        CASE WHEN e.kind = 0 THEN g.user_id END,
@@ -195,7 +202,6 @@ SELECT md5('event' || e.i)::uuid,
        CASE WHEN e.kind = 0 THEN 'arn:aws:sts::' || g.account || ':assumed-role/porte-readonly/porte-g' || g.grant_id
             ELSE 'arn:aws:iam::' || g.account || ':user/legacy-deployer' END,
        'ASIA' || upper(substr(md5('key' || g.grant_id), 1, 16)),
-       CASE WHEN e.kind = 0 THEN g.source_identity ELSE '' END,
        '203.0.113.' || (g.grant_id %% 250), %(agent)s,
        CASE WHEN e.err THEN 'AccessDenied' ELSE '' END,
        CASE WHEN e.err THEN 'User is not authorized to perform: ' || c.name ELSE '' END,
@@ -218,12 +224,15 @@ def _load(events: int, file_ids: list[int]) -> float:
     from django.db import connection
     from django.utils import timezone
 
+    from activity import partitions
     from activity.models import ActivityEvent
     from activity.simulator import CLI_AGENT
     from grants.models import Grant
 
     started = time.perf_counter()
     meta = ActivityEvent._meta
+    # The months the events fall in (on PostgreSQL the table is partitioned by month; see activity/partitions.py).
+    partitions.ensure([timezone.now() - timedelta(days=day) for day in range(32)])
     with connection.schema_editor() as editor:
         for index in meta.indexes:
             editor.remove_index(ActivityEvent, index)
@@ -285,8 +294,10 @@ def _time(client: Any, urls: list[str], n: int) -> list[float]:
         url = urls[i % len(urls)]
         started = time.perf_counter()
         response = client.get(url)
-        if response.streaming:  # an export: its first chunk (500 rows), the rest streams after
-            next(iter(response.streaming_content))
+        if response.streaming:  # an export: until its first rows (a chunk of 500), the rest streams after
+            for chunk in response.streaming_content:
+                if len(chunk) > 1000:  # not the JSON export's opening bracket
+                    break
             response.close()
         elapsed = time.perf_counter() - started
         if response.status_code != 200:
@@ -345,8 +356,8 @@ def measure(env: BenchEnv, args: Any) -> int:
     file_ids = _files()
     load_s = _load(args.events, file_ids)
     with connection.cursor() as cursor:
-        cursor.execute(f"SELECT pg_size_pretty(pg_total_relation_size('{ActivityEvent._meta.db_table}'))")
-        size = cursor.fetchone()[0]
+        stored, _ = _harness.table_storage(ActivityEvent._meta.db_table)
+        size = f"{stored / 1e6:,.0f} MB ({stored / args.events:.0f} B/event)"
         cursor.execute(
             "SELECT count(*), count(*) FILTER (WHERE error_code <> ''), count(*) FILTER (WHERE read_only),"
             " count(*) FILTER (WHERE flagged), count(*) FILTER (WHERE partner_id IS NULL),"

@@ -443,21 +443,12 @@ def measure(env: BenchEnv, args: Any) -> int:
     )
     size, per_event = "n/a", None
     if connection.vendor == "postgresql":
+        from _harness import table_storage
+
         from activity.models import TrailFile
 
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT pg_total_relation_size(%s), pg_total_relation_size(%s)",
-                [ActivityEvent._meta.db_table, TrailFile._meta.db_table],
-            )
-            events_bytes, files_bytes = cursor.fetchone()
-            cursor.execute(
-                "SELECT c.relname, pg_relation_size(c.oid) FROM pg_class c WHERE c.oid = %s::regclass "
-                "UNION ALL SELECT i.indexrelid::regclass::text, pg_relation_size(i.indexrelid) FROM pg_index i "
-                "WHERE i.indrelid = %s::regclass ORDER BY 2 DESC",
-                [ActivityEvent._meta.db_table] * 2,
-            )
-            parts = cursor.fetchall()
+        events_bytes, parts = table_storage(ActivityEvent._meta.db_table)
+        files_bytes, _ = table_storage(TrailFile._meta.db_table)
         print(
             "  storage per event (rows, then each index): "
             + ", ".join(

@@ -172,8 +172,8 @@ def _set_up(members: int, roles: int, admins: int, grants: int, events: int):  #
     with connection.cursor() as wrapper:
         cursor = wrapper.cursor
         columns = (
-            "event_id, event_time, event_source, event_name, event_type, aws_region, account_id, partner_id, "
-            "user_id, grant_id, identity_type, principal_arn, access_key_id, source_identity, source_ip, "
+            "event_id, event_time, event_source, event_name, aws_region, account_id, partner_id, "
+            "user_id, grant_id, identity_type, principal_arn, access_key_id, source_ip, "
             "user_agent, error_code, error_message, is_porte_session, flagged, file_id, position"
         )
         with cursor.copy(f"COPY activity_activityevent ({columns}) FROM STDIN") as copy:
@@ -186,14 +186,12 @@ def _set_up(members: int, roles: int, admins: int, grants: int, events: int):  #
                         grant.starts_at + timedelta(minutes=rng.uniform(0, 60)),
                         source,
                         name,
-                        "AwsApiCall",
                         "eu-west-1",
                         "",
                         partner.pk,
                         grant.user_id,
                         grant.pk,
                         "AssumedRole",
-                        "",
                         "",
                         "",
                         "203.0.113.9",

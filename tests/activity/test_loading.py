@@ -55,7 +55,7 @@ def test_odd_texts_are_stored_exactly(simulator, acme, alice_cli) -> None:  # ty
     assert stored[records[3]["eventID"]].error_message == "line one\nline two\r\n"
     assert stored[records[4]["eventID"]].source_ip == "None"
     assert stored[records[5]["eventID"]].aws_region == "eu-west-1"
-    assert stored[records[6]["eventID"]].event_type == "AwsApiCall é ✓ 🙂"
+    assert stored[records[6]["eventID"]].record["eventType"] == "AwsApiCall é ✓ 🙂"
     # Every event of the file is still attributed as before.
     assert all(e.credential_id == alice_cli.pk and e.is_porte_session for e in stored.values())
 

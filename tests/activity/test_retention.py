@@ -1,50 +1,96 @@
-"""Retention: events older than PORTE_ACTIVITY_RETENTION_DAYS are purged in batches, the rest kept; audited."""
+"""Retention: events older than PORTE_ACTIVITY_RETENTION_DAYS are purged, the rest kept; audited. On PostgreSQL
+the events table is partitioned by month and a month goes whole, once all of it is past the retention (its files
+with it); on SQLite events go row by row. Real moto S3 and the database the suite runs on."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
-from django.utils import timezone
+import time_machine
+from django.db import connection
 
+from activity import partitions, tasks
 from activity import services as activity
-from activity import tasks
 from activity.models import ActivityEvent, TrailFile
 from portal.models import AuditEvent
 
 pytestmark = [pytest.mark.django_db, pytest.mark.aws]
 
+NOW = datetime(2026, 12, 20, 12, 0, tzinfo=UTC)  # retention 30 days: the cutoff is 2026-11-20 12:00
+
 
 def test_purge_deletes_only_events_past_the_retention(simulator, acme, alice_cli, settings) -> None:  # type: ignore[no-untyped-def]
     settings.ACTIVITY_RETENTION_DAYS = 30
     account = acme.partner.aws_account_id
-    now = timezone.now().replace(microsecond=0)
-    old = simulator.session_records(
-        alice_cli, mint=False, at=now - timedelta(days=31), reads=6, writes=2, denied=1
+    october = simulator.session_records(alice_cli, mint=False, at=datetime(2026, 10, 30, tzinfo=UTC), reads=6)
+    november = simulator.session_records(
+        alice_cli, mint=False, at=datetime(2026, 11, 10, tzinfo=UTC), reads=2
     )
-    edge = simulator.session_records(
-        alice_cli, mint=False, at=now - timedelta(days=29), reads=2, writes=0, denied=0
-    )
-    recent = simulator.session_records(alice_cli, mint=False, at=now - timedelta(hours=1), reads=3)
-    # One file wholly past the retention, one straddling it.
-    simulator.write_log(account, old[:4], at=now - timedelta(days=31))
-    simulator.write_log(account, old[4:] + edge + recent, at=now)
+    recent = simulator.session_records(alice_cli, mint=False, at=NOW - timedelta(hours=1), reads=3)
+    with time_machine.travel(NOW, tick=False):
+        # One file wholly in October, one of November (older than 30 days, in the month of the cutoff), one recent.
+        simulator.write_log(account, october, at=datetime(2026, 10, 30, 0, 5, tzinfo=UTC))
+        simulator.write_log(account, november, at=datetime(2026, 11, 10, 0, 5, tzinfo=UTC))
+        simulator.write_log(account, recent, at=NOW - timedelta(minutes=50))
+        activity.activity_ingest()
+        assert TrailFile.objects.count() == 3
+        total = len(october) + len(november) + len(recent)
+        assert ActivityEvent.objects.count() == total
+        by_month = partitions.enabled()
+        assert by_month == (connection.vendor == "postgresql")
+        if by_month:
+            # Ingestion created the months its files needed; each event is in its month's partition.
+            assert {partitions.month_of(datetime(2026, m, 1, tzinfo=UTC)) for m in (10, 11, 12)} <= set(
+                partitions.months()
+            )
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT count(*) FROM activity_activityevent_default")
+                assert cursor.fetchone()[0] == 0
+        purged = len(october) if by_month else len(october) + len(november)
+
+        assert activity.activity_purge(batch=4) == purged
+        assert ActivityEvent.objects.count() == total - purged
+        assert not ActivityEvent.objects.filter(event_time__lt=datetime(2026, 11, 1, tzinfo=UTC)).exists()
+        if by_month:
+            assert partitions.month_of(datetime(2026, 10, 1, tzinfo=UTC)) not in partitions.months()
+            # The coming months exist ahead of ingestion.
+            assert {datetime(2027, 1, 1, tzinfo=UTC), datetime(2027, 2, 1, tzinfo=UTC)} <= set(
+                partitions.months()
+            )
+        # Every event left still has its record in its file.
+        assert all(e.record["eventID"] == str(e.event_id) for e in ActivityEvent.objects.all())
+        assert TrailFile.objects.count() == (2 if by_month else 1)
+        audit = AuditEvent.objects.get(action="activity.purged")
+        assert (audit.data["events"], audit.data["files"], audit.data["days"]) == (
+            purged,
+            1 if by_month else 2,
+            30,
+        )
+
+        # Nothing more to purge: no second audit event.
+        assert tasks.activity_purge() == 0
+        assert AuditEvent.objects.filter(action="activity.purged").count() == 1
+
+
+def test_events_outside_every_month_are_kept_and_move_when_their_month_is_made(
+    simulator, acme, alice_cli
+) -> None:  # type: ignore[no-untyped-def]
+    if not partitions.enabled():
+        pytest.skip("PostgreSQL only: SQLite has one plain table")  # CI runs on PostgreSQL
+    account = acme.partner.aws_account_id
+    long_ago = datetime(2019, 3, 4, 5, 6, tzinfo=UTC)
+    # A record whose time is years before its file (nothing CloudTrail writes, but nothing is refused for it).
+    records = simulator.session_records(alice_cli, mint=False, at=long_ago, reads=2)
+    simulator.write_log(account, records, at=datetime.now(UTC) - timedelta(minutes=5))
     activity.activity_ingest()
-    assert TrailFile.objects.count() == 2
-    total = ActivityEvent.objects.count()
-    expected_purged = len(old)
-    assert total == len(old) + len(edge) + len(recent)
-
-    assert activity.activity_purge(now=now, batch=4) == expected_purged  # in three batches
-    assert ActivityEvent.objects.count() == total - expected_purged
-    assert not ActivityEvent.objects.filter(event_time__lt=now - timedelta(days=30)).exists()
-    # The old file went with its events; the other keeps the records of the events still there.
-    (kept,) = TrailFile.objects.all()
-    assert all(e.record["eventID"] == str(e.event_id) for e in ActivityEvent.objects.all())
-    assert kept.events == len(old[4:] + edge + recent)
-    purge = AuditEvent.objects.get(action="activity.purged")
-    assert (purge.data["events"], purge.data["files"], purge.data["days"]) == (expected_purged, 1, 30)
-
-    # Nothing more to purge: no second audit event.
-    assert tasks.activity_purge() == 0
-    assert AuditEvent.objects.filter(action="activity.purged").count() == 1
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM activity_activityevent_default")
+        assert cursor.fetchone()[0] == len(records)
+        assert partitions.ensure([long_ago]) == [datetime(2019, 3, 1, tzinfo=UTC)]
+        cursor.execute("SELECT count(*) FROM activity_activityevent_default")
+        assert cursor.fetchone()[0] == 0
+        cursor.execute("SELECT count(*) FROM activity_activityevent_201903")
+        assert cursor.fetchone()[0] == len(records)
+    assert ActivityEvent.objects.filter(event_time__year=2019).count() == len(records)
+    assert partitions.ensure([long_ago]) == []  # made once
