@@ -2,10 +2,15 @@
 
 The table is partitioned by range of event_time, one partition per calendar month (UTC), plus a default partition
 that keeps any event outside every month created (a time far in the past or future: stored, never refused).
-Months are created ahead: the months around now by the daily maintenance (`maintain`), and the months a batch of
-log files may hold by ingestion, before it opens its transaction (`ensure_for_keys`). A month is created as a
-plain table and then attached, which locks the parent only against other schema changes (SHARE UPDATE EXCLUSIVE),
-never against reads or inserts, as `CREATE TABLE ... PARTITION OF` would (ACCESS EXCLUSIVE).
+Months are created ahead: the coming months by the daily maintenance (`maintain`), and the months a batch of log
+files may hold by ingestion, before it opens its transaction (`ensure_for_keys`). A month is created as a plain
+table and then attached, which locks the parent only against other schema changes (SHARE UPDATE EXCLUSIVE),
+never against inserts, as `CREATE TABLE ... PARTITION OF` would (ACCESS EXCLUSIVE). Attaching does lock the
+default partition (ACCESS EXCLUSIVE, to check it holds nothing of the new month), so it waits for the statements
+reading it; and statements arriving meanwhile wait behind it. So it waits at most LOCK_TIMEOUT and otherwise
+gives up (the month's events, if any, go to the default partition meanwhile, and move when the month is made):
+creating a month costs the activity pages at most that, once a month, and usually nothing (in autocommit a page's
+query holds its lock only while it runs).
 
 Retention drops whole months (`drop_before`): a month goes once every event in it is older than the cutoff, so
 events are kept at least PORTE_ACTIVITY_RETENTION_DAYS and at most a month longer, and the purge costs one
@@ -19,13 +24,15 @@ import re
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 
-from django.db import connection, transaction
+from django.db import OperationalError, connection, transaction
 
 from activity import trail
 from activity.models import ActivityEvent
 
 log = logging.getLogger(__name__)
 AHEAD_MONTHS = 2
+LOCK_TIMEOUT = "1s"
+_LOCK_NOT_AVAILABLE = "55P03"
 # A file's events happened before it was delivered (minutes, by CloudTrail's documentation; a day is generous).
 DELIVERY_DELAY = timedelta(days=1)
 
@@ -93,21 +100,29 @@ def _create(month: datetime) -> bool:
     table, name = _table(), name_of(month)
     quote = connection.ops.quote_name
     bounds = f"FROM ('{month.isoformat()}') TO ('{next_month(month).isoformat()}')"
-    with transaction.atomic(), connection.cursor() as cursor:
-        # Two processes creating the same month: the second waits here, then finds it made.
-        cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [name])
-        cursor.execute("SELECT to_regclass(%s) IS NOT NULL", [name])
-        if cursor.fetchone()[0]:
-            return False
-        cursor.execute(
-            f"CREATE TABLE {quote(name)} (LIKE {quote(table)} INCLUDING DEFAULTS INCLUDING CONSTRAINTS)"
-        )
-        cursor.execute(
-            f"WITH moved AS (DELETE FROM {quote(default_name())} WHERE event_time >= %s AND event_time < %s "  # noqa: S608
-            f"RETURNING *) INSERT INTO {quote(name)} SELECT * FROM moved",
-            [month, next_month(month)],
-        )
-        cursor.execute(f"ALTER TABLE {quote(table)} ATTACH PARTITION {quote(name)} FOR VALUES {bounds}")
+    try:
+        with transaction.atomic(), connection.cursor() as cursor:
+            # Two processes creating the same month: the second waits here, then finds it made.
+            cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [name])
+            cursor.execute("SELECT to_regclass(%s) IS NOT NULL", [name])
+            if cursor.fetchone()[0]:
+                return False
+            cursor.execute(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
+            cursor.execute(
+                f"CREATE TABLE {quote(name)} (LIKE {quote(table)} INCLUDING DEFAULTS INCLUDING CONSTRAINTS)"
+            )
+            cursor.execute(
+                f"WITH moved AS (DELETE FROM {quote(default_name())} WHERE event_time >= %s "  # noqa: S608
+                f"AND event_time < %s RETURNING *) INSERT INTO {quote(name)} SELECT * FROM moved",
+                [month, next_month(month)],
+            )
+            cursor.execute(f"ALTER TABLE {quote(table)} ATTACH PARTITION {quote(name)} FOR VALUES {bounds}")
+    except OperationalError as exc:
+        if getattr(exc.__cause__, "sqlstate", None) != _LOCK_NOT_AVAILABLE:
+            raise
+        # Nothing was made (the transaction rolled back): the next call tries again.
+        log.warning("activity partition %s not created: the events table was busy for %s", name, LOCK_TIMEOUT)
+        return False
     log.info("activity partition %s created", name)
     return True
 
@@ -126,8 +141,8 @@ def ensure_for_keys(keys: Iterable[str]) -> None:
 
 def drop_before(cutoff: datetime) -> int:
     """Drop the months wholly before `cutoff`, and delete the default partition's events before it; returns the
-    events removed. Each month in its own short transaction, which gives up (until the next run) rather than
-    queue readers behind it if a long query holds the table."""
+    events removed. Each month in its own short transaction, which gives up after LOCK_TIMEOUT (until the next
+    run) rather than keep the activity pages waiting behind it while a long statement holds the table."""
     if not enabled():
         return 0
     quote = connection.ops.quote_name
@@ -136,12 +151,19 @@ def drop_before(cutoff: datetime) -> int:
         if next_month(month) > cutoff:
             break
         name = name_of(month)
-        with transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute("SET LOCAL lock_timeout = '5s'")
-            cursor.execute(f"SELECT count(*) FROM {quote(name)}")  # noqa: S608
-            removed += int(cursor.fetchone()[0])
-            cursor.execute(f"ALTER TABLE {quote(_table())} DETACH PARTITION {quote(name)}")
-            cursor.execute(f"DROP TABLE {quote(name)}")
+        try:
+            with transaction.atomic(), connection.cursor() as cursor:
+                cursor.execute(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
+                cursor.execute(f"SELECT count(*) FROM {quote(name)}")  # noqa: S608
+                events = int(cursor.fetchone()[0])
+                cursor.execute(f"ALTER TABLE {quote(_table())} DETACH PARTITION {quote(name)}")
+                cursor.execute(f"DROP TABLE {quote(name)}")
+        except OperationalError as exc:
+            if getattr(exc.__cause__, "sqlstate", None) != _LOCK_NOT_AVAILABLE:
+                raise
+            log.warning("activity partition %s not dropped: the events table was busy (next run)", name)
+            break
+        removed += events
         log.info("activity partition %s dropped", name)
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(f"DELETE FROM {quote(default_name())} WHERE event_time < %s", [cutoff])  # noqa: S608

@@ -14,6 +14,7 @@ from activity import partitions, tasks
 from activity import services as activity
 from activity.models import ActivityEvent, TrailFile
 from portal.models import AuditEvent
+from tests.helpers import require_postgresql
 
 pytestmark = [pytest.mark.django_db, pytest.mark.aws]
 
@@ -76,8 +77,7 @@ def test_purge_deletes_only_events_past_the_retention(simulator, acme, alice_cli
 def test_events_outside_every_month_are_kept_and_move_when_their_month_is_made(
     simulator, acme, alice_cli
 ) -> None:  # type: ignore[no-untyped-def]
-    if not partitions.enabled():
-        pytest.skip("PostgreSQL only: SQLite has one plain table")  # CI runs on PostgreSQL
+    require_postgresql("the month partitions")
     account = acme.partner.aws_account_id
     long_ago = datetime(2019, 3, 4, 5, 6, tzinfo=UTC)
     # A record whose time is years before its file (nothing CloudTrail writes, but nothing is refused for it).
