@@ -10,7 +10,8 @@ each holding an active grant with a CLI and a console session minted through Por
 Log files: the CloudTrailSimulator builds `--templates` files of `--events` records each (Porte sessions — mint,
 console sign-in, reads, writes, AccessDenied — and IAM users in the partner accounts), one account
 per file. Every file written is a template whose eventIDs get the file's number as their first 8 hex digits, so
-all events are unique; then gzip (level 6). The files are written to a local directory in the trail's S3 layout
+all events are unique, and whose times move on by a round of templates' minutes per round (time goes on from file
+to file as in a real trail; the same times in every file would flatter the indexes); then gzip (level 6). The files are written to a local directory in the trail's S3 layout
 AND uploaded to the moto trail bucket (plus a digest per account, which ingestion must skip).
 
 Measured, in this order:
@@ -45,7 +46,7 @@ import os
 import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -171,6 +172,24 @@ def _templates(sim: Any, issues: list[Any], count: int, per_file: int) -> list[t
     return templates
 
 
+def _later(body: bytes, minutes: int) -> bytes:
+    """The file's records `minutes` later: as CloudTrail delivers them, each round of files follows the one before
+    in time (a template's times repeated in every file would have every index insert in the middle of its range)."""
+    import orjson
+
+    if not minutes:
+        return body
+    document = orjson.loads(body)
+    shifted: dict[str, str] = {}
+    for record in document["Records"]:
+        at = record["eventTime"]
+        if at not in shifted:
+            moved = datetime.fromisoformat(at) + timedelta(minutes=minutes)
+            shifted[at] = moved.strftime("%Y-%m-%dT%H:%M:%SZ")
+        record["eventTime"] = shifted[at]
+    return orjson.dumps(document)
+
+
 def _write_files(
     sim: Any, templates: list[tuple[str, bytes]], files: int, root: Path, s3: bool
 ) -> tuple[int, int]:
@@ -185,7 +204,9 @@ def _write_files(
 
     def one(i: int) -> tuple[int, int]:
         account, template = templates[i % len(templates)]
-        body = template.replace(marker, b'"eventID":"%08x-' % i)
+        body = _later(
+            template.replace(marker, b'"eventID":"%08x-' % i), (i // len(templates)) * len(templates)
+        )
         data = gzip.compress(body, compresslevel=6)
         key = sim.log_key(account, start + timedelta(minutes=i // len(templates)))
         path = root / key
