@@ -60,8 +60,7 @@ def ingestion_lag(*, viewer: User | AnonymousUser | None = None, now: datetime |
     newest = events.order_by("-event_time").values_list("event_time", flat=True).first()
     stalled = sum(
         1
-        for status in progress.prefix_statuses(now=now)
-        if status.stalled_since
-        and (actor is None or actor.is_staff or (status.partner and status.partner.pk == actor.partner_id))
+        for status in progress.prefix_statuses(now=now, stalled_only=True)
+        if actor is None or actor.is_staff or (status.partner and status.partner.pk == actor.partner_id)
     )
     return IngestionLag(newest_event=newest, last_run=progress.last_listing(), stalled=stalled, now=now)

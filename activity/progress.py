@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.db.models import Q
 from django.utils import timezone
 
 from activity import scope, trail
@@ -61,18 +62,27 @@ class PrefixStatus:
         return f"not listed since {since:%Y-%m-%d %H:%M} UTC"
 
 
-def prefix_statuses(*, now: datetime | None = None) -> list[PrefixStatus]:
-    """Every cursor's status (in-scope accounts first, then by account and region)."""
+def prefix_statuses(*, now: datetime | None = None, stalled_only: bool = False) -> list[PrefixStatus]:
+    """Every cursor's status (in-scope accounts first, then by account and region); with `stalled_only`, of the
+    stalled ones alone, picked out in SQL (the banner asks on every activity page: no status built per cursor)."""
     now = now or timezone.now()
+    cursors = TrailCursor.objects.filter(bucket=settings.ACTIVITY_TRAIL_BUCKET)
+    if stalled_only:
+        # As `stalled_since` decides, in SQL: waiting, or not listed, for longer than the warning.
+        since = now - timedelta(minutes=settings.ACTIVITY_LAG_WARN_MINUTES)
+        cursors = cursors.filter(Q(backlog_since__lt=since) | Q(listed_at__lt=since))
+        if not cursors.exists():
+            return []
     in_scope = scope.accounts_in_scope(now=now)
     partners = {p.aws_account_id: p for p in Partner.objects.exclude(aws_account_id="")}
     statuses = []
-    for cursor in TrailCursor.objects.filter(bucket=settings.ACTIVITY_TRAIL_BUCKET):
+    for cursor in cursors:
         account, region = trail.prefix_of(cursor.prefix)
         statuses.append(
             PrefixStatus(cursor, account, region, partners.get(account), account in in_scope, now)
         )
-    return sorted(statuses, key=lambda s: (not s.in_scope, s.account, s.region))
+    ordered = sorted(statuses, key=lambda s: (not s.in_scope, s.account, s.region))
+    return [s for s in ordered if s.stalled_since] if stalled_only else ordered
 
 
 def last_listing() -> datetime | None:
@@ -88,10 +98,9 @@ def last_listing() -> datetime | None:
 def stall_alerts(*, now: datetime | None = None) -> list[Alert]:
     """Raise an alert per stalled prefix (one per stall: a later run that finds it still stalled adds nothing)."""
     drafts = []
-    for status in prefix_statuses(now=now):
+    for status in prefix_statuses(now=now, stalled_only=True):
         since = status.stalled_since
-        if since is None:
-            continue
+        assert since is not None
         drafts.append(
             Draft(
                 rule=Alert.Rule.INGESTION_STALLED,
