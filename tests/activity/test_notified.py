@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from activity import services as activity
 from activity import trail
-from activity.models import ActivityEvent, QuarantinedObject, TrailCursor
+from activity.models import ActivityEvent, QuarantinedObject, TrailCursor, TrailFile
 from activity.notified import notice
 from portal import aws
 
@@ -71,6 +71,20 @@ def test_notified_files_are_ingested_without_listing_and_the_poll_skips_them(  #
     polled = activity.activity_ingest()
     assert (polled.objects, polled.events_inserted) == (2, 0)
     assert ActivityEvent.objects.count() == len(first) + len(second)
+
+
+def test_a_notified_file_of_an_account_of_no_partner_is_not_read(simulator, acme, queue) -> None:  # type: ignore[no-untyped-def]
+    outside = "999988887777"  # in the organisation, but no partner's
+    records = simulator.principal_records(
+        outside, simulator.iam_user_identity(outside, "ops"), at=timezone.now()
+    )
+    simulator.write_log(outside, records, at=timezone.now())
+
+    report = activity.activity_ingest_notified()
+
+    assert (report.objects, report.events_inserted, report.quarantined) == (0, 0, 0)
+    assert not ActivityEvent.objects.exists() and not TrailFile.objects.exists()
+    assert _waiting(queue) == 0  # its message is done with all the same
 
 
 def test_a_corrupt_notified_file_is_quarantined_and_its_message_done(simulator, acme, queue) -> None:  # type: ignore[no-untyped-def]
