@@ -5,7 +5,6 @@ than keep the activity pages queued behind it; the next attempt makes it."""
 
 from __future__ import annotations
 
-import threading
 from datetime import UTC, datetime
 
 import psycopg
@@ -43,20 +42,11 @@ def test_processes_creating_the_same_month_make_it_once() -> None:
 
 
 def _in_thread(call):  # type: ignore[no-untyped-def]
-    """`call()` in another thread (its own connection); its result, failing if it hangs (a deadlock guard)."""
-    results: list[object] = []
-
-    def run() -> None:
-        try:
-            results.append(call())
-        finally:
-            connection.close()
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    thread.join(timeout=30)
-    assert not thread.is_alive(), "creating a month hung"
-    return results[0] if results else None
+    """`call()` in another thread, on its own connection (run_together guards against a hang)."""
+    (outcome,) = run_together(call, timeout=30)
+    if isinstance(outcome, BaseException):
+        raise outcome
+    return outcome
 
 
 def test_creating_a_month_never_waits_for_writers_and_gives_up_on_a_busy_reader() -> None:
