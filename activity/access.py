@@ -26,4 +26,5 @@ def activity_visible_to(user: User | AnonymousUser) -> QuerySet[ActivityEvent]:
 
 
 def activity_event_for_user(user: User, at: datetime, event_id: UUID) -> ActivityEvent:
-    return found_or_404(activity_visible_to(user).filter(pk=(at, event_id)).first(), "event")
+    event = activity_visible_to(user).filter(pk=(at, event_id)).select_related("action", "context").first()
+    return found_or_404(event, "event")

@@ -21,6 +21,8 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any, NamedTuple
 
+from activity.interning import ACTION_FIELDS, CONTEXT_FIELDS, Interner, Key
+from activity.models import ActivityAction, ActivityContext, hour_of
 from activity.records import MalformedLog, Refusal, event_time, event_uuid, record_fault
 from grants.models import CredentialIssue, Grant
 from partners.models import Partner
@@ -31,6 +33,7 @@ from portal.models import User
 RECORD_COLUMNS = (
     "event_id",
     "event_time",
+    "hour",
     "event_source",
     "event_name",
     "aws_region",
@@ -53,6 +56,9 @@ COLUMNS = (
     "is_porte_session",
     "flagged",
     "attribution_conflict",
+    # The ids of what the event shares with others (activity/interning.py).
+    "context_id",
+    "action_id",
 )
 
 SOURCE_IDENTITY_PREFIX = "porte-"
@@ -154,7 +160,7 @@ def _str(value: Any) -> str:
     return value if isinstance(value, str) else ""
 
 
-def _facts(record: dict[str, Any], path_account: str, time: datetime) -> Facts:
+def _facts(record: dict[str, Any], path_account: str, time: datetime, hour: int) -> Facts:
     get = record.get
     identity = get("userIdentity")
     if not isinstance(identity, dict):
@@ -184,6 +190,7 @@ def _facts(record: dict[str, Any], path_account: str, time: datetime) -> Facts:
     return (
         event_uuid(record["eventID"]),
         time,
+        hour,
         _text(event_source, 128),
         _text(event_name, 128),
         _text(get("awsRegion"), 32),
@@ -212,15 +219,17 @@ def read_facts(
     `refused` (found on parsing, see records.parse_document) says so; the facts are those of the others, in order."""
     if refused:
         return _read_carefully(records, path_account, refused)
-    times: dict[str, datetime] = {}  # a file's events share their seconds: each distinct time parsed once
+    # A file's events share their seconds: each distinct time parsed once.
+    times: dict[str, tuple[datetime, int]] = {}
     facts = []
     try:
         for record in records:
             text = record["eventTime"]
-            time = times.get(text)
-            if time is None:
-                time = times[text] = event_time(text)
-            facts.append(_facts(record, path_account, time))
+            known = times.get(text)
+            if known is None:
+                time = event_time(text)
+                known = times[text] = (time, hour_of(time))
+            facts.append(_facts(record, path_account, *known))
     except (MalformedLog, AttributeError, KeyError, TypeError):
         # Records are checked only when one fails (a pass of its own over every record costs a tenth of the
         # reading): then each is, and only the faulty ones are refused.
@@ -238,12 +247,25 @@ def _read_carefully(
         reason = reasons.get(index) or record_fault(record)
         if not reason:
             try:
-                facts.append(_facts(record, path_account, event_time(record["eventTime"])))
+                time = event_time(record["eventTime"])
+                facts.append(_facts(record, path_account, time, hour_of(time)))
             except MalformedLog as exc:
                 reason = str(exc)
         if reason:
             refusals.append(Refusal(index, reason))
     return facts, refusals
+
+
+_ACTION = tuple(COLUMNS.index(c) for c in ACTION_FIELDS)
+_CONTEXT = tuple(COLUMNS.index(c) for c in CONTEXT_FIELDS)
+
+
+def _action_key(row: tuple[Any, ...]) -> Key:
+    return tuple(row[i] for i in _ACTION)
+
+
+def _context_key(row: tuple[Any, ...]) -> Key:
+    return tuple(row[i] for i in _CONTEXT)
 
 
 class Attributor:
@@ -256,21 +278,35 @@ class Attributor:
         self._credentials: dict[str, _Credential | None] = {}
         self._users: dict[str, int | None] = {}
         self._grants: dict[int, _Grant | None] = {}
+        self._actions = Interner(ActivityAction, ACTION_FIELDS)
+        self._contexts = Interner(ActivityContext, CONTEXT_FIELDS)
 
     def rows(self, records: list[Any], *, path_account: str = "") -> list[tuple[Any, ...]]:
         """Rows in COLUMNS order, one per record that is not refused (see `read_facts`), in the records' order."""
         return self.attribute(read_facts(records, path_account=path_account)[0])
 
     def attribute(self, facts: list[Facts]) -> list[tuple[Any, ...]]:
-        """Rows in COLUMNS order for records read by `read_facts` (looking up what this run has not seen yet)."""
+        """Rows in COLUMNS order for records read by `read_facts` (looking up, and storing, what this run has not
+        seen yet)."""
         self._load(*self._unseen(facts))
-        return [self._row(f) for f in facts]
+        rows = [self._row(f) for f in facts]
+        self._actions.load(map(_action_key, rows))
+        self._contexts.load(map(_context_key, rows))
+        return self._shared(rows)
 
     def attribute_known(self, facts: list[Facts]) -> list[tuple[Any, ...]] | None:
-        """As `attribute`, without the database: None when the records name a key this run has not looked up."""
+        """As `attribute`, without the database: None when the records name a key this run has not looked up, or
+        an action or context it has not met."""
         if any(self._unseen(facts)):
             return None
-        return [self._row(f) for f in facts]
+        rows = [self._row(f) for f in facts]
+        if self._actions.unseen(map(_action_key, rows)) or self._contexts.unseen(map(_context_key, rows)):
+            return None
+        return self._shared(rows)
+
+    def _shared(self, rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+        action, context = self._actions.get, self._contexts.get
+        return [(*row, context(_context_key(row)), action(_action_key(row))) for row in rows]
 
     def _unseen(self, facts: list[Facts]) -> tuple[set[str], set[str], set[int]]:
         """(access keys, source identities, grant ids) the records name that this run has not looked up yet."""

@@ -57,7 +57,7 @@ def ingestion_lag(*, viewer: User | AnonymousUser | None = None, now: datetime |
         actor_of(viewer) if viewer is not None else None
     )  # an anonymous viewer: ANONYMOUS, who sees nothing
     events = activity_visible_to(viewer) if viewer is not None else ActivityEvent.objects.all()
-    newest = events.order_by("-event_time").values_list("event_time", flat=True).first()
+    newest = events.order_by("-hour", "-event_time").values_list("event_time", flat=True).first()
     stalled = sum(
         1
         for status in progress.prefix_statuses(now=now, stalled_only=True)

@@ -3,6 +3,7 @@ ingestion cursor, quarantined objects; and the alerts raised on the events."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from django.conf import settings
@@ -43,31 +44,110 @@ class TrailFile(models.Model):
         return parse_records(gunzip([bytes(self.content)]))
 
 
+class IntReference(models.ForeignKey):
+    """A reference stored in 4 bytes (PostgreSQL `integer`) where the row it points to has a `bigint` key: ids stay
+    far below 2**31, and an events table of millions of rows saves 4 bytes per reference per row."""
+
+    def db_type(self, connection: Any) -> str | None:
+        return models.IntegerField().db_type(connection)
+
+
+class ActivityAction(models.Model):
+    """What an event did, shared by every event that did the same: the call (service and name), whether AWS counts
+    it read-only, and how it ended (error code and message; both empty when it succeeded)."""
+
+    id = models.AutoField(primary_key=True)  # 4 bytes in each event that references it
+    event_source = models.CharField(max_length=128)
+    event_name = models.CharField(max_length=128)
+    read_only = models.BooleanField(null=True)
+    error_code = models.CharField(max_length=128, blank=True)
+    error_message = models.CharField(max_length=1024, blank=True)
+    # A digest of the fields above (activity/interning.py): what makes two events' actions the same row.
+    digest = models.CharField(max_length=32, unique=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["event_source", "event_name"], name="activity_action_call_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.event_source} {self.event_name}"
+
+
+class ActivityContext(models.Model):
+    """Who acted, from where, in which account and region, shared by every event with the same: a session's
+    events all carry the same principal, access key, address and user agent, so these long strings are stored
+    once per session and place rather than once per event. Also how the principal was attributed, beyond the
+    partner, person and grant the event row itself carries for its indexes."""
+
+    id = models.AutoField(primary_key=True)  # 4 bytes in each event that references it
+    account_id = models.CharField(max_length=12, blank=True)  # recipientAccountId
+    aws_region = models.CharField(max_length=32, blank=True)
+    identity_type = models.CharField(max_length=32, blank=True)
+    principal_arn = models.CharField(max_length=1024, blank=True)
+    access_key_id = models.CharField(max_length=128, blank=True)
+    source_ip = models.CharField(max_length=64, blank=True)
+    user_agent = models.CharField(max_length=512, blank=True)
+    credential = IntReference(
+        "grants.CredentialIssue",
+        null=True,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        db_index=False,
+        related_name="+",
+    )
+    # A session Porte minted for this partner's grant (matched by access key or by Porte's role session name).
+    is_porte_session = models.BooleanField(default=False)
+    # The record names two different people (its SourceIdentity and its access key or session name disagree):
+    # attributed to neither person nor grant, flagged, and shown to staff only.
+    attribution_conflict = models.BooleanField(default=False)
+    digest = models.CharField(max_length=32, unique=True)
+
+    class Meta:
+        indexes = [
+            # The alert rules read a principal's earlier refusals back (rules._new_bursts).
+            models.Index(fields=["principal_arn"], name="activity_context_arn_idx"),
+            models.Index(fields=["access_key_id"], name="activity_context_key_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return self.principal_arn or self.identity_type or f"context {self.pk}"
+
+
+def hour_of(at: datetime) -> int:
+    """The hour an event happened in, counted from the epoch (UTC): the activity indexes' time key."""
+    return int(at.timestamp()) // 3600
+
+
 class ActivityEvent(models.Model):
-    """One CloudTrail event, attributed. Sized for millions of rows: narrow columns for the lists, the record itself
-    in its file (`record`), and one index per view, each ending in (event_time, event_id) so that pages are read by
-    keyset (after the last row shown, newest first), never by OFFSET."""
+    """One CloudTrail event, attributed. Sized for millions of rows (bench/ingest_throughput.py measures bytes per
+    event): what events share (the action, the context) is stored once in its own table and referenced here; the
+    record itself is in its kept file (`record`); references are 4 bytes; and the indexes are keyed by the hour,
+    so that PostgreSQL stores each key once for all of an hour's events (B-tree deduplication: ~6 bytes per event
+    and index where a key by the exact time costs 40 to 75).
+
+    Pages are read by keyset, newest first: ordered by (hour, event_time, event_id), each view's index gives the
+    hours in order and the database sorts within an hour (see activity/selectors.py)."""
 
     # The key is (eventTime, eventID): CloudTrail's eventID (a GUID, stored as uuid: 16 bytes) makes it unique, and
     # an event delivered twice carries the same time, so ingestion stays idempotent. Led by the time, the key's
     # index grows at its end as events arrive, where an index on the eventID alone takes each insert to a random
     # page: past the memory the database has, every insert would read one (measured at 1,000,000 events: 19 % of
-    # the database's work per insert, and growing with the table). The same index serves the pages of all
-    # activity, newest first, and the retention purge.
+    # the database's work per insert, and growing with the table). The same index serves the detail page and the
+    # retention purge.
+    # The fields are in the order of the table's columns, widest first, so that no byte is lost to alignment.
     pk = models.CompositePrimaryKey("event_time", "event_id")
     event_time = models.DateTimeField()
     event_id = models.UUIDField()
-    event_source = models.CharField(max_length=128)
-    event_name = models.CharField(max_length=128)
-    aws_region = models.CharField(max_length=32, blank=True)
-    # The account the event happened in (recipientAccountId).
-    account_id = models.CharField(max_length=12, blank=True)
+    hour = models.IntegerField()  # hour_of(event_time)
+    # The record as delivered: its file, and its index in the file's Records (a file is purged after its events).
+    file = IntReference(
+        TrailFile, on_delete=models.DO_NOTHING, db_constraint=False, db_index=False, related_name="+"
+    )
+    position = models.PositiveIntegerField()
     # Who, attributed at ingestion. As for the audit log, history outlives what it mentions: these reference rows
     # without database constraints (a constraint check per reference per event is a good part of the cost of an
     # insert, and partners, users, grants and credential issues are never deleted anyway). The indexes below lead
-    # with partner, user and grant, so Django's per-foreign-key index would only duplicate them; a session's
-    # events are read through its grant's index.
-    partner = models.ForeignKey(
+    # with partner, user and grant, so Django's per-foreign-key index would only duplicate them.
+    partner = IntReference(
         "partners.Partner",
         null=True,
         on_delete=models.DO_NOTHING,
@@ -75,7 +155,7 @@ class ActivityEvent(models.Model):
         db_index=False,
         related_name="+",
     )
-    user = models.ForeignKey(
+    user = IntReference(
         settings.AUTH_USER_MODEL,
         null=True,
         on_delete=models.DO_NOTHING,
@@ -83,7 +163,7 @@ class ActivityEvent(models.Model):
         db_index=False,
         related_name="+",
     )
-    grant = models.ForeignKey(
+    grant = IntReference(
         "grants.Grant",
         null=True,
         on_delete=models.DO_NOTHING,
@@ -91,88 +171,57 @@ class ActivityEvent(models.Model):
         db_index=False,
         related_name="activity",
     )
-    credential = models.ForeignKey(
-        "grants.CredentialIssue",
-        null=True,
-        on_delete=models.DO_NOTHING,
-        db_constraint=False,
-        db_index=False,
-        related_name="activity",
+    context = models.ForeignKey(
+        ActivityContext, on_delete=models.DO_NOTHING, db_constraint=False, db_index=False, related_name="+"
     )
-    identity_type = models.CharField(max_length=32, blank=True)
-    principal_arn = models.CharField(max_length=1024, blank=True)
-    access_key_id = models.CharField(max_length=128, blank=True)
-    source_ip = models.CharField(max_length=64, blank=True)
-    user_agent = models.CharField(max_length=512, blank=True)
-    error_code = models.CharField(max_length=128, blank=True)
-    error_message = models.CharField(max_length=1024, blank=True)
-    read_only = models.BooleanField(null=True)
-    # A session Porte minted for this partner's grant (matched by access key or by Porte's role session name).
-    is_porte_session = models.BooleanField(default=False)
-    # Activity in a partner's account by anything that is not a Porte-minted session.
+    action = models.ForeignKey(
+        ActivityAction, on_delete=models.DO_NOTHING, db_constraint=False, db_index=False, related_name="+"
+    )
+    # Activity in a partner's account by anything that is not a Porte-minted session (or whose attribution
+    # conflicts).
     flagged = models.BooleanField(default=False)
-    # The record names two different people (its SourceIdentity and its access key or session name disagree):
-    # attributed to neither person nor grant, flagged, and shown to staff only.
-    attribution_conflict = models.BooleanField(default=False, db_default=False)
-    # The record as delivered: its file, and its index in the file's Records (a file is purged after its events).
-    file = models.ForeignKey(
-        TrailFile, on_delete=models.DO_NOTHING, db_constraint=False, db_index=False, related_name="+"
-    )
-    position = models.PositiveIntegerField()
+    # The action's error code, here too for the partial indexes on errors (a few per cent of events; empty
+    # otherwise, one byte).
+    error_code = models.CharField(max_length=128, blank=True)
 
     class Meta:
-        ordering = ["-event_time", "-event_id"]
+        db_table = "activity_event"
+        ordering = ["-hour", "-event_time", "-event_id"]
         indexes = [
-            # (All activity, for staff, and the retention purge: the primary key.)
-            models.Index(fields=["partner", "-event_time", "-event_id"], name="activity_partner_time_idx"),
+            # All activity, for staff.
+            models.Index(fields=["hour"], name="activity_event_hour_idx"),
+            models.Index(fields=["partner", "hour"], name="activity_event_partner_idx"),
             # Partial: events of other principals carry no user or grant and stay out of these.
             models.Index(
-                fields=["user", "-event_time", "-event_id"],
-                name="activity_user_time_idx",
-                condition=Q(user__isnull=False),
+                fields=["user", "hour"], name="activity_event_user_idx", condition=Q(user__isnull=False)
             ),
             models.Index(
-                fields=["grant", "-event_time", "-event_id"],
-                name="activity_grant_time_idx",
-                condition=Q(grant__isnull=False),
+                fields=["grant", "hour"], name="activity_event_grant_idx", condition=Q(grant__isnull=False)
             ),
-            # The filter by service. Led by the service, so that staff (no partner to narrow by) reach a rare
-            # service's few calls directly, where walking all activity newest first took 0.3 s at 5,000,000 events
-            # (bench/activity_views.py); a partner's calls of a service come in order, by keyset.
-            models.Index(
-                fields=["event_source", "partner", "event_time", "event_id"],
-                name="activity_source_partner_idx",
-            ),
-            # Errors are a few per cent of events: small partial indexes for the errors view and its counts.
+            # The filters by service, call and kind (read or write), which name actions: a partner's, in order; for
+            # staff (no partner to narrow by), a rare action's few events directly.
+            models.Index(fields=["action", "partner", "hour"], name="activity_event_action_idx"),
+            # Errors are a few per cent of events: small partial indexes for the errors view and its counts, and
+            # for refused calls by time (metrics, the burst rule).
             models.Index(
                 fields=["partner", "error_code"],
-                name="activity_partner_error_idx",
+                name="activity_event_partner_err_idx",
                 condition=~Q(error_code=""),
             ),
             models.Index(
-                fields=["partner", "-event_time", "-event_id"],
-                name="activity_partner_errtime_idx",
-                condition=~Q(error_code=""),
+                fields=["partner", "hour"], name="activity_event_errhour_idx", condition=~Q(error_code="")
             ),
-            models.Index(
-                fields=["-event_time", "-event_id"], name="activity_flagged_idx", condition=Q(flagged=True)
-            ),
-            # The event-name filter of the activity views. Without it a rare name is found by walking a partner's
-            # (or everyone's) events newest first until a page of matches turns up: 0.3-0.5 s p95 over 2 million
-            # events (bench/activity_views.py). Leading with the name serves staff and, with the partner checked on
-            # the few rows it yields, partner admins.
-            models.Index(fields=["event_name", "-event_time", "-event_id"], name="activity_name_time_idx"),
-            # Refused calls per day across partners (metrics): an index-only range scan of the errors alone.
             models.Index(
                 fields=["event_time", "error_code"],
-                name="activity_error_time_idx",
+                name="activity_event_errtime_idx",
                 condition=~Q(error_code=""),
             ),
+            models.Index(fields=["hour"], name="activity_event_flagged_idx", condition=Q(flagged=True)),
         ]
         constraints = [
             models.CheckConstraint(
                 condition=Q(flagged=False) | Q(partner__isnull=False),
-                name="activity_flagged_in_partner_account",
+                name="activity_event_flagged_in_partner_account",
             ),
         ]
 
@@ -181,6 +230,68 @@ class ActivityEvent(models.Model):
 
     def get_absolute_url(self) -> str:
         return reverse("activity_detail", kwargs={"at": self.event_time, "event_id": self.event_id})
+
+    # What the event shares with others, read through its action and context. Pages load those in bulk
+    # (activity/rows.py), so these cost no query there.
+    @property
+    def event_source(self) -> str:
+        return self.action.event_source
+
+    @property
+    def event_name(self) -> str:
+        return self.action.event_name
+
+    @property
+    def read_only(self) -> bool | None:
+        return self.action.read_only
+
+    @property
+    def error_message(self) -> str:
+        return self.action.error_message
+
+    @property
+    def account_id(self) -> str:
+        return self.context.account_id
+
+    @property
+    def aws_region(self) -> str:
+        return self.context.aws_region
+
+    @property
+    def identity_type(self) -> str:
+        return self.context.identity_type
+
+    @property
+    def principal_arn(self) -> str:
+        return self.context.principal_arn
+
+    @property
+    def access_key_id(self) -> str:
+        return self.context.access_key_id
+
+    @property
+    def source_ip(self) -> str:
+        return self.context.source_ip
+
+    @property
+    def user_agent(self) -> str:
+        return self.context.user_agent
+
+    @property
+    def is_porte_session(self) -> bool:
+        return self.context.is_porte_session
+
+    @property
+    def attribution_conflict(self) -> bool:
+        return self.context.attribution_conflict
+
+    @property
+    def credential_id(self) -> int | None:
+        return self.context.credential_id
+
+    @property
+    def credential(self) -> models.Model | None:  # a grants.CredentialIssue
+        return self.context.credential
 
     @cached_property
     def record(self) -> dict[str, Any] | None:

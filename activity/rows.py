@@ -11,7 +11,7 @@ from django.db.models import QuerySet
 from django.urls import reverse
 
 from activity.converters import event_time_text
-from activity.models import ActivityEvent
+from activity.models import ActivityAction, ActivityContext, ActivityEvent
 from activity.selectors import activity_page
 from partners.models import Partner
 from portal.models import User
@@ -103,14 +103,26 @@ def _activity_prefix() -> str:
 
 
 class _Names:
-    """People and organisations already looked up (an export meets the same few again and again)."""
+    """People, organisations, actions and contexts already looked up (an export meets the same few again and
+    again)."""
 
     def __init__(self) -> None:
         self.users: dict[int, User] = {}
         self.partners: dict[int, Partner] = {}
+        self.actions: dict[int, ActivityAction] = {}
+        self.contexts: dict[int, ActivityContext] = {}
 
     def rows(self, events: Iterable[ActivityEvent]) -> list[EventRow]:
         events = list(events)
+        action_ids = {e.action_id for e in events} - self.actions.keys()
+        context_ids = {e.context_id for e in events} - self.contexts.keys()
+        if action_ids:
+            self.actions.update(ActivityAction.objects.in_bulk(action_ids))
+        if context_ids:
+            self.contexts.update(ActivityContext.objects.in_bulk(context_ids))
+        for e in events:
+            # Set as if fetched with the event (no query when a page reads them).
+            e.action, e.context = self.actions[e.action_id], self.contexts[e.context_id]
         user_ids = {e.user_id for e in events if e.user_id is not None} - self.users.keys()
         partner_ids = {e.partner_id for e in events if e.partner_id is not None} - self.partners.keys()
         if user_ids:

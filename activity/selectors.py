@@ -1,8 +1,10 @@
-"""Reads of activity for the views: keyset pages, newest first, each served by one index without a sort.
+"""Reads of activity for the views: keyset pages, newest first.
 
-A page is `ORDER BY event_time DESC, event_id DESC` after the last row shown: constant cost at any depth, where
-OFFSET would read and discard every earlier row. Every activity index ends in (event_time, event_id), so the filter of
-each view (partner, user, grant, credential, errors, flagged) plus this order is one index range scan.
+A page is `ORDER BY hour DESC, event_time DESC, event_id DESC` after the last row shown: constant cost at any depth,
+where OFFSET would read and discard every earlier row. The hour comes first because every activity index ends in
+it (see ActivityEvent): the filter of each view (partner, person, grant, action, errors, flagged) is one index
+range scan giving the hours in order, and the database sorts each hour's events as it reaches them (an
+incremental sort), stopping once the page is full.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from uuid import UUID
 
 from django.db.models import Q, QuerySet
 
-from activity.models import ActivityEvent
+from activity.models import ActivityEvent, hour_of
 
 PAGE_SIZE = 50
 
@@ -44,15 +46,17 @@ def activity_page_query(
     if after is not None and oldest_first:
         events = events.filter(
             Q(event_time__gt=after.event_time) | Q(event_time=after.event_time, event_id__gt=after.event_id),
+            hour__gte=hour_of(after.event_time),
             event_time__gte=after.event_time,
         )
     elif after is not None:
-        # `event_time <= t` bounds the index range; the OR then drops only the few rows at exactly t.
+        # `hour <= h` bounds the index range; the OR then drops only the rows of that hour already shown.
         events = events.filter(
             Q(event_time__lt=after.event_time) | Q(event_time=after.event_time, event_id__lt=after.event_id),
+            hour__lte=hour_of(after.event_time),
             event_time__lte=after.event_time,
         )
-    order = ("event_time", "event_id") if oldest_first else ("-event_time", "-event_id")
+    order = ("hour", "event_time", "event_id") if oldest_first else ("-hour", "-event_time", "-event_id")
     return events.order_by(*order)[: size + 1]
 
 

@@ -15,6 +15,7 @@ import io
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from functools import cache
+from operator import itemgetter
 from typing import Any, NamedTuple
 
 import psycopg
@@ -28,8 +29,24 @@ from psycopg.pq import Format
 from activity.attribution import COLUMNS
 from activity.models import ActivityEvent, TrailFile
 
-# The record's own columns, then where the record is: its file and its index in the file's Records.
-_COLUMNS = (*COLUMNS, "file_id", "position")
+# The table's columns, in its order (see ActivityEvent): what a row (attribution.COLUMNS) gives of the event, with
+# where its record is (its file and its index in the file's Records) after the time.
+_COLUMNS = (
+    "event_time",
+    "event_id",
+    "hour",
+    "file_id",
+    "position",
+    "partner_id",
+    "user_id",
+    "grant_id",
+    "context_id",
+    "action_id",
+    "flagged",
+    "error_code",
+)
+_HEAD = itemgetter(*(COLUMNS.index(c) for c in _COLUMNS[:3]))
+_TAIL = itemgetter(*(COLUMNS.index(c) for c in _COLUMNS[5:]))
 _EVENT_ID, _EVENT_TIME = COLUMNS.index("event_id"), COLUMNS.index("event_time")
 _SQLITE_BATCH = 500
 # COPY's binary format: the server reads each value as it is stored (no text to parse: a tenth of its work per
@@ -191,9 +208,10 @@ def copy_data(rows: Sequence[Row], file_id: int) -> CopyData:
     cursor.adapters.register_dumper(None, _UuidTextBinaryDumper)
     with Copy(cursor, binary=True, writer=FileWriter(out)) as copy:
         copy.set_types(_binary_types())
-        write = copy.write_row
+        write, head, tail = copy.write_row, _HEAD, _TAIL
         for position in positions:
-            write((*rows[position], file_id, position))
+            row = rows[position]
+            write((*head(row), file_id, position, *tail(row)))
     return CopyData(out.getvalue(), positions)
 
 
@@ -255,7 +273,13 @@ def bulk_insert(rows: Sequence[Row], *, file_id: int) -> list[int]:
         for event_time, event_id in stored:
             new.pop((event_time, str(event_id)), None)
     events = [
-        ActivityEvent(**dict(zip(_COLUMNS, (*rows[position], file_id, position), strict=True)))
+        ActivityEvent(
+            **dict(
+                zip(
+                    _COLUMNS, (*_HEAD(rows[position]), file_id, position, *_TAIL(rows[position])), strict=True
+                )
+            )
+        )
         for position in new.values()
     ]
     ActivityEvent.objects.bulk_create(events, batch_size=_SQLITE_BATCH, ignore_conflicts=True)

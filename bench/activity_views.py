@@ -185,38 +185,63 @@ CREATE TEMP TABLE bench_call AS
   CROSS JOIN unnest(%(verbs)s::text[], %(reads)s::boolean[]) WITH ORDINALITY AS v(verb, read_only, k)
   UNION ALL SELECT -1, %(rare_source)s, %(rare_name)s, true
 """
+# What events share: an action per call and outcome (ok, or AccessDenied), a context per grant and kind of
+# principal (0: the grant's Porte session; 1: an IAM user in the partner's account, flagged; 2: an account of no
+# partner).
+_ACTIONS_SQL = """
+CREATE TEMP TABLE bench_action AS
+  WITH stored AS (
+    INSERT INTO activity_activityaction (event_source, event_name, read_only, error_code, error_message, digest)
+    SELECT c.source, c.name, c.read_only, CASE WHEN o.err THEN 'AccessDenied' ELSE '' END,
+           CASE WHEN o.err THEN 'User is not authorized to perform: ' || c.name ELSE '' END,
+           md5('action' || c.idx || o.err)
+    FROM bench_call c CROSS JOIN (VALUES (false), (true)) AS o(err)
+    RETURNING id, event_name, error_code <> '' AS err
+  )
+  SELECT c.idx, s.err, s.id AS action_id FROM stored s JOIN bench_call c ON c.name = s.event_name
+"""
+_CONTEXTS_SQL = """
+CREATE TEMP TABLE bench_context AS
+  WITH stored AS (
+    INSERT INTO activity_activitycontext (account_id, aws_region, identity_type, principal_arn, access_key_id,
+      source_ip, user_agent, credential_id, is_porte_session, attribution_conflict, digest)
+    SELECT CASE WHEN k.kind = 2 THEN %(outside)s ELSE g.account END, 'eu-west-1',
+           CASE WHEN k.kind = 0 THEN 'AssumedRole' ELSE 'IAMUser' END,
+           CASE WHEN k.kind = 0
+                THEN 'arn:aws:sts::' || g.account || ':assumed-role/porte-readonly/porte-g' || g.grant_id
+                ELSE 'arn:aws:iam::' || g.account || ':user/legacy-deployer' END,
+           'ASIA' || upper(substr(md5('key' || g.grant_id), 1, 16)), '203.0.113.' || (g.grant_id %% 250),
+           %(agent)s, NULL, k.kind = 0, false, md5('context' || g.idx || '.' || k.kind)
+    FROM bench_grant g CROSS JOIN (VALUES (0), (1), (2)) AS k(kind)
+    RETURNING id, digest
+  )
+  SELECT g.idx, k.kind, s.id AS context_id
+  FROM bench_grant g CROSS JOIN (VALUES (0), (1), (2)) AS k(kind)
+  JOIN stored s ON s.digest = md5('context' || g.idx || '.' || k.kind)
+"""
 # The calls are skewed (power of a uniform draw): service 0 is the busiest, service 39 the rarest.
 _INSERT_SQL = """
-INSERT INTO activity_activityevent (event_id, event_time, event_source, event_name, aws_region, account_id,
-  partner_id, user_id, grant_id, credential_id, identity_type, principal_arn, access_key_id,
-  source_ip, user_agent, error_code, error_message, read_only, is_porte_session, flagged, file_id, position)
-SELECT md5('event' || e.i)::uuid,
-       %(now)s::timestamptz - make_interval(secs => e.i * %(spacing)s + e.r5),
-       c.source, c.name, 'eu-west-1',
-       CASE WHEN e.kind = 2 THEN %(outside)s ELSE g.account END,
+INSERT INTO activity_event (event_time, event_id, hour, file_id, position, partner_id, user_id, grant_id,
+  context_id, action_id, flagged, error_code)
+SELECT e.at, md5('event' || e.i)::uuid, floor(extract(epoch FROM e.at) / 3600)::int,
+       (%(files)s::int[])[1 + e.i %% %(nfiles)s], e.i %% %(per_file)s,
        CASE WHEN e.kind = 2 THEN NULL ELSE g.partner_id END,
        CASE WHEN e.kind = 0 THEN g.user_id END,
        CASE WHEN e.kind = 0 THEN g.grant_id END,
-       NULL,
-       CASE WHEN e.kind = 0 THEN 'AssumedRole' ELSE 'IAMUser' END,
-       CASE WHEN e.kind = 0 THEN 'arn:aws:sts::' || g.account || ':assumed-role/porte-readonly/porte-g' || g.grant_id
-            ELSE 'arn:aws:iam::' || g.account || ':user/legacy-deployer' END,
-       'ASIA' || upper(substr(md5('key' || g.grant_id), 1, 16)),
-       '203.0.113.' || (g.grant_id %% 250), %(agent)s,
-       CASE WHEN e.err THEN 'AccessDenied' ELSE '' END,
-       CASE WHEN e.err THEN 'User is not authorized to perform: ' || c.name ELSE '' END,
-       c.read_only, e.kind = 0, e.kind = 1,
-       (%(files)s::int[])[1 + e.i %% %(nfiles)s], e.i %% %(per_file)s
+       x.context_id, a.action_id, e.kind = 1,
+       CASE WHEN e.err THEN 'AccessDenied' ELSE '' END
 FROM (
-  SELECT i, floor(%(ngrants)s * power(random(), 1.6))::int AS gi,
+  SELECT i, %(now)s::timestamptz - make_interval(secs => i * %(spacing)s + random()) AS at,
+         floor(%(ngrants)s * power(random(), 1.6))::int AS gi,
          CASE WHEN i %% %(rare_every)s = 0 THEN -1
               ELSE floor(40 * power(random(), 2.2))::int * 3 + floor(random() * 3)::int END AS ci,
          CASE WHEN r < 0.05 THEN 1 WHEN r < 0.07 THEN 2 ELSE 0 END AS kind,
-         random() < 0.03 AS err, random() AS r5
+         random() < 0.03 AS err
   FROM (SELECT i, random() AS r FROM generate_series(%(first)s, %(last)s) AS i) AS s
 ) AS e
 JOIN bench_grant g ON g.idx = e.gi
-JOIN bench_call c ON c.idx = e.ci
+JOIN bench_action a ON a.idx = e.ci AND a.err = e.err
+JOIN bench_context x ON x.idx = e.gi AND x.kind = e.kind
 """
 
 
@@ -249,11 +274,11 @@ def _load(events: int, file_ids: list[int]) -> float:
                 "rare_name": RARE_NAME,
             },
         )
+        cursor.execute(_ACTIONS_SQL)
+        cursor.execute(_CONTEXTS_SQL, {"outside": OUTSIDE_ACCOUNT, "agent": CLI_AGENT})
         params = {
             "now": timezone.now() - timedelta(minutes=3),
             "spacing": 30 * 86400 / events,
-            "outside": OUTSIDE_ACCOUNT,
-            "agent": CLI_AGENT,
             "files": file_ids,
             "nfiles": len(file_ids),
             "per_file": RECORDS_PER_FILE,
@@ -359,9 +384,10 @@ def measure(env: BenchEnv, args: Any) -> int:
         stored, _ = _harness.table_storage(ActivityEvent._meta.db_table)
         size = f"{stored / 1e6:,.0f} MB ({stored / args.events:.0f} B/event)"
         cursor.execute(
-            "SELECT count(*), count(*) FILTER (WHERE error_code <> ''), count(*) FILTER (WHERE read_only),"
+            "SELECT count(*), count(*) FILTER (WHERE e.error_code <> ''), count(*) FILTER (WHERE a.read_only),"
             " count(*) FILTER (WHERE flagged), count(*) FILTER (WHERE partner_id IS NULL),"
-            " count(DISTINCT grant_id), count(DISTINCT user_id) FROM activity_activityevent"
+            " count(DISTINCT grant_id), count(DISTINCT user_id)"
+            " FROM activity_event e JOIN activity_activityaction a ON a.id = e.action_id"
         )
         total, errors, reads, flagged, outside, grants, users = cursor.fetchone()
     print(

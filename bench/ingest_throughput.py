@@ -407,7 +407,7 @@ def measure(env: BenchEnv, args: Any) -> int:
         )
     ok = rows == total == report.events_inserted and report.quarantined == 0
     flagged = ActivityEvent.objects.filter(flagged=True).count()
-    porte = ActivityEvent.objects.filter(is_porte_session=True).count()
+    porte = ActivityEvent.objects.filter(context__is_porte_session=True).count()
     print(f"    attributed: {porte:,} Porte sessions, {flagged:,} flagged")
 
     if not args.no_s3:
@@ -513,20 +513,32 @@ def measure(env: BenchEnv, args: Any) -> int:
     if connection.vendor == "postgresql":
         from _harness import table_storage
 
-        from activity.models import TrailFile
+        from activity.models import ActivityAction, ActivityContext, TrailFile
 
         events_bytes, parts = table_storage(ActivityEvent._meta.db_table)
+        # What events share (actions, contexts) counts too: stored for them, whatever their number.
+        shared = {
+            model.__name__: (table_storage(model._meta.db_table)[0], model.objects.count())
+            for model in (ActivityAction, ActivityContext)
+        }
+        shared_bytes = sum(size for size, _ in shared.values())
         files_bytes, _ = table_storage(TrailFile._meta.db_table)
         print(
             "  storage per event (rows, then each index): "
             + ", ".join(
-                f"{name.removeprefix('activity_')} {size / max(final, 1):.0f} B" for name, size in parts
+                f"{name.removeprefix('activity_')} {size / max(final, 1):.1f} B" for name, size in parts
+            )
+            + "; shared: "
+            + ", ".join(
+                f"{name} {count:,} rows {size / max(final, 1):.1f} B"
+                for name, (size, count) in shared.items()
             )
         )
-        per_event = events_bytes / max(final, 1)
+        per_event = (events_bytes + shared_bytes) / max(final, 1)
         size = (
-            f"events {events_bytes / 1e6:.0f} MB rows and indexes = {per_event:.0f} B/event; "
-            f"files {files_bytes / 1e6:.0f} MB (gzipped, as delivered)"
+            f"events {(events_bytes + shared_bytes) / 1e6:.0f} MB rows and indexes (with the actions and "
+            f"contexts they share) = {per_event:.0f} B/event; files {files_bytes / 1e6:.0f} MB (gzipped, as "
+            "delivered)"
         )
     ok = ok and replay.events_inserted == 0 and final == total and org_ok
     ratio = local_rate / bare_rate

@@ -177,7 +177,7 @@ def partner_facts(partner: Partner, *, period_start: datetime, period_end: datet
             .annotate(
                 last=Max("event_time"),
                 used=ArrayAgg(
-                    Concat("event_source", Value(":"), "event_name"),
+                    Concat("action__event_source", Value(":"), "action__event_name"),
                     distinct=True,
                     filter=used_in_period,
                     default=Value([]),
@@ -191,7 +191,7 @@ def partner_facts(partner: Partner, *, period_start: datetime, period_end: datet
             usage.actions.update(iam_action(*pair.split(":", 1)) for pair in used)
     else:
         per_action = (
-            events.values_list("user_id", "grant__role_id", "event_source", "event_name")
+            events.values_list("user_id", "grant__role_id", "action__event_source", "action__event_name")
             .annotate(last=Max("event_time"), used=Count("pk", filter=used_in_period))
             .order_by()
         )

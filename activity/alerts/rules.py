@@ -366,10 +366,10 @@ def _new_bursts(
         .filter(DENIED_Q)
         .filter(
             Q(user_id__in=users)
-            | Q(user_id__isnull=True, principal_arn__in=arns)
-            | Q(user_id__isnull=True, principal_arn="", access_key_id__in=keys)
+            | Q(user_id__isnull=True, context__principal_arn__in=arns)
+            | Q(user_id__isnull=True, context__principal_arn="", context__access_key_id__in=keys)
         )
-        .values_list("event_id", "event_time", "user_id", "principal_arn", "access_key_id")
+        .values_list("event_id", "event_time", "user_id", "context__principal_arn", "context__access_key_id")
     )
     for event_id, at, user_id, arn, key in stored:
         principal = f"user:{user_id}" if user_id is not None else (f"arn:{arn}" if arn else f"key:{key}")

@@ -328,7 +328,7 @@ def test_a_batch_attributes_each_file_even_when_it_names_keys_first_seen_mid_bat
     assert {(e.grant_id, e.user_id, e.is_porte_session) for e in stored} == {
         (alice_console.grant_id, alice_console.grant.user_id, True)
     }
-    assert ActivityEvent.objects.filter(credential_id=alice_cli.pk).count() == len(cli)
+    assert ActivityEvent.objects.filter(context__credential_id=alice_cli.pk).count() == len(cli)
     assert sorted(TrailFile.objects.values_list("key", flat=True)) == ["cli", "console"]
     assert [e.record for e in stored.order_by("position")] == console
 

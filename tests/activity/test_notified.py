@@ -64,7 +64,7 @@ def test_notified_files_are_ingested_without_listing_and_the_poll_skips_them(  #
     report = activity.activity_ingest_notified()
 
     assert (report.objects, report.events_inserted, report.quarantined) == (2, len(first) + len(second), 0)
-    assert ActivityEvent.objects.filter(is_porte_session=True).count() == len(first) + len(second)
+    assert ActivityEvent.objects.filter(context__is_porte_session=True).count() == len(first) + len(second)
     assert _waiting(queue) == 0  # deleted once committed, the test event's and the digest's too
     assert not TrailCursor.objects.exists()  # no listing happened
     # The listing poll, the safety net, finds the same files kept already: read nothing, add nothing.

@@ -12,6 +12,7 @@ import pytest
 from django.db import connection
 
 from activity import partitions
+from activity.models import hour_of
 from tests.helpers import require_postgresql, run_together
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
@@ -57,12 +58,9 @@ def test_creating_a_month_never_waits_for_writers_and_gives_up_on_a_busy_reader(
     with psycopg.connect(_dsn()) as writer:
         # A writer of this month's events, its transaction left open while a month is made: no wait.
         writer.execute(
-            f"INSERT INTO {table} (event_time, event_id, event_source, event_name, aws_region, account_id, "
-            "identity_type, principal_arn, access_key_id, source_ip, user_agent, error_code, error_message, "
-            "is_porte_session, flagged, attribution_conflict, file_id, position) "
-            "VALUES (%s, gen_random_uuid(), 's3.amazonaws.com', 'GetObject', 'eu-west-1', '111122223333', "
-            "'IAMUser', '', '', '', '', '', '', false, false, false, 1, 0)",
-            [now],
+            f"INSERT INTO {table} (event_time, event_id, hour, file_id, position, context_id, action_id, "
+            "flagged, error_code) VALUES (%s, gen_random_uuid(), %s, 1, 0, 1, 1, false, '')",
+            [now, hour_of(now)],
         )
         assert _in_thread(lambda: partitions.ensure([june])) == [june]
         writer.rollback()

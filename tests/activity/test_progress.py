@@ -141,7 +141,7 @@ def test_only_partners_accounts_are_read(simulator, acme, globex, alice_cli) -> 
     assert report.prefixes == 2 and report.objects == 2
     assert not TrailCursor.objects.filter(prefix__contains=OUTSIDE_ACCOUNT).exists()
     assert not TrailFile.objects.filter(key=outside).exists()
-    assert not ActivityEvent.objects.filter(account_id=OUTSIDE_ACCOUNT).exists()
+    assert not ActivityEvent.objects.filter(context__account_id=OUTSIDE_ACCOUNT).exists()
 
 
 def test_an_offboarded_partner_is_read_for_a_day_after_its_last_grant(acme, alice_grant: Grant) -> None:  # type: ignore[no-untyped-def]

@@ -46,7 +46,7 @@ def test_purge_deletes_only_events_past_the_retention(simulator, acme, alice_cli
                 partitions.months()
             )
             with connection.cursor() as cursor:
-                cursor.execute("SELECT count(*) FROM activity_activityevent_default")
+                cursor.execute("SELECT count(*) FROM activity_event_default")
                 assert cursor.fetchone()[0] == 0
         purged = len(october) if by_month else len(october) + len(november)
 
@@ -85,12 +85,12 @@ def test_events_outside_every_month_are_kept_and_move_when_their_month_is_made(
     simulator.write_log(account, records, at=datetime.now(UTC) - timedelta(minutes=5))
     activity.activity_ingest()
     with connection.cursor() as cursor:
-        cursor.execute("SELECT count(*) FROM activity_activityevent_default")
+        cursor.execute("SELECT count(*) FROM activity_event_default")
         assert cursor.fetchone()[0] == len(records)
         assert partitions.ensure([long_ago]) == [datetime(2019, 3, 1, tzinfo=UTC)]
-        cursor.execute("SELECT count(*) FROM activity_activityevent_default")
+        cursor.execute("SELECT count(*) FROM activity_event_default")
         assert cursor.fetchone()[0] == 0
-        cursor.execute("SELECT count(*) FROM activity_activityevent_201903")
+        cursor.execute("SELECT count(*) FROM activity_event_201903")
         assert cursor.fetchone()[0] == len(records)
     assert ActivityEvent.objects.filter(event_time__year=2019).count() == len(records)
     assert partitions.ensure([long_ago]) == []  # made once

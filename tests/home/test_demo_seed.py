@@ -43,7 +43,7 @@ def test_demo_story_shows_each_capability_and_seeds_once(local_aws: str) -> None
     assert statuses == ["active", "revoked", "revoked", "revoked"]
     assert BreakGlassReview.objects.filter(request__requester=world.alice, verdict="").count() == 1
     active = Grant.objects.get(user=world.alice, status="active")
-    names = set(ActivityEvent.objects.filter(grant=active).values_list("event_name", flat=True))
+    names = set(ActivityEvent.objects.filter(grant=active).values_list("action__event_name", flat=True))
     assert "ConsoleLogin" in names
     assert ActivityEvent.objects.filter(grant=active).exclude(error_code="").exists()
     assert AccessRequest.objects.get(requester=world.bob).status == AccessRequest.Status.PENDING

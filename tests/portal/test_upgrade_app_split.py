@@ -29,6 +29,14 @@ MOVED = {
 }
 
 
+# The events table was later rebuilt under a name of its own (activity 0007).
+RENAMED_LATER = {"activity_activityevent": "activity_event"}
+
+
+def _after_split(app: str, models: list[str]) -> set[str]:
+    return {RENAMED_LATER.get(f"{app}_{m}", f"{app}_{m}") for m in models}
+
+
 def _tables() -> set[str]:
     return set(connection.introspection.table_names())
 
@@ -65,7 +73,7 @@ def test_rows_written_before_the_split_are_read_through_the_new_apps():
 
     tables = _tables()
     for app, models in MOVED.items():
-        assert {f"{app}_{m}" for m in models} <= tables
+        assert _after_split(app, models) <= tables
         assert not {f"grants_{m}" for m in models} & tables
     role = Role.objects.get(slug="reader")
     assert ApprovalPolicy.objects.get(role=role).approvals_required == 2
@@ -94,4 +102,4 @@ def test_the_split_rolls_back_to_the_old_table_names():
         assert not {"approvals_approvalpolicy", "reviews_reviewsettings", "activity_activityevent"} & tables
     finally:
         _migrate(MigrationExecutor(connection).loader.graph.leaf_nodes())
-    assert {"approvals_approvalpolicy", "reviews_reviewsettings", "activity_activityevent"} <= _tables()
+    assert {"approvals_approvalpolicy", "reviews_reviewsettings", "activity_event"} <= _tables()

@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -26,7 +25,7 @@ from grants.models import Grant, Role
 from grants.services import activation, expiry, role_setup
 from partners.models import Partner
 from portal.models import User
-from tests.fixtures.domain import World, make_member
+from tests.fixtures.domain import World, make_member, store_event
 
 OPS = {
     "Version": "2012-10-17",
@@ -68,18 +67,13 @@ def grant_at(user: User, role: Role, at: datetime, minutes: int = 60) -> Grant:
 
 def event(grant: Grant, at: datetime, source: str, name: str, error: str = "") -> ActivityEvent:
     """An attributed CloudTrail event, as ingestion stores it."""
-    return ActivityEvent.objects.create(
-        event_id=uuid.uuid4(),
+    return store_event(
         event_time=at,
         event_source=source,
         event_name=name,
-        partner_id=grant.role.partner_id,
-        user_id=grant.user_id,
         grant=grant,
         error_code=error,
         is_porte_session=True,
-        file_id=0,
-        position=0,
     )
 
 
