@@ -1,7 +1,9 @@
 """Partner activity from the organisation's CloudTrail trail: ingestion, attribution, storage, retention.
 
-- `models`: ActivityEvent (one row per event, attributed), TrailFile (each log file as delivered: the records),
-  TrailCursor (where ingestion is, per prefix), QuarantinedObject (files that could not be read);
+- `models`: ActivityEvent (one narrow row per event, attributed), ActivityAction and ActivityContext (what events
+  share, stored once), TrailFile (each log file as delivered: the records), TrailCursor (where ingestion is, per
+  prefix), QuarantinedObject (files that could not be read);
+- `interning`: the ids of actions and contexts, found or written (outside the batch's transaction) by digest;
 - `records`: log file bytes → parsed records (gunzip with a size limit, the documented record format);
 - `attribution`: who did it — account → partner, sourceIdentity → Porte user, access key / session name → grant;
 - `store`: bulk loading (PostgreSQL binary COPY; a staging table and INSERT ... ON CONFLICT DO NOTHING for events

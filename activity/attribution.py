@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Callable
 from datetime import datetime
 from functools import lru_cache
+from operator import itemgetter
 from typing import Any, NamedTuple
 
 from activity.interning import ACTION_FIELDS, CONTEXT_FIELDS, Interner, Key
@@ -256,16 +258,9 @@ def _read_carefully(
     return facts, refusals
 
 
-_ACTION = tuple(COLUMNS.index(c) for c in ACTION_FIELDS)
-_CONTEXT = tuple(COLUMNS.index(c) for c in CONTEXT_FIELDS)
-
-
-def _action_key(row: tuple[Any, ...]) -> Key:
-    return tuple(row[i] for i in _ACTION)
-
-
-def _context_key(row: tuple[Any, ...]) -> Key:
-    return tuple(row[i] for i in _CONTEXT)
+# A row's action and context, as their interning keys (in ACTION_FIELDS and CONTEXT_FIELDS order).
+_action_key: Callable[[tuple[Any, ...]], Key] = itemgetter(*(COLUMNS.index(c) for c in ACTION_FIELDS))
+_context_key: Callable[[tuple[Any, ...]], Key] = itemgetter(*(COLUMNS.index(c) for c in CONTEXT_FIELDS))
 
 
 class Attributor:
@@ -290,23 +285,31 @@ class Attributor:
         seen yet)."""
         self._load(*self._unseen(facts))
         rows = [self._row(f) for f in facts]
-        self._actions.load(map(_action_key, rows))
-        self._contexts.load(map(_context_key, rows))
-        return self._shared(rows)
+        shared = self._shared(rows)
+        if shared is None:
+            self._actions.load(map(_action_key, rows))
+            self._contexts.load(map(_context_key, rows))
+            shared = self._shared(rows)
+            assert shared is not None
+        return shared
 
     def attribute_known(self, facts: list[Facts]) -> list[tuple[Any, ...]] | None:
         """As `attribute`, without the database: None when the records name a key this run has not looked up, or
         an action or context it has not met."""
         if any(self._unseen(facts)):
             return None
-        rows = [self._row(f) for f in facts]
-        if self._actions.unseen(map(_action_key, rows)) or self._contexts.unseen(map(_context_key, rows)):
-            return None
-        return self._shared(rows)
+        return self._shared([self._row(f) for f in facts])
 
-    def _shared(self, rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
-        action, context = self._actions.get, self._contexts.get
-        return [(*row, context(_context_key(row)), action(_action_key(row))) for row in rows]
+    def _shared(self, rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]] | None:
+        """The rows with the ids of their context and action, or None if one of those is not known yet."""
+        actions, contexts = self._actions.ids, self._contexts.ids
+        shared = []
+        for row in rows:
+            action, context = actions.get(_action_key(row)), contexts.get(_context_key(row))
+            if action is None or context is None:
+                return None
+            shared.append((*row, context, action))
+        return shared
 
     def _unseen(self, facts: list[Facts]) -> tuple[set[str], set[str], set[int]]:
         """(access keys, source identities, grant ids) the records name that this run has not looked up yet."""

@@ -17,7 +17,7 @@ from django.db.models import QuerySet
 from django.http import QueryDict
 
 from activity.models import ActivityAction, ActivityEvent, hour_of
-from activity.selectors import Keyset
+from activity.selectors import Keyset, grant_events
 from portal.models import User
 
 _CURSOR_SALT = "porte.activity.cursor"
@@ -128,7 +128,7 @@ class ActivityFilter:
                 return events.none()
             events = events.filter(user_id=user_id)
         if self.grant:
-            events = events.filter(grant_id=self.grant)
+            events = grant_events(events, self.grant)
         actions = ActivityAction.objects.all()
         if self.service:
             actions = actions.filter(event_source=self.service)

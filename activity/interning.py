@@ -19,7 +19,7 @@ import orjson
 from django.db import DEFAULT_DB_ALIAS, connection, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 
-from activity.models import ActivityAction, ActivityContext
+from activity.models import ActivityAction, ActivityContext, ActivityEvent
 
 Key = tuple[Any, ...]
 
@@ -48,16 +48,10 @@ class Interner:
 
     def __init__(self, model: type[ActivityAction] | type[ActivityContext], fields: Sequence[str]) -> None:
         self.model, self.fields = model, tuple(fields)
-        self._ids: dict[Key, int] = {}
-
-    def known(self, key: Key) -> int | None:
-        return self._ids.get(key)
-
-    def get(self, key: Key) -> int:
-        return self._ids[key]
+        self.ids: dict[Key, int] = {}  # read directly in the ingestion loop (a method call per event costs)
 
     def unseen(self, keys: Iterable[Key]) -> set[Key]:
-        ids = self._ids
+        ids = self.ids
         return {key for key in keys if key not in ids}
 
     def load(self, keys: Iterable[Key]) -> None:
@@ -76,7 +70,7 @@ class Interner:
         """Record the ids of the rows already stored, taking them out of `missing`."""
         found = self.model.objects.filter(digest__in=list(missing)).values_list("digest", "pk")
         for value, pk in found:
-            self._ids[missing.pop(value)] = int(pk)
+            self.ids[missing.pop(value)] = int(pk)
 
     def _write(self, missing: dict[str, Key]) -> None:
         table = self.model._meta.db_table
@@ -104,3 +98,18 @@ def _insert(db: BaseDatabaseWrapper, table: str, columns: list[str], rows: list[
     )
     with db.cursor() as cursor:
         cursor.executemany(sql, rows)
+
+
+def forget_unused() -> int:
+    """Delete the actions and contexts no event refers to any more (after retention purged their events), so that
+    what they say (principals, addresses, user agents) goes with the events; how many. One pass over the events'
+    references (the retention purge calls this when it dropped some). An ingestion run meanwhile meeting one of
+    them again finds it gone and writes it anew; an event stored at that very moment shows without it (see
+    activity/rows.py)."""
+    deleted = 0
+    for model, column in ((ActivityContext, "context_id"), (ActivityAction, "action_id")):
+        used = set(ActivityEvent.objects.order_by().values_list(column, flat=True).distinct())
+        unused = [pk for pk in model.objects.values_list("pk", flat=True) if pk not in used]
+        for start in range(0, len(unused), 5000):
+            deleted += model.objects.filter(pk__in=unused[start : start + 5000]).delete()[0]
+    return deleted

@@ -17,13 +17,13 @@ from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, F, Q, QuerySet
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
 from activity import progress
 from activity.alerts.rules import DENIED_Q
-from activity.models import ActivityEvent, Alert, QuarantinedObject
+from activity.models import ActivityEvent, Alert, QuarantinedObject, hour_of
 from grants.models import Grant
 from portal.audit import unsealed
 from portal.models import AuditEvent, HealthSample
@@ -88,11 +88,10 @@ def compute(*, now: datetime | None = None) -> Figures:
     refused = _daily_counts(
         AuditEvent.objects.filter(action="signin.refused", at__gte=since, at__lte=now), "at", days
     )
-    denied = _daily_counts(
-        ActivityEvent.objects.filter(event_time__gte=since, event_time__lte=now)
-        .exclude(error_code="")  # lets PostgreSQL use the small partial indexes on errors
+    denied = _daily_hour_counts(
+        ActivityEvent.objects.filter(hour__gte=hour_of(since), hour__lte=hour_of(now))
+        .exclude(error_code="")  # the small partial index on errors by hour (read alone: an index-only scan)
         .filter(DENIED_Q),
-        "event_time",
         days,
     )
     add("signins_refused", "Refused sign-ins", "count", refused, sum(refused), "Sign-ins Porte refused.")
@@ -196,6 +195,19 @@ def _daily_counts(queryset: QuerySet[Any], column: str, days: list[date]) -> lis
         .values_list("day", "n")
     )
     return [float(by_day.get(day, 0)) for day in days]
+
+
+def _daily_hour_counts(events: QuerySet[ActivityEvent], days: list[date]) -> list[float]:
+    """As `_daily_counts`, for events, by the day of their hour (UTC)."""
+    epoch = date(1970, 1, 1)
+    by_day = dict(
+        events.annotate(day=F("hour") / 24)
+        .values("day")
+        .annotate(n=Count("*"))
+        .order_by()
+        .values_list("day", "n")
+    )
+    return [float(by_day.get((day - epoch).days, 0)) for day in days]
 
 
 def _time_to_revoke(since: datetime, now: datetime) -> list[tuple[date, float]]:

@@ -121,8 +121,10 @@ class _Names:
         if context_ids:
             self.contexts.update(ActivityContext.objects.in_bulk(context_ids))
         for e in events:
-            # Set as if fetched with the event (no query when a page reads them).
-            e.action, e.context = self.actions[e.action_id], self.contexts[e.context_id]
+            # Set as if fetched with the event (no query when a page reads them). One stored just as retention
+            # forgot its action or context (interning.forget_unused) shows without it.
+            e.action = self.actions.get(e.action_id) or ActivityAction(pk=e.action_id)
+            e.context = self.contexts.get(e.context_id) or ActivityContext(pk=e.context_id)
         user_ids = {e.user_id for e in events if e.user_id is not None} - self.users.keys()
         partner_ids = {e.partner_id for e in events if e.partner_id is not None} - self.partners.keys()
         if user_ids:

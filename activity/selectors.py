@@ -10,14 +10,20 @@ incremental sort), stopping once the page is full.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from uuid import UUID
 
 from django.db.models import Q, QuerySet
 
 from activity.models import ActivityEvent, hour_of
+from grants.models import Grant
 
 PAGE_SIZE = 50
+# A grant's events are read through its holder's index (see `grant_events`), from a little before it started to
+# well after it ended: its sessions are minted while it is active and live at most 12 hours (STS's limit), and a
+# refused call with its credentials after that is still its.
+GRANT_EVENTS_BEFORE = timedelta(hours=1)
+GRANT_EVENTS_AFTER = timedelta(days=2)
 
 
 @dataclass(frozen=True)
@@ -32,6 +38,24 @@ class Keyset:
 class ActivityPage:
     events: list[ActivityEvent]
     next: Keyset | None
+
+
+def grant_events(events: QuerySet[ActivityEvent], grant_id: int) -> QuerySet[ActivityEvent]:
+    """The events of a grant among `events`. Every event attributed to a grant carries its holder too, so they are
+    found in the holder's events (their index) over the grant's time: no index of its own per grant."""
+    grant = (
+        Grant.objects.filter(pk=grant_id)
+        .values_list("user_id", "starts_at", "activated_at", "ends_at", "ended_at")
+        .first()
+    )
+    if grant is None:
+        return events.none()
+    user_id, starts_at, activated_at, ends_at, ended_at = grant
+    first = min(starts_at, activated_at or starts_at) - GRANT_EVENTS_BEFORE
+    last = max(ends_at, ended_at or ends_at) + GRANT_EVENTS_AFTER
+    return events.filter(
+        user_id=user_id, hour__gte=hour_of(first), hour__lte=hour_of(last), grant_id=grant_id
+    )
 
 
 def activity_page_query(

@@ -11,7 +11,7 @@ from django.conf import settings
 from django.db import DataError, transaction
 from django.utils import timezone
 
-from activity import partitions, progress, scope, store, trail
+from activity import interning, partitions, progress, scope, store, trail
 from activity.attribution import Attributor
 from activity.ingest import IngestReport, fetch, ingest, ingest_keys
 from activity.loading import load_log
@@ -126,6 +126,8 @@ def activity_purge(*, now: datetime | None = None, batch: int = PURGE_BATCH) -> 
                 if not ids:
                     break
                 purged += ActivityEvent.objects.filter(pk__in=ids).delete()[0]
+    # What only the purged events shared (principals, addresses, user agents) goes with them.
+    shared = interning.forget_unused() if purged else 0
     while True:
         with transaction.atomic():
             file_ids = list(
@@ -144,6 +146,7 @@ def activity_purge(*, now: datetime | None = None, batch: int = PURGE_BATCH) -> 
                 data={
                     "events": purged,
                     "files": files,
+                    "shared": shared,
                     "before": files_before.isoformat(),  # nothing older is left
                     "days": settings.ACTIVITY_RETENTION_DAYS,
                 },

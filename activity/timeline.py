@@ -12,7 +12,7 @@ from django.db.models import Q
 
 from activity.access import activity_visible_to
 from activity.rows import EventRow, event_rows
-from activity.selectors import Keyset, activity_page
+from activity.selectors import Keyset, activity_page, grant_events
 from grants.models import CredentialIssue, Grant
 from portal.models import AuditEvent, User
 
@@ -108,7 +108,7 @@ def grant_timeline(
     user: User, grant: Grant, *, after: Keyset | None = None, size: int = TIMELINE_PAGE_SIZE
 ) -> TimelinePage:
     """One page of `grant`'s timeline as `user` may see it (the caller checked the grant with grant_for_user)."""
-    events = activity_visible_to(user).filter(grant_id=grant.pk)
+    events = grant_events(activity_visible_to(user), grant.pk)
     page = activity_page(events, after=after, size=size, oldest_first=True)
     start = after.event_time if after else None
     end = page.events[-1].event_time if page.next and page.events else None

@@ -89,6 +89,8 @@ def main() -> int:
 def _set_up(members: int, roles: int, admins: int, grants: int, events: int):  # type: ignore[no-untyped-def]
     from django.db import connection
 
+    from activity import interning
+    from activity.models import ActivityAction, ActivityContext, ActivityEvent, hour_of
     from grants.models import AccessRequest, Eligibility, Grant
     from grants.services import role_setup
     from partners.models import Membership
@@ -169,39 +171,46 @@ def _set_up(members: int, roles: int, admins: int, grants: int, events: int):  #
         ],
         batch_size=5000,
     )
+    # What the events share (activity/interning.py): an action per call and outcome, one context (a session).
+    action_ids = {
+        (source, name, error): ActivityAction.objects.get_or_create(
+            digest=interning.digest((source, name, None, error, "")),
+            defaults={"event_source": source, "event_name": name, "read_only": None, "error_code": error},
+        )[0].pk
+        for source, name in ACTIONS
+        for error in ("", "AccessDenied")
+    }
+    context_values = ("", "eu-west-1", "AssumedRole", "", "", "203.0.113.9", "bench", None, True, False)
+    context_id = ActivityContext.objects.get_or_create(
+        digest=interning.digest(context_values),
+        defaults=dict(zip(interning.CONTEXT_FIELDS, context_values, strict=True)),
+    )[0].pk
     with connection.cursor() as wrapper:
         cursor = wrapper.cursor
         columns = (
-            "event_id, event_time, event_source, event_name, aws_region, account_id, partner_id, "
-            "user_id, grant_id, identity_type, principal_arn, access_key_id, source_ip, "
-            "user_agent, error_code, error_message, is_porte_session, flagged, file_id, position"
+            "event_time, event_id, hour, file_id, position, partner_id, user_id, grant_id, context_id, action_id, "
+            "flagged, error_code"
         )
-        with cursor.copy(f"COPY activity_activityevent ({columns}) FROM STDIN") as copy:
+        with cursor.copy(f"COPY {ActivityEvent._meta.db_table} ({columns}) FROM STDIN") as copy:
             for _ in range(events):
                 grant = rng.choice(grant_rows)
                 source, name = rng.choice(ACTIONS)
+                at = grant.starts_at + timedelta(minutes=rng.uniform(0, 60))
+                error = "AccessDenied" if rng.random() < 0.03 else ""
                 copy.write_row(
                     (
+                        at,
                         uuid.UUID(int=rng.getrandbits(128)),
-                        grant.starts_at + timedelta(minutes=rng.uniform(0, 60)),
-                        source,
-                        name,
-                        "eu-west-1",
-                        "",
+                        hour_of(at),
+                        0,
+                        0,
                         partner.pk,
                         grant.user_id,
                         grant.pk,
-                        "AssumedRole",
-                        "",
-                        "",
-                        "203.0.113.9",
-                        "bench",
-                        "AccessDenied" if rng.random() < 0.03 else "",
-                        "",
-                        True,
+                        context_id,
+                        action_ids[(source, name, error)],
                         False,
-                        0,
-                        0,
+                        error,
                     )
                 )
         cursor.execute("ANALYZE")

@@ -23,7 +23,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from activity.attribution import COLUMNS
-from activity.models import ActivityEvent, Alert, SeenSourceIp
+from activity.models import ActivityEvent, Alert, SeenSourceIp, hour_of
 from grants.models import Grant
 from partners.models import Partner
 from partners.windows import window_for
@@ -358,10 +358,12 @@ def _new_bursts(
     timeline: dict[str, dict[str, datetime]] = defaultdict(dict)
     stored = (
         ActivityEvent.objects.filter(
+            hour__gte=hour_of(min(row[_TIME] for row in rows) - window),
+            hour__lte=hour_of(max(row[_TIME] for row in rows) + window),
             event_time__gte=min(row[_TIME] for row in rows) - window,
             event_time__lte=max(row[_TIME] for row in rows) + window,
         )
-        .exclude(error_code="")  # the partial index on errors by time
+        .exclude(error_code="")  # the partial index on errors by hour
         .exclude(file_id__in=files)  # the batch's own events: in `undecided` already
         .filter(DENIED_Q)
         .filter(

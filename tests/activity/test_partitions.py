@@ -73,3 +73,10 @@ def test_creating_a_month_never_waits_for_writers_and_gives_up_on_a_busy_reader(
         reader.rollback()
     # Free again: the next attempt makes it.
     assert partitions.ensure([july]) == [july]
+    # With the planner's full statistics of its actions (a rare action is known to be rare).
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT attstattarget FROM pg_attribute WHERE attrelid = %s::regclass AND attname = 'action_id'",
+            [partitions.name_of(july)],
+        )
+        assert cursor.fetchone()[0] == partitions.ACTION_STATISTICS

@@ -12,7 +12,7 @@ from django.db import connection
 
 from activity import partitions, tasks
 from activity import services as activity
-from activity.models import ActivityEvent, TrailFile
+from activity.models import ActivityAction, ActivityContext, ActivityEvent, TrailFile
 from portal.models import AuditEvent
 from tests.helpers import require_postgresql
 
@@ -29,6 +29,14 @@ def test_purge_deletes_only_events_past_the_retention(simulator, acme, alice_cli
         alice_cli, mint=False, at=datetime(2026, 11, 10, tzinfo=UTC), reads=2
     )
     recent = simulator.session_records(alice_cli, mint=False, at=NOW - timedelta(hours=1), reads=3)
+    # A principal seen in October only: what it is (its context: principal, address, user agent) goes with its
+    # events; what is still in use stays.
+    gone = simulator.iam_user_identity(account, "october-only")
+    october.append(
+        simulator.record(
+            account, gone, "s3.amazonaws.com", "GetObjectOctober", at=datetime(2026, 10, 30, 0, 1, tzinfo=UTC)
+        )
+    )
     with time_machine.travel(NOW, tick=False):
         # One file wholly in October, one of November (older than 30 days, in the month of the cutoff), one recent.
         simulator.write_log(account, october, at=datetime(2026, 10, 30, 0, 5, tzinfo=UTC))
@@ -50,7 +58,15 @@ def test_purge_deletes_only_events_past_the_retention(simulator, acme, alice_cli
                 assert cursor.fetchone()[0] == 0
         purged = len(october) if by_month else len(october) + len(november)
 
+        assert ActivityContext.objects.filter(principal_arn__endswith=":user/october-only").exists()
         assert activity.activity_purge(batch=4) == purged
+        # Every event left still has its action and context; those of the purged events alone are gone.
+        left = ActivityEvent.objects.all()
+        assert set(ActivityContext.objects.values_list("pk", flat=True)) == {e.context_id for e in left}
+        assert set(ActivityAction.objects.values_list("pk", flat=True)) == {e.action_id for e in left}
+        if by_month:
+            assert not ActivityContext.objects.filter(principal_arn__endswith=":user/october-only").exists()
+            assert not ActivityAction.objects.filter(event_name="GetObjectOctober").exists()
         assert ActivityEvent.objects.count() == total - purged
         assert not ActivityEvent.objects.filter(event_time__lt=datetime(2026, 11, 1, tzinfo=UTC)).exists()
         if by_month:

@@ -28,9 +28,10 @@ from django.utils import timezone
 from activity import services as activity
 from activity.attribution import Attributor
 from activity.converters import event_time_text
+from activity.filters import ActivityFilter
 from activity.loading import load_log
 from activity.models import ActivityEvent, QuarantinedObject
-from activity.selectors import Keyset
+from activity.selectors import GRANT_EVENTS_AFTER, Keyset, activity_page, grant_events
 from activity.simulator import CloudTrailSimulator
 from activity.timeline import grant_timeline
 from approvals.services import grant_extend
@@ -39,7 +40,7 @@ from grants.services import revocation
 from portal.models import User
 from portal.services import api_token_create
 from tests.activity.conftest import active_grant, mint
-from tests.fixtures.domain import World, make_member, sign_in_as
+from tests.fixtures.domain import World, make_member, sign_in_as, store_event
 
 pytestmark = [pytest.mark.django_db, pytest.mark.aws]
 
@@ -459,3 +460,45 @@ def test_staff_retry_and_resolve_quarantined_objects(simulator, acme, alice_cli,
     dismissed.refresh_from_db()
     assert dismissed.resolved and dismissed.resolved_by == staff
     assert "Nothing in quarantine." in client.get("/staff/activity/quarantine/").content.decode()
+
+
+def test_a_grants_events_are_its_holders_over_its_time_and_no_others(acme, alice, alice_grant) -> None:  # type: ignore[no-untyped-def]
+    """A grant has no index of its own: its events are read among its holder's, over its time (selectors.
+    grant_events). Whatever the time of one of its events within that reach, the grant shows it; the holder's
+    events of another grant, or of none, in the same hours, it does not."""
+    start = alice_grant.activated_at or alice_grant.starts_at
+    end = alice_grant.ends_at
+    times = {
+        "first minute": start,
+        "last minute": end,
+        "refused a day after its end": end + timedelta(days=1),
+        "just within the reach": end + GRANT_EVENTS_AFTER - timedelta(minutes=1),
+    }
+    own = {
+        label: store_event(
+            event_time=at, event_source="s3.amazonaws.com", event_name="GetObject", grant=alice_grant
+        )
+        for label, at in times.items()
+    }
+    # Another grant of hers (by its id: one role holds one grant of a person at a time), and none.
+    store_event(
+        event_time=start,
+        event_source="s3.amazonaws.com",
+        event_name="GetObject",
+        partner_id=acme.partner.pk,
+        user_id=alice.pk,
+        grant_id=alice_grant.pk + 1,
+    )
+    store_event(
+        event_time=start,
+        event_source="s3.amazonaws.com",
+        event_name="GetObject",
+        partner_id=acme.partner.pk,
+        user_id=alice.pk,
+    )
+    found = grant_events(ActivityEvent.objects.all(), alice_grant.pk)
+    assert {e.event_id for e in found} == {e.event_id for e in own.values()}
+    assert not grant_events(ActivityEvent.objects.all(), 2**62).exists()
+    # The same through the grant filter of the pages.
+    page = activity_page(ActivityFilter(grant=alice_grant.pk).apply(ActivityEvent.objects.all()), size=10)
+    assert [e.event_id for e in page.events] == [own[label].event_id for label in reversed(list(times))]
