@@ -481,21 +481,15 @@ def test_a_grants_events_are_its_holders_over_its_time_and_no_others(acme, alice
         for label, at in times.items()
     }
     # Another grant of hers (by its id: one role holds one grant of a person at a time), and none.
-    store_event(
-        event_time=start,
-        event_source="s3.amazonaws.com",
-        event_name="GetObject",
-        partner_id=acme.partner.pk,
-        user_id=alice.pk,
-        grant_id=alice_grant.pk + 1,
-    )
-    store_event(
-        event_time=start,
-        event_source="s3.amazonaws.com",
-        event_name="GetObject",
-        partner_id=acme.partner.pk,
-        user_id=alice.pk,
-    )
+    for grant_id in (alice_grant.pk + 1, None):
+        store_event(
+            event_time=start,
+            event_source="s3.amazonaws.com",
+            event_name="GetObject",
+            partner_id=acme.partner.pk,
+            user_id=alice.pk,
+            grant_id=grant_id,
+        )
     found = grant_events(ActivityEvent.objects.all(), alice_grant.pk)
     assert {e.event_id for e in found} == {e.event_id for e in own.values()}
     assert not grant_events(ActivityEvent.objects.all(), 2**62).exists()
