@@ -57,17 +57,19 @@ class Interner:
     def load(self, keys: Iterable[Key]) -> None:
         """Make sure each of `keys` has its row and its id is known: found, or written (see the module)."""
         missing = {digest(key): key for key in self.unseen(keys)}
-        if not missing:
-            return
         self._found(missing)
-        if missing:
+        # Written, then read back; again if retention forgot one in between (`forget_unused`, once a month).
+        for _ in range(3):
+            if not missing:
+                return
             self._write(missing)
             self._found(missing)
-        if missing:  # written and not found: cannot happen, as rows are never deleted
-            raise RuntimeError(f"{len(missing)} {self.model._meta.verbose_name} rows were not stored")
+        raise RuntimeError(f"{len(missing)} {self.model._meta.verbose_name} rows were not stored")
 
     def _found(self, missing: dict[str, Key]) -> None:
         """Record the ids of the rows already stored, taking them out of `missing`."""
+        if not missing:
+            return
         found = self.model.objects.filter(digest__in=list(missing)).values_list("digest", "pk")
         for value, pk in found:
             self.ids[missing.pop(value)] = int(pk)

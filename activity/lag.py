@@ -53,9 +53,8 @@ def ingestion_lag(*, viewer: User | AnonymousUser | None = None, now: datetime |
     """As `viewer` may know it (None: everything, as staff): the newest event they may see, and the stalled
     prefixes of their partner's account only. One step down an index, and a scan of the few cursors."""
     now = now or timezone.now()
-    actor = (
-        actor_of(viewer) if viewer is not None else None
-    )  # an anonymous viewer: ANONYMOUS, who sees nothing
+    # An anonymous viewer is ANONYMOUS, who sees nothing.
+    actor = actor_of(viewer) if viewer is not None else None
     events = activity_visible_to(viewer) if viewer is not None else ActivityEvent.objects.all()
     newest = events.order_by("-hour", "-event_time").values_list("event_time", flat=True).first()
     stalled = sum(

@@ -2,9 +2,9 @@
 
 A page is `ORDER BY hour DESC, event_time DESC, event_id DESC` after the last row shown: constant cost at any depth,
 where OFFSET would read and discard every earlier row. The hour comes first because every activity index ends in
-it (see ActivityEvent): the filter of each view (partner, person, grant, action, errors, flagged) is one index
-range scan giving the hours in order, and the database sorts each hour's events as it reaches them (an
-incremental sort), stopping once the page is full.
+it (see ActivityEvent): the filter of each view (partner, person, a grant through its holder, action, errors,
+flagged) is one index range scan giving the hours in order, and the database sorts each hour's events as it
+reaches them (an incremental sort), stopping once the page is full.
 """
 
 from __future__ import annotations

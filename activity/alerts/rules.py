@@ -356,12 +356,11 @@ def _new_bursts(
     arns = {row[_ARN] for row in rows if row[_USER] is None and row[_ARN]}
     keys = {row[_KEY] for row in rows if row[_USER] is None and not row[_ARN] and row[_KEY]}
     timeline: dict[str, dict[str, datetime]] = defaultdict(dict)
+    first = min(row[_TIME] for row in rows) - window
+    last = max(row[_TIME] for row in rows) + window
     stored = (
         ActivityEvent.objects.filter(
-            hour__gte=hour_of(min(row[_TIME] for row in rows) - window),
-            hour__lte=hour_of(max(row[_TIME] for row in rows) + window),
-            event_time__gte=min(row[_TIME] for row in rows) - window,
-            event_time__lte=max(row[_TIME] for row in rows) + window,
+            hour__gte=hour_of(first), hour__lte=hour_of(last), event_time__gte=first, event_time__lte=last
         )
         .exclude(error_code="")  # the partial index on errors by hour
         .exclude(file_id__in=files)  # the batch's own events: in `undecided` already
