@@ -60,11 +60,15 @@ tests/peers/iam_simulate/node_modules/.package-lock.json: tests/peers/iam_simula
 	@command -v node >/dev/null || { echo "Node.js 20+ is needed for the IAM evaluator (apt-get install nodejs npm)"; exit 1; }
 	npm ci --prefix tests/peers/iam_simulate --no-audit --no-fund --loglevel=error
 
-# The browser tests drive Debian's Chromium (never a downloaded browser build).
-browser:
+# The browser tests drive Debian's Chromium (never a downloaded browser build), and check pages with axe-core.
+browser: tests/peers/axe/node_modules/.package-lock.json
 	@command -v chromium >/dev/null || { \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium; \
 	  else echo "The browser tests need Chromium: sudo apt-get install chromium"; exit 1; fi; }
+
+tests/peers/axe/node_modules/.package-lock.json: tests/peers/axe/package-lock.json
+	@command -v node >/dev/null || { echo "Node.js 20+ is needed for the accessibility check (apt-get install nodejs npm)"; exit 1; }
+	npm ci --prefix tests/peers/axe --no-audit --no-fund --loglevel=error
 
 # The SAML tests run a real SimpleSAMLphp (Debian's package) under `php -S`.
 SAML_PACKAGES := simplesamlphp php-cli php-xml php-mbstring php-curl php-sqlite3 xmlsec1

@@ -8,6 +8,7 @@ register_converter(EventTimeConverter, "eventtime")
 
 urlpatterns = [
     path("activity/", views.activity_list, name="activity_list"),
+    path("activity/lag/", views.activity_lag, name="activity_lag"),
     path("activity/export.<str:fmt>", views.activity_export, name="activity_export"),
     path("activity/<eventtime:at>/<uuid:event_id>/", views.activity_detail, name="activity_detail"),
     path("staff/activity/quarantine/", views.quarantine_list, name="activity_quarantine"),

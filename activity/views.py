@@ -28,6 +28,13 @@ from portal.access import acting_user, signed_in, staff_required
 
 @signed_in
 @require_GET
+def activity_lag(request: HttpRequest) -> HttpResponse:
+    """The ingestion banner alone, which pages showing it ask for again now and then (a live region)."""
+    return render(request, "activity/_lag_banner.html")
+
+
+@signed_in
+@require_GET
 def activity_list(request: HttpRequest) -> HttpResponse:
     user = acting_user(request)
     form = ActivityFilterForm(request.GET)

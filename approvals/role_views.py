@@ -100,11 +100,22 @@ def role_create(request: HttpRequest, slug: str) -> HttpResponse:
             messages.success(
                 request,
                 f"Role {role.name} saved; porte-{role.slug} is being provisioned."
-                + (f" Lint notes: {len(findings)}." if findings else "")
+                + _lint_notes(findings)
                 + (" Its eligible groups apply once another staff member approves them." if change else ""),
             )
             return redirect("role_list", slug=partner.slug)
     return _render(request, partner, form, None, findings, status=400 if form.errors else 200)
+
+
+def _lint_notes(findings: list[authoring.Finding]) -> str:
+    """The policy linter's notes, said in the message of a saved role (its page is left): each one, not a count."""
+    if not findings:
+        return ""
+    return (
+        " Policy lint (parliament): "
+        + "; ".join(f"{f.severity or 'note'}: {f.detail}" for f in findings)
+        + "."
+    )
 
 
 @staff_required
@@ -148,7 +159,7 @@ def role_edit(request: HttpRequest, role_id: int) -> HttpResponse:
             if change is not None:
                 messages.success(request, "Change proposed: another staff member must approve it.")
                 return redirect("staff_change_detail", change_id=change.pk)
-            messages.success(request, f"Role {role.name} updated.")
+            messages.success(request, f"Role {role.name} updated.{_lint_notes(findings)}")
             return redirect("role_list", slug=role.partner.slug)
     return _render(request, role.partner, form, role, findings, status=400 if form.errors else 200)
 

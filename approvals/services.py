@@ -529,6 +529,29 @@ def grants_notify_expiring(*, now: datetime | None = None, lead: timedelta = EXP
 
 
 @transaction.atomic
+def extension_refusal(grant: Grant) -> str:
+    """Why this grant cannot be extended ("" if it can): checked by `grant_extend`, and shown by the grant's page
+    instead of a form that could only be refused."""
+    if grant.status != Grant.Status.ACTIVE or grant.ends_at <= timezone.now():
+        return "Only active access can be extended; request access again."
+    policy = policy_for(grant.role)
+    if policy is not None and (policy.approvals_required or policy.auto_approve_requires_mfa):
+        # Extensions are not approved by anyone: on a role that needs approvers they would bypass them.
+        return f"{grant.role.name} needs approval: request access again once this grant ends."
+    if extension_most_minutes(grant) < limits.EXTEND_MIN_MINUTES:
+        return (
+            f"{grant.role.name} can run at most {grant.role.max_duration_minutes} minutes from now, and this grant "
+            "already does."
+        )
+    return ""
+
+
+def extension_most_minutes(grant: Grant) -> int:
+    """The most minutes this grant may be extended by now: it may not run past now + its role's maximum."""
+    room = timezone.now() + grant.role.max_duration - grant.ends_at
+    return max(0, min(limits.EXTEND_MAX_MINUTES, int(room.total_seconds() // 60)))
+
+
 def grant_extend(*, grant: Grant, by: timedelta, justification: str, actor: User) -> Grant:
     """Lengthen an active grant (one person holding a role has one grant; extending never shortens it).
 
@@ -540,14 +563,10 @@ def grant_extend(*, grant: Grant, by: timedelta, justification: str, actor: User
     errors: dict[str, str] = {}
     if grant.user_id != actor.pk:
         errors["grant"] = "Only the holder can extend their access."
-    if grant.status != Grant.Status.ACTIVE or grant.ends_at <= timezone.now():
-        errors["grant"] = "Only active access can be extended; request access again."
     if len(justification) < 10:
         errors["justification"] = "Say why you need more time (at least 10 characters)."
-    policy = policy_for(grant.role)
-    if policy is not None and (policy.approvals_required or policy.auto_approve_requires_mfa):
-        # Extensions are not approved by anyone: on a role that needs approvers they would bypass them.
-        errors["grant"] = f"{grant.role.name} needs approval: request access again once this grant ends."
+    if refusal := extension_refusal(grant):
+        errors["grant"] = refusal
     errors.update(limits.too_long(justification=justification))
     if by < limits.EXTEND_MIN:
         errors["duration"] = f"Extend by at least {limits.EXTEND_MIN_MINUTES} minutes."

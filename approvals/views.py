@@ -37,6 +37,8 @@ def request_detail(request: HttpRequest, request_id: int) -> HttpResponse:
     user = acting_user(request)
     access_request = request_for_user(user, request_id)
     pending = access_request.status == AccessRequest.Status.PENDING
+    may_decide = pending and services.may_approve(user, access_request)
+    is_requester = access_request.requester_id == user.pk
     return render(
         request,
         "approvals/request_detail.html",
@@ -45,8 +47,10 @@ def request_detail(request: HttpRequest, request_id: int) -> HttpResponse:
             "approvals": access_request.approvals.select_related("approver"),
             "needed": services.approvals_needed(access_request),
             "minutes": int(access_request.requested_duration.total_seconds() // 60),
-            "may_decide": pending and services.may_approve(user, access_request),
-            "is_requester": access_request.requester_id == user.pk,
+            "may_decide": may_decide,
+            "is_requester": is_requester,
+            # The requester waiting for the decision sees it come (a live region); an approver's form stays put.
+            "waiting": pending and is_requester and not may_decide,
             "grant": Grant.objects.filter(request=access_request).first(),
             "deny_form": DecisionReasonForm(),
         },

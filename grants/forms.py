@@ -6,6 +6,7 @@ from datetime import timedelta
 from typing import Any
 
 from django import forms
+from django.core.validators import MaxValueValidator
 
 from grants import limits
 from grants.authoring import MAX_POLICY_CHARS
@@ -110,6 +111,16 @@ class ExtendForm(forms.Form):
             attrs={"placeholder": "Why you need more time", "aria-label": "Why you need more time"}
         ),
     )
+
+    def __init__(self, *args: Any, most: int = limits.EXTEND_MAX_MINUTES, **kwargs: Any) -> None:
+        """`most`: the most minutes this grant may be extended by now (approvals.services.extension_most_minutes)."""
+        super().__init__(*args, **kwargs)
+        minutes = self.fields["minutes"]
+        minutes.max_value = most  # type: ignore[attr-defined]
+        minutes.validators = [v for v in minutes.validators if not isinstance(v, MaxValueValidator)]
+        minutes.validators.append(MaxValueValidator(most))
+        minutes.widget.attrs["max"] = most
+        minutes.initial = min(30, most)
 
 
 class RevokeForm(forms.Form):

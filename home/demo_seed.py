@@ -14,9 +14,12 @@ from datetime import timedelta
 
 from allauth.socialaccount.models import SocialAccount
 from django.db import transaction
+from django.db.models import Max
+from django.utils import timezone
 
 from activity import services as activity_services
 from activity import trail
+from activity.models import ActivityEvent
 from activity.simulator import CloudTrailSimulator
 from approvals import changes
 from approvals.context import Evidence
@@ -333,8 +336,17 @@ def role_change_seed(world: DemoWorld, *, colleague: User) -> None:
 def review_seed(world: DemoWorld, *, admin: User) -> None:
     if ReviewCampaign.objects.filter(partner=world.partner, status=ReviewCampaign.Status.OPEN).exists():
         return
-    # Acme's admin reviews her people (Bob's access); the sponsor reviews hers.
-    review_campaign_start(partner=world.partner, actor=admin, reviewer=ReviewerMode.PARTNER_ADMINS)
+    # Acme's admin reviews her people (Bob's access); the sponsor reviews hers. The simulated calls run a couple of
+    # minutes past the seeding (see _write_activity): the review's period ends after the last of them, so that its
+    # evidence shows the demo's activity.
+    last_call = ActivityEvent.objects.filter(partner=world.partner).aggregate(last=Max("event_time"))["last"]
+    now = timezone.now()
+    review_campaign_start(
+        partner=world.partner,
+        actor=admin,
+        reviewer=ReviewerMode.PARTNER_ADMINS,
+        now=max(now, last_call + timedelta(seconds=1)) if last_call else now,
+    )
 
 
 def story_seed(partner: Partner, boundary: str, *, admin: User) -> DemoWorld:

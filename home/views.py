@@ -111,15 +111,18 @@ def grant_detail(request: HttpRequest, grant_id: int) -> HttpResponse:
     except BadCursor as exc:
         return HttpResponseBadRequest(str(exc))
     timeline = grant_timeline(acting_user(request), grant, after=after)
+    is_holder = grant.user_id == request.user.pk
     context = {
         "timeline": timeline,
         "timeline_next": cursor_encode(timeline.next) if timeline.next else "",
         "timeline_paged": after is not None,
         "grant": grant,
         "credentials": grant.credentials.all()[:50],
-        "is_holder": grant.user_id == request.user.pk,
+        "is_holder": is_holder,
         "can_revoke": can_revoke(acting_user(request), grant),
-        "extend_form": ExtendForm(),
+        # Extending is offered only where it can succeed, with the range it can have now.
+        "extend_refusal": approvals.extension_refusal(grant) if is_holder and grant.is_usable else "",
+        "extend_form": ExtendForm(most=approvals.extension_most_minutes(grant)),
         "revoke_form": RevokeForm(),
         # Refresh while the grant is changing state, so the holder sees it become usable without clicking.
         "refresh": grant.status in (Grant.Status.PENDING, Grant.Status.EXPIRING, Grant.Status.REVOKING),

@@ -23,6 +23,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.http import HttpRequest
 from django.shortcuts import redirect, render
+from django.urls import reverse
 
 from partners import services
 from partners.federation import Assertion, assertion_from, social_app_for
@@ -53,6 +54,12 @@ class PorteAccountAdapter(DefaultAccountAdapter):
     def send_password_reset_mail(self, user: Any, email: str, context: dict[str, Any]) -> None:
         if user.is_staff:
             super().send_password_reset_mail(user, email, context)
+
+    def get_login_redirect_url(self, request: HttpRequest) -> str:
+        """Staff land on their queues, partner people on their dashboard (a `next` the sign-in carried wins)."""
+        if getattr(request.user, "is_staff", False):
+            return reverse("staff_home")
+        return str(super().get_login_redirect_url(request))
 
 
 class PartnerSocialAccountAdapter(DefaultSocialAccountAdapter):

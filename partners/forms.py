@@ -81,7 +81,8 @@ class OidcIdpForm(ClaimMappingFields):
     issuer = forms.URLField(
         assume_scheme="https",
         max_length=200,
-        help_text="The IdP's issuer; Porte reads <issuer>/.well-known/openid-configuration.",
+        help_text="The IdP's issuer (its discovery document's URL works too); Porte reads "
+        "<issuer>/.well-known/openid-configuration.",
     )
     client_id = forms.CharField(max_length=255)
     client_secret = forms.CharField(
@@ -99,6 +100,9 @@ class OidcIdpForm(ClaimMappingFields):
                 self.discovered = idp_validation.oidc_discover(data["issuer"])
             except idp_validation.IdpConfigError as exc:
                 self.add_error("issuer", str(exc))
+            else:
+                # The issuer as discovery confirmed it: a pasted discovery document URL is stored as its issuer.
+                data["issuer"] = self.discovered.issuer
         return data
 
 

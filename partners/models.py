@@ -272,6 +272,14 @@ class BaselineStep(models.Model):
     def __str__(self) -> str:
         return f"{self.partner} {self.name}: {self.status}"
 
+    @property
+    def progress(self) -> str:
+        """The step as staff read it, the same on every page: a step never asked for is "not started"; one asked
+        for (queued, or being run by the worker) is "in progress"."""
+        if self.pk is None:
+            return "not started"
+        return "in progress" if self.status == self.Status.PENDING else self.get_status_display().lower()
+
 
 def ip_allowed(allowlist: list[str], address: str | None) -> bool:
     """Whether `address` is inside one of the CIDRs (an empty allow-list allows every address)."""

@@ -116,6 +116,9 @@ def partner_detail(request: HttpRequest, slug: str) -> HttpResponse:
             "members": partner.memberships.select_related("user").order_by("-last_sign_in_at")[:200],
             "reason_form": ReasonForm(),
             "steps": steps,
+            # The worker is on it: steps asked for, none failed (a failure stops the run until asked again).
+            "provisioning": any(step.pk and step.status == step.Status.PENDING for step in steps)
+            and not any(step.status == step.Status.FAILED for step in steps),
             "activation_missing": services.activation_missing(partner),
             "idp_shared_with": partners_sharing_idp(idp) if idp else [],
             "activation_form": ActivationForm(),
@@ -287,7 +290,9 @@ def partner_provision(request: HttpRequest, slug: str) -> HttpResponse:
     except (aws.AwsError, ValueError) as exc:
         messages.error(request, f"Nothing was queued: {exc}")
     else:
-        messages.success(request, "Provisioning queued: the steps below update as the worker goes.")
+        messages.success(
+            request, "Provisioning queued: the steps below show the worker's progress as it goes."
+        )
     return redirect("partner_detail", slug=partner.slug)
 
 

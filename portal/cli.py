@@ -203,14 +203,15 @@ def grants_table(porte: Porte) -> str:
         raise CliError(f"Porte could not list grants (HTTP {exc.status}): {exc.detail}") from None
     if not grants:
         return f"No grants yet: request access at {porte.url}/"
-    rows = [("GRANT", "ROLE", "PARTNER", "STATUS", "ENDS (UTC)", "HOLDER")]
+    # A grant that ended (expired, revoked) shows when it did, as the web does; the others when they will.
+    rows = [("GRANT", "ROLE", "PARTNER", "STATUS", "END (UTC)", "HOLDER")]
     rows += [
         (
             str(g["id"]),
             g["role"],
             g["partner"],
             g["status"],
-            _when(g["ends_at"]),
+            _when(g.get("ended_at") or g["ends_at"]),
             "you" if g["user"] == me["public_id"] else g["user"],
         )
         for g in grants

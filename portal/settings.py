@@ -67,6 +67,7 @@ INSTALLED_APPS = [
     "allauth.mfa",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI's files, served from Porte (no third-party origin)
     "portal",
     "partners",
     "grants",
@@ -355,6 +356,10 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Just-in-time AWS access for partner organisations.",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    # Reading the docs needs no token; trying a call uses the browser's session, with its CSRF token.
+    "SWAGGER_UI_SETTINGS": {"deepLinking": True, "persistAuthorization": False},
 }
 
 # --- static, i18n -------------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from partners.saml import finish_acs as saml_finish_acs
 from partners.urls import api_urlpatterns as partner_api_urlpatterns
 from portal import api as portal_api
 from portal.access import public
-from portal.views import api_token_revoke, api_tokens, health
+from portal.views import api_token_revoke, api_tokens, favicon, health
 
 admin.site.site_header = "Porte administration"
 
@@ -23,8 +23,10 @@ urlpatterns = [
     path("accounts/", include("allauth.urls")),
     path("admin/", admin.site.urls),
     path("health/", health, name="health"),
+    path("favicon.ico", favicon, name="favicon"),
     path("tokens/", api_tokens, name="api_tokens"),
     path("tokens/<int:token_id>/revoke/", api_token_revoke, name="api_token_revoke"),
+    path("api/v1/", portal_api.index, name="api_index"),
     path("api/v1/me/", portal_api.me, name="api_me"),
     path("api/v1/", include(grant_api_urlpatterns)),
     path("api/v1/", include(approval_api_urlpatterns)),
@@ -32,6 +34,7 @@ urlpatterns = [
     path("api/v1/", include(partner_api_urlpatterns)),
     # The API's description is no secret: anyone may read it (the gate would otherwise treat it as an API call).
     path("api/schema/", public(SpectacularAPIView.as_view()), name="api_schema"),
+    path("api/docs/", public(portal_api.ApiDocs.as_view()), name="api_docs"),
     path("", include("home.urls")),
     path("", include("grants.urls")),
     path("", include("approvals.urls")),

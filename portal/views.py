@@ -7,7 +7,9 @@ from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
+from django.templatetags.static import static
 from django.utils import timezone
+from django.utils.cache import patch_cache_control
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
@@ -27,6 +29,15 @@ def health(request: HttpRequest) -> JsonResponse:
     if health_check.database_reachable():
         return JsonResponse({"status": "ok"})
     return JsonResponse({"status": "database unavailable"}, status=503)
+
+
+@public
+@require_GET
+def favicon(request: HttpRequest) -> HttpResponse:
+    """Browsers and tools ask for /favicon.ico whatever the pages link to: the icon is Porte's static one."""
+    response = redirect(static("porte/favicon.svg"), permanent=True)
+    patch_cache_control(response, max_age=86400, public=True)
+    return response
 
 
 # --- personal API tokens: session-only pages (the token authentication class is consulted by the API alone) ----

@@ -154,7 +154,7 @@ def partner_facts(partner: Partner, *, period_start: datetime, period_end: datet
         .annotate(
             in_period=Count("id", filter=in_period),
             last_in_period=Max("starts_at", filter=in_period),
-            last_ever=Max("starts_at"),
+            last_ever=Max("starts_at", filter=Q(starts_at__lt=period_end)),
         )
         .order_by()
     )
@@ -166,7 +166,10 @@ def partner_facts(partner: Partner, *, period_start: datetime, period_end: datet
     # One pass over the partner's attributed events: per (person, role), when it was last called and which
     # actions were used (called and not refused) in the period.
     used_in_period = Q(event_time__gte=period_start, event_time__lt=period_end) & ~Q(error_code__in=_REFUSED)
-    events = ActivityEvent.objects.filter(partner=partner, user__isnull=False, grant__isnull=False)
+    # Nothing after the period's end counts: the evidence is what was known when the review opened, and must agree
+    # with itself (no "last activity" after the period, no call counted as last but not as used).
+    before_end = ActivityEvent.objects.filter(partner=partner, user__isnull=False, event_time__lt=period_end)
+    events = before_end.filter(grant__isnull=False)
     if connection.vendor == "postgresql":
         from django.contrib.postgres.aggregates import ArrayAgg
 
@@ -204,10 +207,7 @@ def partner_facts(partner: Partner, *, period_start: datetime, period_end: datet
         by_user[user_id].add(usage)
     # Activity of a person outside any grant (attributed by SourceIdentity alone) still counts as their last.
     for row in (
-        ActivityEvent.objects.filter(partner=partner, user__isnull=False, grant__isnull=True)
-        .values("user_id")
-        .annotate(last=Max("event_time"))
-        .order_by()
+        before_end.filter(grant__isnull=True).values("user_id").annotate(last=Max("event_time")).order_by()
     ):
         by_user[row["user_id"]].last_activity_at = latest(
             by_user[row["user_id"]].last_activity_at, row["last"]

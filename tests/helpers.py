@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from typing import Any
@@ -241,3 +242,7 @@ def porte_apps() -> list[str]:
 
     root = Path(__file__).resolve().parents[1]
     return [app for app in settings.INSTALLED_APPS if (root / app / "apps.py").exists()]
+
+
+# What the pages' CSP refuses in served HTML: a script element without a src, a style attribute.
+INLINE_SCRIPT_OR_STYLE = re.compile(r"<script(?![^>]*\bsrc=)[^>]*>|\sstyle=")

@@ -266,7 +266,7 @@ def test_grants_lists_the_callers_grants_as_a_table(live_server, alice_grant, al
     result = porte("grants", home=tmp_path, url=live_server.url, token=token_for(alice))
     assert result.returncode == 0, result.stderr
     header, row = result.stdout.splitlines()
-    assert header.split() == ["GRANT", "ROLE", "PARTNER", "STATUS", "ENDS", "(UTC)", "HOLDER"]
+    assert header.split() == ["GRANT", "ROLE", "PARTNER", "STATUS", "END", "(UTC)", "HOLDER"]
     assert row.split() == [
         str(alice_grant.pk),
         "readonly",
@@ -279,3 +279,10 @@ def test_grants_lists_the_callers_grants_as_a_table(live_server, alice_grant, al
     pat = make_member(acme.partner, "pat", partner_admin=True)
     listed = porte("grants", home=tmp_path, url=live_server.url, token=token_for(pat))
     assert listed.returncode == 0 and listed.stdout.splitlines()[1].split()[-1] == str(alice.public_id)
+
+    # A grant that ended early shows when it ended, as the web does, not when it was planned to.
+    ended = alice_grant.ends_at - timedelta(minutes=17)
+    Grant.objects.filter(pk=alice_grant.pk).update(status=Grant.Status.REVOKED, ended_at=ended)
+    after = porte("grants", home=tmp_path, url=live_server.url, token=token_for(alice))
+    assert after.returncode == 0, after.stderr
+    assert after.stdout.splitlines()[1].split()[3:6] == ["revoked", *f"{ended:%Y-%m-%d %H:%M}".split()]

@@ -117,7 +117,7 @@ def test_staff_queue_shows_pending_requests_and_active_grants_can_be_revoked(pen
 
 def test_requester_sees_their_pending_request_and_navigation_links(pending, alice, pat, sam):
     page = client_for(alice).get(f"/requests/{pending.pk}/").content.decode()
-    assert "Waiting for approval." in page and "Approve</button>" not in page
+    assert "Waiting for approval:" in page and "Approve</button>" not in page
     admin_page = client_for(pat).get(f"/requests/{pending.pk}/").content.decode()
     assert "Approve</button>" in admin_page
     assert 'href="/partner/members/"' in admin_page and 'href="/partner/approvals/"' in admin_page

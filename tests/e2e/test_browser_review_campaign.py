@@ -33,7 +33,7 @@ from partners.models import Membership
 from portal.models import AuditEvent, User
 from reviews import services as reviews
 from reviews.models import ReviewCampaign, ReviewItem
-from tests.e2e.test_browser_sign_in import CHROMIUM, CHROMIUM_ARGS, _require_browser
+from tests.e2e.browser import CHROMIUM, CHROMIUM_ARGS, require_browser
 from tests.fixtures.domain import STAFF_TOTP_SECRET, build_partner, make_member, make_staff
 from tests.fixtures.peers import ALICE
 from tests.helpers import denied_identities, fresh_totp_code, purge_broker, role_inline_policy
@@ -67,7 +67,7 @@ def _open_grant(user: User, role) -> Grant:  # type: ignore[no-untyped-def]
 
 
 def test_a_review_campaign_in_a_browser(live_server, acme_idp, local_aws, tmp_path: Path):
-    _require_browser()
+    require_browser()
     from playwright.sync_api import expect, sync_playwright
 
     world = build_partner("acme", issuer=acme_idp.issuer, client_secret="acme-client-secret")
@@ -115,7 +115,7 @@ def test_a_review_campaign_in_a_browser(live_server, acme_idp, local_aws, tmp_pa
             staff.get_by_role("button", name="Sign in").click()
             staff.locator("input[name=code]").fill(fresh_totp_code(STAFF_TOTP_SECRET))
             staff.locator("form button[type=submit]").first.click()
-            staff.get_by_role("link", name="Reviews").click()
+            staff.locator("header nav").get_by_role("link", name="Reviews").click()
             expect(staff.get_by_role("heading", name="Access reviews")).to_be_visible()
             staff.get_by_label("Partner").select_option(label="Acme Corp")
             staff.get_by_label("Reviewer").select_option(value="partner_admins")

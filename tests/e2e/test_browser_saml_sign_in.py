@@ -16,7 +16,7 @@ import pytest
 from allauth.socialaccount.models import SocialAccount
 
 from portal.models import User
-from tests.e2e.test_browser_sign_in import CHROMIUM, CHROMIUM_ARGS, _require_browser
+from tests.e2e.browser import CHROMIUM, CHROMIUM_ARGS, require_browser
 from tests.fixtures.domain import build_saml_partner, saml_sp
 from tests.helpers import refusals
 from tests.peers.saml_idp import SamlIdp, SamlUser
@@ -34,7 +34,7 @@ ALICE = SamlUser(
 
 
 def test_saml_sign_in_in_a_browser_lands_on_the_dashboard(live_server, settings):
-    _require_browser()
+    require_browser()
     from playwright.sync_api import expect, sync_playwright
 
     settings.PUBLIC_URL = live_server.url

@@ -9,7 +9,6 @@ sign-in form post to and through the IdP, and the dashboard form's names matchin
 
 from __future__ import annotations
 
-import os
 import re
 import threading
 from pathlib import Path
@@ -20,35 +19,12 @@ from django.db import connection
 from grants.models import Grant
 from grants.services import activation
 from portal.models import User
+from tests.e2e.browser import CHROMIUM, CHROMIUM_ARGS, require_browser
 from tests.fixtures.domain import build_partner
 from tests.fixtures.peers import ALICE
 from tests.helpers import purge_broker
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
-
-def _require_browser() -> None:
-    # Missing pieces fail the test with what to do: a browser test that silently skips proves nothing.
-    if not os.access(CHROMIUM, os.X_OK):
-        pytest.fail(
-            f"Chromium is not installed at {CHROMIUM}: "
-            "`apt-get install -y --no-install-recommends chromium` (never `playwright install`)."
-        )
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        pytest.fail("The `playwright` Python package is missing: `pip install -e '.[dev]'`.")
 
 
 def _activate_like_a_worker(grant_id: int) -> str:
@@ -69,7 +45,7 @@ def _activate_like_a_worker(grant_id: int) -> str:
 
 
 def test_sign_in_and_request_access_in_a_browser(live_server, acme_idp, local_aws, tmp_path: Path):
-    _require_browser()
+    require_browser()
     from playwright.sync_api import expect, sync_playwright
 
     world = build_partner("acme", issuer=acme_idp.issuer, client_secret="acme-client-secret")

@@ -9,6 +9,7 @@ from django.core.exceptions import ValidationError
 from django.test import Client
 from django.utils import timezone
 
+from approvals.models import ApprovalPolicy
 from approvals.services import grant_extend, request_create
 from grants import policies
 from grants.models import CredentialIssue, Grant
@@ -81,6 +82,29 @@ def test_extend_page_round_trip(acme: World, alice) -> None:  # type: ignore[no-
     sign_in_as(client, alice)
     client.post(f"/grants/{grant.pk}/extend/", {"minutes": 15, "justification": "Need to finish the job"})
     assert Grant.objects.get(pk=grant.pk).ends_at == grant.ends_at + timedelta(minutes=15)
+
+
+def test_the_grant_page_offers_extension_only_where_it_can_succeed_and_states_its_range(
+    acme: World, alice
+) -> None:  # type: ignore[no-untyped-def]
+    client = sign_in_as(Client(), alice)
+    grant = _active_grant(acme, alice, minutes=60)  # the role allows 120 minutes from now: 60 more at most
+    page = client.get(f"/grants/{grant.pk}/").content.decode()
+    assert "Extend</button>" in page and 'max="60"' in page and "(5\u201360)" in page
+
+    # At the role's maximum already: no form, the reason instead.
+    Grant.objects.filter(pk=grant.pk).update(ends_at=timezone.now() + timedelta(minutes=118))
+    page = client.get(f"/grants/{grant.pk}/").content.decode()
+    assert "Extend</button>" not in page
+    assert "Extending: Read-only can run at most 120 minutes from now, and this grant already does." in page
+
+    # A role whose requests need approvers: an extension would bypass them.
+    ApprovalPolicy.objects.create(role=acme.role, approvals_required=1)
+    Grant.objects.filter(pk=grant.pk).update(ends_at=timezone.now() + timedelta(minutes=30))
+    page = client.get(f"/grants/{grant.pk}/").content.decode()
+    assert "Extend</button>" not in page and "needs approval: request access again" in page
+    with pytest.raises(ValidationError, match="needs approval"):
+        grant_extend(grant=grant, by=timedelta(minutes=10), justification="Try it anyway", actor=alice)
 
 
 def test_session_policy_carries_the_allow_list_with_the_aws_service_exception() -> None:

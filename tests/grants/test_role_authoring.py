@@ -170,3 +170,16 @@ def test_revoke_all_sessions_needs_a_reason(staff_client: Client, acme: World) -
     assert Role.objects.get(pk=acme.role.pk).sessions_revoked_before is None
     staff_client.post(f"/staff/roles/{acme.role.pk}/revoke-sessions/", {"reason": "credentials leaked"})
     assert Role.objects.get(pk=acme.role.pk).sessions_revoked_before is not None
+
+
+@pytest.mark.aws
+def test_a_saved_roles_lint_notes_are_said_not_counted(staff_client: Client, acme: World) -> None:
+    policy = {
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Action": ["ec2:RunInstances"], "Resource": "*"}],
+    }
+    response = _post(staff_client, acme, inline_policy=json.dumps(policy))
+    assert response.status_code == 302
+    listing = staff_client.get(response["Location"]).content.decode()
+    assert "Policy lint (parliament): LOW: Unnecessary use of Resource *" in listing
+    assert "Lint notes: 1." not in listing

@@ -208,6 +208,19 @@ def test_an_issuer_that_differs_from_the_discovery_document_is_refused(console, 
     _no_idp_saved()
 
 
+def test_a_pasted_discovery_url_is_saved_as_its_issuer(console, acme_idp):
+    """Staff often copy the discovery document's URL: it is read once, and the issuer it names is stored (sign-ins
+    would otherwise ask for <issuer>/.well-known/openid-configuration/.well-known/openid-configuration)."""
+    _partner(console)
+
+    response = console.post(
+        "/staff/partners/acme/idp/oidc/", _oidc_form(acme_idp.issuer + "/.well-known/openid-configuration")
+    )
+
+    assert response.status_code == 302
+    assert IdentityProvider.objects.get().issuer == acme_idp.issuer
+
+
 @pytest.mark.django_db(transaction=True)
 def test_a_valid_oidc_idp_is_saved_with_its_secret_encrypted(console, sam, acme_idp, settings):
     settings.PUBLIC_URL = "https://porte.example.com"

@@ -161,6 +161,8 @@ def test_a_staff_password_sign_in_stops_at_the_totp_step():
 
 def test_a_wrong_totp_code_does_not_sign_in_and_the_right_one_does():
     sam = make_staff("sam")
+    sam.first_name, sam.last_name = "Sam", "Okafor"
+    sam.save(update_fields=["first_name", "last_name"])
     client = Client()
     _password_step(client)
 
@@ -180,6 +182,10 @@ def test_a_wrong_totp_code_does_not_sign_in_and_the_right_one_does():
     response = client.post("/accounts/2fa/authenticate/", {"code": right})
 
     assert response.status_code == 302 and _is_signed_in(client)
+    # Staff land on their queues, told who they are signed in as by name (never the internal username).
+    assert response["Location"] == "/staff/"
+    landing = client.get("/staff/").content.decode()
+    assert "Signed in as Sam Okafor." in landing and "as sam." not in landing
     assert client.session["_auth_user_id"] == str(sam.pk)
     assert client.session.session_key != before  # a new session at sign-in
     assert client.get("/staff/partners/").status_code == 200

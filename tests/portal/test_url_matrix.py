@@ -31,6 +31,7 @@ from tests.fixtures.everyone import Pattern, Person, client_for, concrete_url, u
 AUDIENCES: dict[str, str] = {
     # Porte: visitors
     "health": A.PUBLIC,
+    "favicon": A.PUBLIC,
     "sign_in": A.PUBLIC,
     # the Prometheus endpoint: a scraper's bearer token or signed-in staff; nobody else finds it
     "metrics_prometheus": A.STAFF,
@@ -44,6 +45,7 @@ AUDIENCES: dict[str, str] = {
     "request_approve": A.SIGNED_IN,
     "request_deny": A.SIGNED_IN,
     "activity_list": A.SIGNED_IN,
+    "activity_lag": A.SIGNED_IN,
     "activity_export": A.SIGNED_IN,
     "activity_detail": A.SIGNED_IN,
     "review_item_decide": A.SIGNED_IN,
@@ -103,6 +105,8 @@ AUDIENCES: dict[str, str] = {
     "api_request_deny": A.SIGNED_IN,
     "api_activity": A.SIGNED_IN,
     "api_schema": A.PUBLIC,  # the API's description: what it offers is no secret
+    "api_docs": A.PUBLIC,  # Swagger UI over the schema
+    "api_index": A.PUBLIC,  # where the schema, the docs and the collections are
     "api_partners": A.STAFF,
     "api_partner_create": A.STAFF,
     "api_partner_idp": A.STAFF,

@@ -104,6 +104,21 @@ def test_evidence_is_frozen_at_the_start(world: ReviewWorld) -> None:
     assert group.actions_used == ["ec2:DescribeInstances"] and len(group.unused_actions()) == 162
 
 
+def test_evidence_is_the_periods_only(world: ReviewWorld) -> None:
+    """Calls after the period's end (a late CloudTrail delivery, or a campaign started as of an earlier time) are in
+    no item: neither as the last activity nor as actions used, so the evidence never contradicts itself."""
+    period_end = world.now - timedelta(minutes=15)
+    event(world.alice_readonly, world.now - timedelta(minutes=5), "ec2.amazonaws.com", "DescribeVolumes")
+    campaign = services.review_campaign_start(partner=world.partner, now=period_end)
+    assert campaign.period_end == period_end
+    group = campaign.items.get(kind="group_eligibility")
+    # Her DescribeInstances 20 minutes ago is in; the refused call 10 minutes ago and DescribeVolumes are not.
+    assert group.last_activity_at == world.now - timedelta(minutes=20)
+    assert group.actions_used == ["ec2:DescribeInstances"]
+    member = campaign.items.get(label="alice@acme.example is a member of Acme Corp")
+    assert member.last_activity_at == world.now - timedelta(minutes=20)
+
+
 def test_partner_admins_review_but_never_their_own_access(world: ReviewWorld) -> None:
     campaign = services.review_campaign_start(partner=world.partner, reviewer=ReviewerMode.PARTNER_ADMINS)
     assignees = {(i.kind, i.subject_id): i.assignee for i in campaign.items.all()}
