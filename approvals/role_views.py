@@ -111,10 +111,9 @@ def _lint_notes(findings: list[authoring.Finding]) -> str:
     """The policy linter's notes, said in the message of a saved role (its page is left): each one, not a count."""
     if not findings:
         return ""
+    notes = (f"{f.severity or 'note'}: {f.detail}" for f in findings)
     return (
-        " Policy lint (parliament): "
-        + "; ".join(f"{f.severity or 'note'}: {f.detail}" for f in findings)
-        + "."
+        " Policy lint (parliament): " + "; ".join(n if len(n) <= 200 else n[:199] + "…" for n in notes) + "."
     )
 
 

@@ -1,8 +1,8 @@
 """`make run`: Porte with everything it needs, on this machine alone.
 
-Starts moto (local AWS), Acme's OIDC IdP (oidc-provider), seeds the demo, then the web server, a Celery worker
-and beat; prints where to sign in. Ctrl-C stops everything. moto keeps nothing between runs, so the demo
-database is rebuilt each time too.
+Starts moto (local AWS), the OIDC IdPs of Acme and Globex (oidc-provider), seeds the demo, then the web server,
+a Celery worker and beat; prints where to sign in. E-mails are written to var/demo/mail/. Ctrl-C stops
+everything. moto keeps nothing between runs, so the demo database is rebuilt each time too.
 """
 
 from __future__ import annotations
@@ -27,8 +27,37 @@ HOST = "127.0.0.1"
 WEB_PORT = int(os.environ.get("PORTE_PORT", "8000"))
 MOTO_PORT = int(os.environ.get("PORTE_MOTO_PORT", "5055"))
 IDP_PORT = int(os.environ.get("PORTE_IDP_PORT", "9000"))
+# Globex's own IdP: the second partner, which onboards itself in the demo.
+GLOBEX_IDP_PORT = int(os.environ.get("PORTE_GLOBEX_IDP_PORT", "9001"))
 ADMIN_PASSWORD = os.environ.get("PORTE_DEMO_ADMIN_PASSWORD") or secrets.token_urlsafe(12)
 ADMIN_TOTP_SECRET = base64.b32encode(secrets.token_bytes(20)).decode()
+# Carol, the second staff member: the second pair of eyes that role changes need.
+CAROL_PASSWORD = secrets.token_urlsafe(12)
+CAROL_TOTP_SECRET = base64.b32encode(secrets.token_bytes(20)).decode()
+GLOBEX_USERS = [
+    {
+        "username": "gina",
+        "password": "gina-demo-pw",
+        "sub": "globex-0001",
+        "email": "gina@globex.example",
+        "email_verified": True,
+        "name": "Gina Hart",
+        "groups": ["it-admins"],
+        "amr": ["pwd", "otp"],
+        "acr": "urn:porte:mfa",
+    },
+    {
+        "username": "glen",
+        "password": "glen-demo-pw",
+        "sub": "globex-0002",
+        "email": "glen@globex.example",
+        "email_verified": True,
+        "name": "Glen Ortiz",
+        "groups": ["engineers"],
+        "amr": ["pwd", "otp"],
+        "acr": "urn:porte:mfa",
+    },
+]
 DEMO_USERS = [
     {
         "username": "alice",
@@ -105,17 +134,38 @@ def wait_http(name: str, url: str, timeout: float = 60) -> None:
         fail(f"{name} did not answer at {url} within {timeout:.0f} s; see {VAR / (name + '.log')}")
 
 
-def start_idp(cmd: list[str], env: dict[str, str], url: str, attempts: int = 3) -> None:
+def start_idp(name: str, cmd: list[str], env: dict[str, str], url: str, attempts: int = 3) -> None:
     """About one start in sixty, node hangs generating the IdP's keys before it listens; a fresh process starts
     normally, so a start that does not answer in 20 s is stopped and made again."""
     for _ in range(attempts):
-        proc = start("idp", cmd, env)
+        proc = start(name, cmd, env)
         if answers(url, 20):
             return
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
-        children.remove(("idp", proc))
-    fail(f"the IdP did not answer at {url} after {attempts} starts; see {VAR / 'idp.log'}")
+        children.remove((name, proc))
+    fail(f"{name} did not answer at {url} after {attempts} starts; see {VAR / (name + '.log')}")
+
+
+def idp_config(
+    name: str, port: int, title: str, clients: list[dict[str, object]], users: list[dict[str, object]]
+) -> Path:
+    path = VAR / f"{name}.json"
+    issuer = f"http://{HOST}:{port}"
+    path.write_text(
+        json.dumps(
+            {
+                "host": HOST,
+                "port": port,
+                "issuer": issuer,
+                "title": title,
+                "clients": clients,
+                "users": users,
+            },
+            indent=2,
+        )
+    )
+    return path
 
 
 def stop_all(*_: object) -> None:
@@ -131,7 +181,12 @@ def stop_all(*_: object) -> None:
 
 def main() -> None:
     started = time.monotonic()
-    for name, port in (("web", WEB_PORT), ("moto", MOTO_PORT), ("IdP", IDP_PORT)):
+    for name, port in (
+        ("web", WEB_PORT),
+        ("moto", MOTO_PORT),
+        ("IdP", IDP_PORT),
+        ("Globex IdP", GLOBEX_IDP_PORT),
+    ):
         if not port_free(port):
             fail(
                 f"port {port} for the {name} is taken; stop what uses it or set "
@@ -156,34 +211,45 @@ def main() -> None:
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
         "PORTE_PUBLIC_URL": public_url,
+        # The demo's mailbox: every e-mail Porte sends (notices, invitations) is a file there.
+        "EMAIL_BACKEND": "django.core.mail.backends.filebased.EmailBackend",
+        "EMAIL_FILE_PATH": str(VAR / "mail"),
         "PYTHONUNBUFFERED": "1",
     }
     signal.signal(signal.SIGTERM, lambda *_: (stop_all(), sys.exit(0)))
 
-    print("Starting local AWS (moto) and Acme's identity provider ...", flush=True)
+    print("Starting local AWS (moto) and the partners' identity providers ...", flush=True)
     start("moto", [PY, "-m", "moto.server", "-H", HOST, "-p", str(MOTO_PORT)], env)
-    idp_config = VAR / "idp.json"
-    idp_config.write_text(
-        json.dumps(
-            {
-                "host": HOST,
-                "port": IDP_PORT,
-                "issuer": issuer,
-                "title": "Acme Corp sign-in",
-                "clients": [
-                    {
-                        "client_id": "porte-demo",
-                        "client_secret": client_secret,
-                        "redirect_uris": [f"{public_url}/accounts/oidc/acme/login/callback/"],
-                    }
-                ],
-                "users": DEMO_USERS,
-            },
-            indent=2,
-        )
+    server = str(ROOT / "demo" / "oidc-idp" / "server.mjs")
+    acme_clients = [
+        {
+            "client_id": "porte-demo",
+            "client_secret": client_secret,
+            "redirect_uris": [f"{public_url}/accounts/oidc/acme/login/callback/"],
+        }
+    ]
+    start_idp(
+        "idp",
+        ["node", server, str(idp_config("idp", IDP_PORT, "Acme Corp sign-in", acme_clients, DEMO_USERS))],
+        env,
+        f"{issuer}/.well-known/openid-configuration",
     )
-    idp_cmd = ["node", str(ROOT / "demo" / "oidc-idp" / "server.mjs"), str(idp_config)]
-    start_idp(idp_cmd, env, f"{issuer}/.well-known/openid-configuration")
+    # Globex's IT contact registers this client with Porte themselves (self-service onboarding).
+    globex_issuer, globex_secret = f"http://{HOST}:{GLOBEX_IDP_PORT}", secrets.token_urlsafe(24)
+    globex_clients = [
+        {
+            "client_id": "porte-globex",
+            "client_secret": globex_secret,
+            "redirect_uris": [f"{public_url}/accounts/oidc/globex/login/callback/"],
+        }
+    ]
+    globex_config = idp_config("globex-idp", GLOBEX_IDP_PORT, "Globex sign-in", globex_clients, GLOBEX_USERS)
+    start_idp(
+        "globex-idp",
+        ["node", server, str(globex_config)],
+        env,
+        f"{globex_issuer}/.well-known/openid-configuration",
+    )
     wait_http("moto", f"http://{HOST}:{MOTO_PORT}/moto-api/")
 
     print("Creating the database and seeding the demo ...", flush=True)
@@ -199,12 +265,19 @@ def main() -> None:
             ADMIN_PASSWORD,
             "--admin-totp-secret",
             ADMIN_TOTP_SECRET,
+            "--carol-password",
+            CAROL_PASSWORD,
+            "--carol-totp-secret",
+            CAROL_TOTP_SECRET,
+            "--invitation-link-file",
+            str(VAR / "globex-invitation.txt"),
         ],
     ):
         result = subprocess.run([PY, "manage.py", *cmd], cwd=ROOT, env=env, check=False)
         if result.returncode:
             fail(f"`manage.py {' '.join(cmd[:1])}` failed (exit {result.returncode}).")
 
+    invitation_link = (VAR / "globex-invitation.txt").read_text().strip()
     start("worker", [PY, "-m", "celery", "-A", "portal", "worker", "-l", "INFO", "-c", "2"], env)
     start(
         "beat",
@@ -223,6 +296,8 @@ Porte is running at {public_url}/   (started in {time.monotonic() - started:.0f}
   Staff sign-in:    {public_url}/accounts/login/  admin / {ADMIN_PASSWORD}  then a TOTP code:
                     add otpauth://totp/Porte:admin?secret={ADMIN_TOTP_SECRET}&issuer=Porte to an authenticator,
                     or run  .venv/bin/python demo/totp.py {ADMIN_TOTP_SECRET}
+                    Carol, the second staff member (four eyes):  carol / {CAROL_PASSWORD}
+                    then  .venv/bin/python demo/totp.py {CAROL_TOTP_SECRET}
 
 What to try (paths under {public_url}):
   as Alice  /                      request "Read-only inventory" (granted at once); open a grant for its timeline
@@ -235,9 +310,16 @@ What to try (paths under {public_url}):
   as staff  /staff/                the queues: approvals, a role change awaiting you (the second person),
                                    break-glass reviews, access reviews, quarantined trail files
             /staff/partners/acme/  onboarding checklist, access conditions, roles
-  API schema:       {public_url}/api/schema/
-  Local AWS (moto): {env["AWS_ENDPOINT_URL"]}   Acme IdP: {issuer}
-  Broker: {env["CELERY_BROKER_URL"]}   Logs: {VAR}/*.log
+  A second partner onboards itself: Globex Corp's IT contact (Gina) got this invitation (var/demo/mail/):
+            {invitation_link}
+            open it, Start, OpenID Connect: issuer {globex_issuer}, client id porte-globex,
+            client secret {globex_secret}; Test sign-in as gina / gina-demo-pw; Hand in for review.
+  then as staff  /staff/partners/globex/   provision its AWS account (the steps show live), activate, add a role;
+                 Carol approves the role's eligible groups (/staff/changes/);
+                 glen@globex.example → glen / glen-demo-pw signs in and requests it
+  API:              {public_url}/api/v1/   docs {public_url}/api/docs/   schema {public_url}/api/schema/
+  Local AWS (moto): {env["AWS_ENDPOINT_URL"]}   Acme IdP: {issuer}   Globex IdP: {globex_issuer}
+  Broker: {env["CELERY_BROKER_URL"]}   Logs: {VAR}/*.log   Mail: {VAR}/mail/
 Ctrl-C stops everything.
 """,
         flush=True,

@@ -27,6 +27,7 @@ from approvals.services import request_create
 from grants import provisioning
 from grants.models import AccessRequest, CredentialIssue, Grant, Role
 from grants.services import activation, expiry, minting, revocation, role_setup
+from partners import invitations
 from partners import services as partner_services
 from partners.models import IdentityProvider, Membership, Partner
 from portal.audit import audit_record
@@ -118,6 +119,35 @@ def staff_user(
             )
         audit_record(action="user.created", obj=user, data={"staff": True})
     return user
+
+
+def staff_sign_in_enable(username: str, *, password: str, totp_secret: str) -> User:
+    """Let a seeded staff member sign in: a password and a second factor (once; a re-run keeps what is set)."""
+    from allauth.mfa.totp.internal.auth import TOTP
+
+    user = User.objects.get(username=username, is_staff=True)
+    if not user.has_usable_password():
+        with transaction.atomic():
+            user.set_password(password)
+            user.save(update_fields=["password"])
+            TOTP.activate(user, totp_secret)
+            audit_record(action="user.sign_in_enabled", obj=user, data={"staff": True, "mfa": "totp"})
+    return user
+
+
+def second_partner_seed(*, admin: User) -> str:
+    """Globex Corp, a second partner onboarding itself: created by staff, its IT contact invited. Returns the
+    invitation's link ("" once Globex is past onboarding)."""
+    partner = Partner.objects.filter(slug="globex").first() or partner_services.partner_create(
+        name="Globex Corp", slug="globex", domains=["globex.example"], sponsor=admin, actor=admin
+    )
+    if partner.status != Partner.Status.ONBOARDING:
+        return ""
+    invitation, token = invitations.invitation_create(
+        partner=partner, email="gina@globex.example", actor=admin
+    )
+    invitations.invitation_send(invitation, token)
+    return invitations.invitation_link(token)
 
 
 def partner_person(idp: IdentityProvider, person: Person, *, actor: User) -> User:

@@ -14,7 +14,7 @@ from activity.models import Alert, QuarantinedObject
 from approvals.access import pending_for_approver
 from approvals.models import BreakGlassReview, RoleChange
 from grants.models import Grant
-from partners.models import BaselineStep, Partner
+from partners.models import BaselineStep, Partner, PartnerInvitation
 from partners.selectors import baseline_steps
 from portal.access import acting_user, staff_required
 from portal.models import User
@@ -64,6 +64,14 @@ def staff_queues(user: User) -> list[Queue]:
             BreakGlassReview.objects.filter(verdict="").count(),
             reverse("staff_break_glass"),
             "Every break-glass use has been reviewed.",
+        ),
+        Queue(
+            "Partner identity providers handed in for review",
+            PartnerInvitation.objects.filter(
+                submitted_at__isnull=False, revoked_at__isnull=True, partner__status=Partner.Status.ONBOARDING
+            ).count(),
+            reverse("partner_list"),
+            "No partner's self-service onboarding waits for review.",
         ),
         Queue(
             "Open access reviews",

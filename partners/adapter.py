@@ -27,6 +27,7 @@ from django.urls import reverse
 
 from partners import services
 from partners.federation import Assertion, assertion_from, social_app_for
+from partners.invitations import invitation_in_session
 from partners.models import IdentityProvider
 from partners.refusals import protocol_refusal
 from partners.selectors import identity_provider_by_provider_id
@@ -60,6 +61,14 @@ class PorteAccountAdapter(DefaultAccountAdapter):
         if getattr(request.user, "is_staff", False):
             return reverse("staff_home")
         return str(super().get_login_redirect_url(request))
+
+
+def _may_test(request: HttpRequest, idp: IdentityProvider) -> bool:
+    """Who may run a test sign-in through an IdP: staff, and the partner's contact holding its open invitation."""
+    if request.user.is_authenticated and request.user.is_staff:
+        return True
+    invitation = invitation_in_session(request)
+    return invitation is not None and invitation.partner_id == idp.partner_id
 
 
 class PartnerSocialAccountAdapter(DefaultSocialAccountAdapter):
@@ -164,11 +173,7 @@ class PartnerSocialAccountAdapter(DefaultSocialAccountAdapter):
                 "connect_attempt", "Linking another sign-in method to your account is not possible in Porte."
             )
         assertion = assertion_from(idp, sociallogin)
-        if (
-            request.session.get(IDP_TEST_KEY) == idp.pk
-            and request.user.is_authenticated
-            and request.user.is_staff
-        ):
+        if request.session.get(IDP_TEST_KEY) == idp.pk and _may_test(request, idp):
             self._finish_test_sign_in(request, idp, assertion)
         if not idp.partner.is_active:
             refuse(
@@ -207,15 +212,21 @@ class PartnerSocialAccountAdapter(DefaultSocialAccountAdapter):
     def _finish_test_sign_in(
         self, request: HttpRequest, idp: IdentityProvider, assertion: Assertion
     ) -> NoReturn:
-        """An admin's test of a (possibly not yet active) IdP: show what it asserted, create nobody."""
+        """A test of a (possibly not yet active) IdP, by staff or the partner's invited contact: show what it
+        asserted, create nobody."""
         request.session.pop(IDP_TEST_KEY, None)
         request.session[IDP_TEST_RESULT_KEY] = assertion.claims_summary()
+        staff = request.user.is_authenticated and request.user.is_staff
+        invitation = None if staff else invitation_in_session(request)
         services.identity_provider_verified(
             identity_provider=idp,
-            actor=request.user,  # type: ignore[arg-type]
+            actor=request.user if staff else None,  # type: ignore[arg-type]
             claims=assertion.claims_summary(),
+            contact=invitation.email if invitation else "",
         )
-        raise ImmediateHttpResponse(redirect("partner_idp_test_result", provider_id=idp.provider_id))
+        if staff:
+            raise ImmediateHttpResponse(redirect("partner_idp_test_result", provider_id=idp.provider_id))
+        raise ImmediateHttpResponse(redirect(f"{reverse('onboarding')}#test"))
 
     def populate_user(self, request: HttpRequest, sociallogin: SocialLogin, data: dict[str, Any]) -> Any:
         user = super().populate_user(request, sociallogin, data)

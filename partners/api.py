@@ -146,12 +146,13 @@ def identity_provider_create(request: Request, slug: str) -> Response:
             missing = [k for k in ("issuer", "client_id", "client_secret") if not v.get(k)]
             if missing:
                 raise ValidationError({k: ["Required for OpenID Connect."] for k in missing})
-            idp_validation.oidc_discover(v["issuer"])
+            # The issuer as discovery confirmed it (a pasted discovery document URL is stored as its issuer).
+            issuer = idp_validation.oidc_discover(v["issuer"]).issuer
             idp = services.identity_provider_create_oidc(
                 partner=partner,
                 provider_id=partner.slug,
                 display_name=v["display_name"],
-                issuer=v["issuer"],
+                issuer=issuer,
                 client_id=v["client_id"],
                 client_secret=v["client_secret"],
                 claim_mapping=v["claim_mapping"],

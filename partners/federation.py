@@ -139,6 +139,8 @@ class Assertion:
             "groups": self.groups,
             "mfa": self.mfa,
             "authn_methods": self.authn_methods,
+            # Everything else it asserted, by name: what a claim mapping can be fixed with.
+            "claims": self.attributes,
         }
 
 

@@ -46,6 +46,12 @@ class PartnerForm(forms.Form):
         return domains
 
 
+class InvitationForm(forms.Form):
+    email = forms.EmailField(
+        max_length=254, label="IT contact's e-mail", help_text="They get a single-use link, valid 7 days."
+    )
+
+
 class ClaimMappingFields(forms.Form):
     subject_claim = forms.CharField(
         required=False,

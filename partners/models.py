@@ -294,3 +294,46 @@ def ip_allowed(allowlist: list[str], address: str | None) -> bool:
     except ValueError:
         return False
     return any(ip in ipaddress.ip_network(cidr, strict=False) for cidr in allowlist)
+
+
+class PartnerInvitation(models.Model):
+    """A single-use, expiring link that lets the partner's IT contact onboard the partner's identity provider
+    themselves (partners/invitations.py). Only a digest of the link's token is stored."""
+
+    partner = models.ForeignKey(Partner, on_delete=models.CASCADE, related_name="invitations")
+    email = models.EmailField()
+    token_digest = models.CharField(max_length=64, unique=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+    # Opened (the link is then used up: it works in that browser only), handed in for review, withdrawn.
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    submitted_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["partner", "-created_at"], name="invitation_partner_idx")]
+
+    def __str__(self) -> str:
+        return f"Invitation of {self.email} for {self.partner}"
+
+    @property
+    def is_open(self) -> bool:
+        """Still usable by whoever holds it: not withdrawn, not expired, the partner still onboarding."""
+        return (
+            self.revoked_at is None
+            and self.expires_at > timezone.now()
+            and self.partner.status == Partner.Status.ONBOARDING
+        )
+
+    @property
+    def state(self) -> str:
+        if self.revoked_at:
+            return "withdrawn"
+        if self.submitted_at:
+            return "handed in for review"
+        if self.expires_at <= timezone.now():
+            return "expired"
+        return "opened" if self.claimed_at else "sent"

@@ -349,10 +349,31 @@ def identity_provider_update_saml_metadata(
 
 
 @transaction.atomic
+def identity_provider_update_claim_mapping(
+    *, identity_provider: IdentityProvider, claim_mapping: dict[str, Any], actor: User | None = None
+) -> IdentityProvider:
+    """Which claims (attributes) name the person, their email, name, groups and second factor. A new mapping is a
+    new configuration: the IdP needs a passing test sign-in again (IdentityProvider.is_verified)."""
+    idp = IdentityProvider.objects.select_for_update(of=("self",), no_key=True).get(pk=identity_provider.pk)
+    if idp.claim_mapping != claim_mapping:
+        before, idp.claim_mapping = idp.claim_mapping, claim_mapping
+        idp.save(update_fields=["claim_mapping"])
+        audit_record(
+            action="idp.mapping_changed",
+            obj=idp,
+            actor=actor,
+            partner_id=idp.partner_id,
+            data={"from": before, "to": claim_mapping},
+        )
+    return idp
+
+
+@transaction.atomic
 def identity_provider_verified(
-    *, identity_provider: IdentityProvider, actor: User, claims: dict[str, Any]
+    *, identity_provider: IdentityProvider, actor: User | None, claims: dict[str, Any], contact: str = ""
 ) -> None:
-    """A staff member's test sign-in through the IdP succeeded (no partner user was created)."""
+    """A test sign-in through the IdP succeeded, by a staff member or the partner's invited contact (`actor`
+    None); no partner user was created."""
     idp = IdentityProvider.objects.select_for_update(of=("self",), no_key=True).get(pk=identity_provider.pk)
     idp.verified_at = timezone.now()
     idp.verified_fingerprint = idp.config_fingerprint()
@@ -362,7 +383,11 @@ def identity_provider_verified(
         obj=idp,
         actor=actor,
         partner_id=idp.partner_id,
-        data={"claims": sorted(k for k, v in claims.items() if v not in ("", [], None))},
+        data={
+            # Which of the mapped values it asserted (names only: no personal data in the audit).
+            "claims": sorted(k for k, v in claims.items() if k != "claims" and v not in ("", [], None)),
+            **({"by_invited_contact": contact} if contact else {}),
+        },
     )
 
 

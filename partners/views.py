@@ -8,12 +8,12 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from partners import aws_account, federation, idp_validation, services
+from partners import aws_account, federation, idp_validation, registration, services
 from partners.adapter import IDP_TEST_KEY, IDP_TEST_RESULT_KEY
 from partners.forms import (
     AccountProvisionForm,
     ActivationForm,
-    OidcIdpForm,
+    InvitationForm,
     PartnerAccessForm,
     PartnerForm,
     ReasonForm,
@@ -122,6 +122,8 @@ def partner_detail(request: HttpRequest, slug: str) -> HttpResponse:
             "activation_missing": services.activation_missing(partner),
             "idp_shared_with": partners_sharing_idp(idp) if idp else [],
             "activation_form": ActivationForm(),
+            "invitation_form": InvitationForm(),
+            "invitations": partner.invitations.select_related("created_by").order_by("-created_at")[:5],
             # Access conditions shown with a link to edit them.
             "window": window_for(partner),
             "webhook": services.webhook_masked(partner.webhook_url),
@@ -133,42 +135,25 @@ def partner_detail(request: HttpRequest, slug: str) -> HttpResponse:
 
 
 def _save_idp(
-    request: HttpRequest, partner: Partner, form: OidcIdpForm | SamlIdpForm, existing: IdentityProvider | None
+    request: HttpRequest, partner: Partner, form: registration.IdpForm, existing: IdentityProvider | None
 ) -> HttpResponse:
-    data, actor = form.cleaned_data, acting_user(request)
-    if isinstance(form, OidcIdpForm):
-        services.identity_provider_create_oidc(
-            partner=partner,
-            provider_id=partner.slug,
-            display_name=data["display_name"],
-            issuer=data["issuer"],
-            client_id=data["client_id"],
-            client_secret=data["client_secret"],
-            claim_mapping=form.claim_mapping(),
-            actor=actor,
-        )
-        messages.success(request, "OpenID Connect IdP saved. Register the redirect URI below, then test it.")
-    elif existing is not None:
+    actor = acting_user(request)
+    if existing is not None and isinstance(form, SamlIdpForm):
         assert form.parsed is not None
         services.identity_provider_update_saml_metadata(
             identity_provider=existing, metadata=form.parsed, actor=actor
         )
         messages.success(request, "SAML metadata updated.")
     else:
-        assert form.parsed is not None
-        services.identity_provider_create_saml(
-            partner=partner,
-            provider_id=partner.slug,
-            display_name=data["display_name"],
-            metadata=form.parsed,
-            metadata_url=data.get("metadata_url") or "",
-            claim_mapping=form.claim_mapping(),
-            actor=actor,
-        )
-        messages.success(request, "SAML IdP saved. Register Porte's SP details below, then test it.")
-    saved = partner.identity_providers.first()
-    if saved is not None and (warning := shared_idp_warning(saved)):
-        messages.warning(request, warning)
+        saved = registration.idp_create(partner, form, actor)
+        if saved.protocol == IdentityProvider.Protocol.OIDC:
+            messages.success(
+                request, "OpenID Connect IdP saved. Register the redirect URI below, then test it."
+            )
+        else:
+            messages.success(request, "SAML IdP saved. Register Porte's SP details below, then test it.")
+        if warning := shared_idp_warning(saved):
+            messages.warning(request, warning)
     return redirect("partner_detail", slug=partner.slug)
 
 
@@ -200,11 +185,7 @@ def partner_idp(request: HttpRequest, slug: str, protocol: str) -> HttpResponse:
         raise Http404
     if existing and protocol == "oidc":
         return _rotate_oidc_secret(request, partner, existing)
-    form: OidcIdpForm | SamlIdpForm = (
-        OidcIdpForm(request.POST or None)
-        if protocol == "oidc"
-        else SamlIdpForm(request.POST or None, request.FILES or None)
-    )
+    form = registration.idp_form(protocol, request.POST or None, request.FILES or None)
     if request.method == "POST" and form.is_valid():
         try:
             return _save_idp(request, partner, form, existing)

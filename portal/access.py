@@ -14,6 +14,7 @@ portal.auth_backends) and imports no app.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
@@ -175,11 +176,26 @@ class Audience:
     STAFF = "staff"  # Porte staff in standing (second factor set up and used)
     STAFF_ACCOUNT = "staff_account"  # a staff member's own local account (password, e-mail, second factor)
     STAFF_OR_ANONYMOUS = "staff_or_anonymous"  # password reset: visitors and staff, never partner people
+    # a partner's IT contact who opened an onboarding invitation in this browser (partners/invitations.py), before
+    # it expires; the views check the invitation itself (withdrawn, used up, the partner's state)
+    INVITED = "invited"
     API = "api"  # REST API: its authentication and permission classes decide; the gate checks standing
     CLOSED = "closed"  # nobody: 404
 
 
 AUDIENCE_ATTRIBUTE = "porte_audience"
+# Where a browser's opened invitation is kept in its session: {"id", "partner_id", "until" (epoch seconds)}.
+INVITATION_SESSION_KEY = "porte_invitation"
+
+
+def invitation_marker(request: HttpRequest) -> dict[str, Any] | None:
+    """The invitation this browser opened, while it has not expired (partners.invitations checks the rest)."""
+    marker = request.session.get(INVITATION_SESSION_KEY)
+    if not isinstance(marker, dict) or float(marker.get("until", 0)) <= time.time():
+        return None
+    return marker
+
+
 V = TypeVar("V", bound=Callable[..., Any])
 
 
@@ -198,6 +214,7 @@ signed_in = audience(Audience.SIGNED_IN)
 partner_only = audience(Audience.PARTNER)
 partner_admin_only = audience(Audience.PARTNER_ADMIN)
 staff_required = audience(Audience.STAFF)
+invited = audience(Audience.INVITED)
 
 
 def acting_user(request: HttpRequest | Any) -> User:

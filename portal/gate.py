@@ -34,6 +34,7 @@ from portal.access import (
     Actor,
     Audience,
     actor_of,
+    invitation_marker,
 )
 from portal.audit import audit_record
 
@@ -175,6 +176,11 @@ class Gate:
         if audience == Audience.CLOSED:
             raise Http404
         if audience in (Audience.PUBLIC, Audience.API):
+            return None
+        if audience == Audience.INVITED:
+            # Whoever holds the opened invitation, signed in or not; nobody else finds these pages.
+            if invitation_marker(request) is None:
+                raise Http404
             return None
         if not actor.in_standing:
             if audience == Audience.STAFF_OR_ANONYMOUS:

@@ -384,6 +384,8 @@ USE_TZ = True
 # Notifications (portal/notifications.py): printed to the console locally; SMTP etc. by EMAIL_BACKEND/EMAIL_* in
 # production. Webhooks only to https URLs in production.
 EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
+# With the file backend (the demo's mailbox), where each e-mail is written.
+EMAIL_FILE_PATH = env.str("EMAIL_FILE_PATH", default=str(VAR_DIR / "mail"))
 EMAIL_HOST = env.str("EMAIL_HOST", default="localhost")
 EMAIL_PORT = env.int("EMAIL_PORT", default=25)
 EMAIL_HOST_USER = env.str("EMAIL_HOST_USER", default="")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -66,3 +67,18 @@ def page_signed_in(user: User, base_url: str, **context_options: Any) -> Iterato
             yield page
         finally:
             browser.close()
+
+
+def sign_in_through_idp(page: Any, base_url: str, person: Any) -> None:
+    """A partner person's sign-in as they do it: their work e-mail at /sign-in/, allauth's confirmation, the IdP's
+    own login page (oidc-provider: `person` has email, username and password), back on Porte's home."""
+    from playwright.sync_api import expect
+
+    page.goto(f"{base_url}/sign-in/")
+    page.get_by_label("Work email").fill(person.email)
+    page.get_by_role("button", name="Continue", exact=True).click()
+    page.get_by_role("button", name=re.compile(r"^Continue to ")).click()
+    page.locator("input[name=username]").fill(person.username)
+    page.locator("input[name=password]").fill(person.password)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page).to_have_url(f"{base_url}/")

@@ -23,7 +23,10 @@ from urllib.parse import urljoin, urlsplit
 
 import pytest
 
-from tests.e2e.browser import PHONE, page_signed_in
+from partners import invitations
+from partners import services as partner_services
+from tests.e2e.browser import CHROMIUM, CHROMIUM_ARGS, PHONE, page_signed_in, require_browser
+from tests.fixtures.domain import make_staff
 from tests.helpers import INLINE_SCRIPT_OR_STYLE
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
@@ -127,3 +130,29 @@ def test_a_destructive_action_asks_first(people, live_server):
         assert expect_status.inner_text() in ("Revoking", "Revoked")
 
     assert len(asked) == 2 and asked[0].startswith("Revoke this grant now?")
+
+
+def test_the_onboarding_pages_fit_a_phone_and_pass_axe(live_server):
+    """The invited IT contact's pages (no account: the invitation opened in this browser)."""
+    require_browser()
+    from playwright.sync_api import sync_playwright
+
+    # The invitation is made before the browser's loop starts; nothing here uses the ORM inside it.
+    partner = partner_services.partner_create(name="Wayne", slug="wayne", domains=["wayne.example"])
+    _, token = invitations.invitation_create(
+        partner=partner, email="it@wayne.example", actor=make_staff("sam")
+    )
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_context(viewport=PHONE, bypass_csp=True).new_page()
+            page.set_default_timeout(20_000)
+            page.goto(f"{live_server.url}/onboard/{token}/")
+            page.get_by_role("button", name="Start").click()
+            page.wait_for_url(f"{live_server.url}/onboarding/")
+            visited, problems = _crawl(page, live_server.url, "/onboarding/")
+        finally:
+            browser.close()
+
+    assert not problems, json.dumps(problems, indent=1)
+    assert {"/onboarding/", "/onboarding/idp/oidc/", "/onboarding/idp/saml/"} <= set(visited), visited

@@ -33,7 +33,7 @@ from partners.models import Membership
 from portal.models import AuditEvent, User
 from reviews import services as reviews
 from reviews.models import ReviewCampaign, ReviewItem
-from tests.e2e.browser import CHROMIUM, CHROMIUM_ARGS, require_browser
+from tests.e2e.browser import CHROMIUM, CHROMIUM_ARGS, require_browser, sign_in_through_idp
 from tests.fixtures.domain import STAFF_TOTP_SECRET, build_partner, make_member, make_staff
 from tests.fixtures.peers import ALICE
 from tests.helpers import denied_identities, fresh_totp_code, purge_broker, role_inline_policy
@@ -136,14 +136,7 @@ def test_a_review_campaign_in_a_browser(live_server, acme_idp, local_aws, tmp_pa
             # Acme's admin signs in through Acme's IdP and reviews.
             page = browser.new_page()
             page.set_default_timeout(15_000)
-            page.goto(f"{live_server.url}/sign-in/")
-            page.get_by_label("Work email").fill(ALICE.email)
-            page.get_by_role("button", name="Continue", exact=True).click()
-            page.get_by_role("button", name=re.compile(r"^Continue to ")).click()
-            page.locator("input[name=username]").fill(ALICE.username)
-            page.locator("input[name=password]").fill(ALICE.password)
-            page.get_by_role("button", name="Sign in").click()
-            expect(page).to_have_url(f"{live_server.url}/")
+            sign_in_through_idp(page, live_server.url, ALICE)
             page.get_by_role("link", name="Reviews").click()
             expect(page.get_by_role("heading", name="Acme Corp · access reviews")).to_be_visible()
             # Her own membership and admin status are not hers to review.

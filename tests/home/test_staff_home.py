@@ -13,7 +13,9 @@ from activity.models import Alert, QuarantinedObject
 from approvals import changes
 from approvals.models import ApprovalPolicy
 from approvals.services import request_create
+from partners import invitations
 from partners import services as partner_services
+from partners.models import PartnerInvitation
 from portal.models import User
 from reviews.services import review_campaign_start
 from tests.fixtures.domain import build_partner, make_member, make_staff, sign_in_as
@@ -56,9 +58,16 @@ def test_staff_home_counts_what_waits_for_this_staff_member() -> None:
             acknowledged_at=acknowledged,
             acknowledged_by=sam if acknowledged else None,
         )
-    partner_services.partner_create(name="Globex Corp", slug="globex", domains=["globex.example"])
+    globex = partner_services.partner_create(name="Globex Corp", slug="globex", domains=["globex.example"])
+    for email, handed_in in (("old@globex.example", now), ("it@globex.example", None)):
+        invitation, _ = invitations.invitation_create(partner=globex, email=email, actor=sam)
+        PartnerInvitation.objects.filter(pk=invitation.pk).update(submitted_at=handed_in)
 
     counts = _counts(client_for(sam))
+    # Globex's second invitation withdrew the first, handed in: the current one is not handed in yet.
+    assert counts["Partner identity providers handed in for review"] == 0
+    PartnerInvitation.objects.filter(email="it@globex.example").update(submitted_at=now)
+    assert _counts(client_for(sam))["Partner identity providers handed in for review"] == 1
     assert counts["Access requests to approve"] == 1
     assert counts["Role changes awaiting a second person"] == 1
     assert counts["Open access reviews"] == 1

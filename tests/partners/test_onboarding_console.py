@@ -467,7 +467,7 @@ def test_onboarding_an_oidc_partner_end_to_end_with_a_test_sign_in(live_server, 
 
     assert result.status_code == 200 and result.url == f"{live_server.url}/staff/idp/acme/test-result/"
     page = result.text
-    assert "The IdP signed a test account in." in page
+    assert "The test sign-in passed." in page
     for shown in (
         "<code>acme-0001</code>",
         "<dd>alice@acme.example</dd>",

@@ -52,6 +52,9 @@ FIELDLESS = {
     "api_token_revoke": "revokes one of the person's own tokens",
     "partner_provision": "queues the partner's account provisioning",
     "partner_idp_test": "starts a test sign-in at the partner's IdP",
+    "invitation_open": "opens the onboarding invitation its URL names (the link is the token)",
+    "onboarding_test": "starts the invited contact's test sign-in at their IdP",
+    "onboarding_submit": "hands the contact's tested IdP in for review",
     "activity_quarantine_retry": "queues a quarantined file for another try",
     "grant_console": "opens the AWS console for the person's own grant",
     "grant_cli": "mints the person's own CLI credentials",
@@ -69,7 +72,7 @@ AUDITED_REFUSALS = {"openid_connect_callback", "saml_acs", "saml_finish_acs"}
 # A signed-in person asking a sign-in page is sent on, whatever they post.
 SENT_ON_WHEN_SIGNED_IN = {"sign_in", "account_login"}
 # Who asks: the people of tests/fixtures/everyone.py in standing (those without it are refused before any view).
-ASKERS = ("anonymous", "member", "approver", "partner_admin", "staff")
+ASKERS = ("anonymous", "member", "approver", "partner_admin", "staff", "invited_contact")
 REFUSING = {400, 401, 403, 404, 405, 409, 413, 415, 422, 429}
 MARKUP = "<script>alert(1)</script>"
 

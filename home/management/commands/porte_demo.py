@@ -29,6 +29,11 @@ class Command(BaseCommand):
         parser.add_argument(
             "--admin-totp-secret", required=True, help="Base32 TOTP secret for the admin's MFA"
         )
+        parser.add_argument("--carol-password", help="Lets Carol, the second staff member, sign in")
+        parser.add_argument("--carol-totp-secret", help="Base32 TOTP secret for Carol's MFA")
+        parser.add_argument(
+            "--invitation-link-file", help="Where to write the link of Globex's onboarding invitation"
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         admin = User.objects.filter(username="admin").first()
@@ -73,6 +78,14 @@ class Command(BaseCommand):
                 "can be run from the partner page.",
             )
         world = demo_seed.story_seed(partner, boundary, admin=admin)
+        if options.get("carol_password") and options.get("carol_totp_secret"):
+            demo_seed.staff_sign_in_enable(
+                "carol", password=options["carol_password"], totp_secret=options["carol_totp_secret"]
+            )
+        link = demo_seed.second_partner_seed(admin=admin)
+        if link and options.get("invitation_link_file"):
+            with open(options["invitation_link_file"], "w") as out:
+                out.write(link + "\n")
         self.stdout.write(
             self.style.SUCCESS(
                 f"Demo ready: partner {partner.slug} (AWS account {partner.aws_account_id}), "
