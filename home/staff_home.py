@@ -66,6 +66,15 @@ def staff_queues(user: User) -> list[Queue]:
             "Every break-glass use has been reviewed.",
         ),
         Queue(
+            "Sensitive partners' activations awaiting a second person",
+            Partner.objects.filter(activation_approved_by__isnull=False)
+            .exclude(status=Partner.Status.ACTIVE)
+            .exclude(activation_approved_by=user)
+            .count(),
+            reverse("partner_list"),
+            "No activation approved by someone else waits for you.",
+        ),
+        Queue(
             "Partner identity providers handed in for review",
             PartnerInvitation.objects.filter(
                 submitted_at__isnull=False, revoked_at__isnull=True, partner__status=Partner.Status.ONBOARDING

@@ -69,6 +69,7 @@ class PartnerSerializer(serializers.ModelSerializer):
             "aws_account_id",
             "aws_region",
             "enforce_email_domains",
+            "sensitive",
             "domains",
             "identity_providers",
             "created_at",
@@ -89,6 +90,7 @@ class PartnerInput(serializers.Serializer):
     domains = serializers.ListField(child=serializers.CharField(max_length=253), min_length=1, max_length=50)
     aws_region = serializers.CharField(max_length=32, default="eu-west-1")
     enforce_email_domains = serializers.BooleanField(default=True)
+    sensitive = serializers.BooleanField(default=False, help_text="Activating it takes two staff members.")
 
 
 @extend_schema(request=PartnerInput, responses={201: PartnerSerializer})

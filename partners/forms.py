@@ -26,6 +26,10 @@ class PartnerForm(forms.Form):
     enforce_email_domains = forms.BooleanField(
         required=False, initial=True, label="Refuse sign-ins whose email is outside these domains"
     )
+    sensitive = forms.BooleanField(
+        required=False,
+        label="Sensitive: activating it takes two staff members (four eyes)",
+    )
 
     def clean_slug(self) -> str:
         slug: str = self.cleaned_data["slug"].lower()

@@ -49,6 +49,12 @@ class Partner(models.Model):
     )
     # Refuse a sign-in whose asserted email is outside the partner's domains (email is never the identity).
     enforce_email_domains = models.BooleanField(default=True)
+    # Four eyes: activating a sensitive partner takes two staff members, the second one not the first.
+    sensitive = models.BooleanField(default=False)
+    activation_approved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    activation_approved_at = models.DateTimeField(null=True, blank=True)
     # Networks the partner works from (CIDRs). Empty: any. Enforced by Porte and by every session's policy.
     source_ip_allowlist = models.JSONField(default=list, blank=True)
     # When the partner may work (partners/windows.py): on these weekdays (0 = Monday), from start to end in the

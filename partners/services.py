@@ -27,6 +27,7 @@ def partner_create(
     aws_region: str = "eu-west-1",
     sponsor: User | None = None,
     enforce_email_domains: bool = True,
+    sensitive: bool = False,
     actor: User | None = None,
 ) -> Partner:
     partner = Partner.objects.create(
@@ -35,6 +36,7 @@ def partner_create(
         aws_region=aws_region,
         sponsor=sponsor,
         enforce_email_domains=enforce_email_domains,
+        sensitive=sensitive,
     )
     for domain in domains:
         PartnerDomain.objects.create(partner=partner, domain=domain.strip().lower())
@@ -43,7 +45,7 @@ def partner_create(
         obj=partner,
         actor=actor,
         partner_id=partner.pk,
-        data={"slug": slug, "domains": sorted(domains)},
+        data={"slug": slug, "domains": sorted(domains), "sensitive": sensitive},
     )
     return partner
 
@@ -67,15 +69,46 @@ def activation_missing(partner: Partner) -> list[str]:
 
 
 @transaction.atomic
+@transaction.atomic
 def partner_activate(*, partner: Partner, actor: User | None = None, exception_reason: str = "") -> Partner:
     """Let the partner's people in. Only once its IdP passed a test sign-in with its current configuration and its
-    account and network baseline is in place — or with an explicit exception, whose reason is audited."""
+    account and network baseline is in place — or with an explicit exception, whose reason is audited.
+
+    A sensitive partner takes two staff members: the first one's activation is recorded as an approval (the
+    partner stays as it is), and a second, different one activates it. Each activation needs a new pair."""
+    partner = Partner.objects.select_for_update(of=("self",), no_key=True).get(pk=partner.pk)
     if partner.status == Partner.Status.OFFBOARDED:
         raise ValidationError({"partner": "An offboarded partner cannot be reactivated."})
+    if partner.status == Partner.Status.ACTIVE:
+        return partner
     missing = activation_missing(partner)
     reason = exception_reason.strip()
     if missing and not reason:
         raise ValidationError({"partner": missing})
+    if partner.sensitive:
+        if actor is None:
+            raise ValidationError(
+                {"approver": f"{partner.name} is sensitive: two staff members activate it."}
+            )
+        if partner.activation_approved_by_id is None:
+            partner.activation_approved_by, partner.activation_approved_at = actor, timezone.now()
+            partner.save(update_fields=["activation_approved_by", "activation_approved_at"])
+            audit_record(
+                action="partner.activation_approved",
+                obj=partner,
+                actor=actor,
+                partner_id=partner.pk,
+                data={"missing": missing, "reason": reason[:500]},
+            )
+            return partner
+        if partner.activation_approved_by_id == actor.pk:
+            raise ValidationError(
+                {
+                    "approver": f"You approved {partner.name}'s activation already: a second staff member activates it."
+                }
+            )
+        partner.activation_approved_by, partner.activation_approved_at = None, None
+        partner.save(update_fields=["activation_approved_by", "activation_approved_at"])
     if missing:
         audit_record(
             action="partner.activation_exception",

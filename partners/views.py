@@ -85,9 +85,12 @@ def partner_create(request: HttpRequest) -> HttpResponse:
             aws_region=data["aws_region"],
             sponsor=data["sponsor"],
             enforce_email_domains=data["enforce_email_domains"],
+            sensitive=data["sensitive"],
             actor=acting_user(request),
         )
-        messages.success(request, f"{partner.name} created. Next: add its identity provider.")
+        messages.success(
+            request, f"{partner.name} created. Next: add its identity provider, or invite its IT contact to."
+        )
         return redirect("partner_detail", slug=partner.slug)
     return render(request, "partners/partner_form.html", {"form": form}, status=400 if form.errors else 200)
 
@@ -228,20 +231,26 @@ def partner_activate(request: HttpRequest, slug: str) -> HttpResponse:
     if not form.is_valid():
         return bad_request(request, form_errors(form), back=reverse("partner_detail", args=[partner.slug]))
     try:
-        services.partner_activate(
+        partner = services.partner_activate(
             partner=partner,
             actor=acting_user(request),
             exception_reason=form.cleaned_data["exception_reason"],
         )
     except ValidationError as exc:
+        steps = "partner" in exc.message_dict
         return bad_request(
             request,
             "Not activated. "
             + " ".join(exc.messages)
-            + " Finish these steps, or record an exception with a reason.",
+            + (" Finish these steps, or record an exception with a reason." if steps else ""),
             back=reverse("partner_detail", args=[partner.slug]),
         )
-    messages.success(request, f"{partner.name} is active: its people can sign in.")
+    if partner.is_active:
+        messages.success(request, f"{partner.name} is active: its people can sign in.")
+    else:
+        messages.success(
+            request, f"Your approval is recorded: a second staff member activates {partner.name}."
+        )
     return redirect("partner_detail", slug=partner.slug)
 
 

@@ -98,10 +98,11 @@ def test_staff_create_a_partner(console, sam):
     assert event.actor_id == sam.pk and event.data == {
         "slug": "acme",
         "domains": ["acme-corp.example", "acme.example"],
+        "sensitive": False,
     }
     detail = console.get("/staff/partners/acme/")
     assert detail.status_code == 200
-    assert "Acme Corp created. Next: add its identity provider." in _page(detail)
+    assert "Acme Corp created. Next: add its identity provider, or invite its IT contact to." in _page(detail)
 
 
 @pytest.mark.parametrize(

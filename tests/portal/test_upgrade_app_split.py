@@ -17,6 +17,8 @@ from grants.models import Role
 from reviews.models import ReviewSettings
 
 BEFORE_SPLIT = [
+    # partners as it was then too: its later columns (e.g. `sensitive`) are not in the old apps' state.
+    ("partners", "0008_account_creation_claim"),
     ("grants", "0012_role_iam_lease"),
     ("approvals", None),
     ("reviews", None),
