@@ -2,18 +2,33 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
 from django import forms
 from django.core.validators import MaxValueValidator
+from django.forms.models import ModelChoiceIterator
 
 from grants import limits
 from grants.authoring import MAX_POLICY_CHARS
 from grants.models import Role
 
 
+class _ChoicesOnce(ModelChoiceIterator):
+    """The choices from the field's queryset as it is cached: Django's iterator asks the database each time the
+    choices are read (the widget reads them twice: its options, and whether the first one is empty)."""
+
+    def __iter__(self) -> Iterator[Any]:
+        if self.field.empty_label is not None:
+            yield ("", self.field.empty_label)
+        for obj in self.queryset:
+            yield self.choice(obj)
+
+
 class RoleChoiceField(forms.ModelChoiceField):
+    iterator = _ChoicesOnce
+
     def label_from_instance(self, obj: Role) -> str:
         return f"{obj.name} (up to {obj.max_duration_minutes} minutes)"
 

@@ -28,11 +28,12 @@ def _dashboard(
     request: HttpRequest, form: AccessRequestForm | None = None, status: int = 200
 ) -> HttpResponse:
     user = acting_user(request)
-    roles = roles_requestable_by(user)
+    form = form or AccessRequestForm(roles=roles_requestable_by(user))
     grants = grants_visible_to(user)
     context = {
-        "roles": roles,
-        "form": form or AccessRequestForm(roles=roles),
+        # The form's own queryset: the page and the form's choices read the roles once.
+        "roles": form.fields["role"].queryset,  # type: ignore[attr-defined]
+        "form": form,
         "current": grants.filter(
             status__in=[
                 Grant.Status.PENDING,

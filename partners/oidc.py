@@ -28,6 +28,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from requests import RequestException
 
+from partners import idp_metadata
 from partners.idp_validation import ALLOWED_ID_TOKEN_ALGORITHMS
 from partners.refusals import OidcRefused
 from portal.access import public
@@ -48,7 +49,13 @@ class PorteOidcAdapter(OpenIDConnectOAuth2Adapter):
 
     @property
     def openid_config(self) -> dict[str, Any]:
-        config: dict[str, Any] = super().openid_config
+        """The discovery document, from the cache (partners.idp_metadata) rather than the IdP at every step."""
+        config: dict[str, Any] | None = getattr(self, "_openid_config", None)
+        if config is None:
+            provider = self.get_provider()
+            config = idp_metadata.discovery_document(provider.server_url)
+            config.update(provider.app.settings.get("openid_configuration_overrides", {}))
+            self._openid_config = config
         if config.get("issuer") != self.pinned_issuer:
             raise OidcRefused(
                 "issuer_changed", "The IdP's discovery document names another issuer than the one onboarded."
@@ -64,14 +71,24 @@ class PorteOidcAdapter(OpenIDConnectOAuth2Adapter):
             raise OidcRefused(
                 "id_token_algorithm", f"ID token algorithm {str(algorithm)[:20]!r} is not accepted."
             )
-        claims: dict[str, Any] = jwtkit.verify_and_decode(
-            credential=id_token,
-            keys_url=self.openid_config["jwks_uri"],
-            issuer=self.pinned_issuer,
-            audience=app.client_id,
-            lookup_kid=jwtkit.lookup_kid_jwk,
-            verify_signature=True,
-        )
+        # allauth's jwtkit.verify_and_decode, with the keys from the cache (fetched again on an unknown kid).
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                id_token,
+                key=idp_metadata.signing_key(self.openid_config["jwks_uri"], id_token),
+                algorithms=[algorithm],
+                options={
+                    "verify_signature": True,
+                    "verify_iss": True,
+                    "verify_aud": True,
+                    "verify_exp": True,
+                },
+                issuer=self.pinned_issuer,
+                audience=app.client_id,
+            )
+        except jwt.PyJWTError as exc:
+            raise OAuth2Error("Invalid id_token") from exc
+        jwtkit.verify_jti(claims)
         expected = (self.state or {}).get("nonce")
         if not expected or not hmac.compare_digest(str(claims.get("nonce", "")), str(expected)):
             raise OidcRefused("id_token_nonce", "The ID token's nonce does not match this sign-in.")
