@@ -9,6 +9,7 @@ import re
 from datetime import timedelta
 
 import pytest
+import requests
 from django.core import mail
 from django.test import Client
 from django.utils import timezone
@@ -16,9 +17,12 @@ from django.utils import timezone
 from partners import invitations
 from partners import services as partner_services
 from partners.models import IdentityProvider, Partner, PartnerInvitation
-from portal.models import AuditEvent, Notification
-from tests.fixtures.domain import make_staff, sign_in_as
+from portal.models import AuditEvent, Notification, User
+from tests.fixtures.domain import make_staff, saml_sp, sign_in_as
+from tests.helpers import csrf_headers
 from tests.peers.oidc_idp import free_port
+from tests.peers.saml_idp import SamlIdp, SamlUser
+from tests.peers.saml_idp import sign_in as saml_sign_in
 
 pytestmark = pytest.mark.django_db
 
@@ -176,3 +180,45 @@ def test_hand_in_needs_a_passing_test_with_the_current_mapping(sam, partner: Par
         "invitation.mapping_saved",
         "invitation.submitted",
     ]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_contact_onboards_a_saml_idp_by_its_metadata_url(live_server, settings, sam) -> None:  # type: ignore[no-untyped-def]
+    """The SAML road, against SimpleSAMLphp: the contact's browser (`requests`) opens the link, registers the IdP
+    by its metadata URL, tests it with their own account and hands it in."""
+    settings.PUBLIC_URL = live_server.url
+    partner = partner_services.partner_create(name="Acme Corp", slug="acme", domains=["acme.example"])
+    token = _invite(sam, partner)
+    contact = SamlUser("it", "it-saml-pw", "acme-0100", "it@acme.example", "Ida Tan", ["it-admins"])
+    with SamlIdp([contact], [saml_sp(live_server.url, "acme")]) as idp:
+        http = requests.Session()
+        http.get(f"{live_server.url}/onboard/{token}/").raise_for_status()
+        opened = http.post(f"{live_server.url}/onboard/{token}/", headers=csrf_headers(http))
+        assert opened.url == f"{live_server.url}/onboarding/"
+        registered = http.post(
+            f"{live_server.url}/onboarding/idp/saml/",
+            data={"display_name": "Acme SAML", "metadata_url": idp.metadata_url},
+            headers=csrf_headers(http),
+        )
+        assert registered.url == f"{live_server.url}/onboarding/"
+        assert (
+            f"<code>{live_server.url}/accounts/saml/acme/acs/</code>" in registered.text
+        )  # what to register
+
+        start = http.post(f"{live_server.url}/onboarding/test/", headers=csrf_headers(http))
+        login_path = re.search(r'<form method="post" action="([^"]+)">.*?Continue to', start.text, re.DOTALL)
+        assert login_path and login_path.group(1) == "/accounts/saml/acme/login/"
+        to_idp = http.post(
+            f"{live_server.url}{login_path.group(1)}",
+            data={"csrfmiddlewaretoken": http.cookies["csrftoken"]},
+            allow_redirects=False,
+        )
+        result = saml_sign_in(http, to_idp, contact.username, contact.password)
+
+    assert result.status_code == 200 and result.url.startswith(f"{live_server.url}/onboarding/")
+    assert "The test sign-in passed." in result.text and "<dd>it@acme.example</dd>" in result.text
+    assert IdentityProvider.objects.get(partner=partner).is_verified
+    assert not User.objects.filter(is_staff=False).exists()  # the test signed nobody in
+    handed_in = http.post(f"{live_server.url}/onboarding/submit/", headers=csrf_headers(http))
+    assert handed_in.status_code == 200 and "Handed in" in handed_in.text
+    assert PartnerInvitation.objects.get(partner=partner).submitted_at is not None
