@@ -87,7 +87,9 @@ def known(simulator, acme, alice, alice_cli):  # type: ignore[no-untyped-def]
         )
     for ok in (True, True, True, False):
         HealthSample.objects.create(ok=ok, at=now - timedelta(minutes=5))
-    HealthSample.objects.bulk_create(HealthSample(ok=True, at=now - timedelta(days=1)) for _ in range(2))
+    # Two days back, not one: in the first minutes after midnight (UTC) "5 minutes ago" is yesterday already, and
+    # the two days' samples must never share a day.
+    HealthSample.objects.bulk_create(HealthSample(ok=True, at=now - timedelta(days=2)) for _ in range(2))
     HealthSample.objects.create(ok=False, at=now - timedelta(days=45))  # outside the 30 days
     return now
 
@@ -109,7 +111,7 @@ def test_figures_from_a_known_setup(known) -> None:  # type: ignore[no-untyped-d
     ] == pytest.approx(5.8)
     assert f["availability"].total == pytest.approx(5 / 6) and f.health_samples == 6
     assert f["availability"].values[_day(known - timedelta(minutes=5))] == pytest.approx(0.75)
-    assert f["availability"].values[_day(known - timedelta(days=1))] == 1.0
+    assert f["availability"].values[_day(known - timedelta(days=2))] == 1.0
     assert f["availability"].values[0] is None  # no samples that day: no figure, not zero
     for key in ("signins_refused", "access_denied", "security_incidents"):
         assert sum(v or 0 for v in f[key].values) == f[key].total
