@@ -63,12 +63,13 @@ class PorteAccountAdapter(DefaultAccountAdapter):
         return str(super().get_login_redirect_url(request))
 
 
-def _may_test(request: HttpRequest, idp: IdentityProvider) -> bool:
-    """Who may run a test sign-in through an IdP: staff, and the partner's contact holding its open invitation."""
+def _tester(request: HttpRequest, idp: IdentityProvider) -> str | None:
+    """Who may run a test sign-in through an IdP: staff ("") and the partner's contact holding its open
+    invitation (their address); None for anyone else."""
     if request.user.is_authenticated and request.user.is_staff:
-        return True
+        return ""
     invitation = invitation_in_session(request)
-    return invitation is not None and invitation.partner_id == idp.partner_id
+    return invitation.email if invitation is not None and invitation.partner_id == idp.partner_id else None
 
 
 class PartnerSocialAccountAdapter(DefaultSocialAccountAdapter):
@@ -173,8 +174,8 @@ class PartnerSocialAccountAdapter(DefaultSocialAccountAdapter):
                 "connect_attempt", "Linking another sign-in method to your account is not possible in Porte."
             )
         assertion = assertion_from(idp, sociallogin)
-        if request.session.get(IDP_TEST_KEY) == idp.pk and _may_test(request, idp):
-            self._finish_test_sign_in(request, idp, assertion)
+        if request.session.get(IDP_TEST_KEY) == idp.pk and (contact := _tester(request, idp)) is not None:
+            self._finish_test_sign_in(request, idp, assertion, contact)
         if not idp.partner.is_active:
             refuse(
                 "partner_inactive",
@@ -210,19 +211,18 @@ class PartnerSocialAccountAdapter(DefaultSocialAccountAdapter):
         )
 
     def _finish_test_sign_in(
-        self, request: HttpRequest, idp: IdentityProvider, assertion: Assertion
+        self, request: HttpRequest, idp: IdentityProvider, assertion: Assertion, contact: str
     ) -> NoReturn:
-        """A test of a (possibly not yet active) IdP, by staff or the partner's invited contact: show what it
-        asserted, create nobody."""
+        """A test of a (possibly not yet active) IdP, by staff (`contact` "") or the partner's invited contact:
+        show what it asserted, create nobody."""
         request.session.pop(IDP_TEST_KEY, None)
         request.session[IDP_TEST_RESULT_KEY] = assertion.claims_summary()
-        staff = request.user.is_authenticated and request.user.is_staff
-        invitation = None if staff else invitation_in_session(request)
+        staff = not contact
         services.identity_provider_verified(
             identity_provider=idp,
             actor=request.user if staff else None,  # type: ignore[arg-type]
             claims=assertion.claims_summary(),
-            contact=invitation.email if invitation else "",
+            contact=contact,
         )
         if staff:
             raise ImmediateHttpResponse(redirect("partner_idp_test_result", provider_id=idp.provider_id))

@@ -128,7 +128,8 @@ def _send(invitation: PartnerInvitation, link: str) -> None:
     )
 
 
-def _open_by_token(token: str) -> PartnerInvitation:
+def invitation_peek(token: str) -> PartnerInvitation:
+    """The invitation a link names, if it can still be opened (nothing changes). Raises InvitationUnusable."""
     invitation = (
         PartnerInvitation.objects.select_related("partner").filter(token_digest=_digest(token)).first()
     )
@@ -141,15 +142,10 @@ def _open_by_token(token: str) -> PartnerInvitation:
     return invitation
 
 
-def invitation_peek(token: str) -> PartnerInvitation:
-    """The invitation a link names, if it can still be opened (nothing changes). Raises InvitationUnusable."""
-    return _open_by_token(token)
-
-
 def invitation_claim(request: HttpRequest, token: str) -> PartnerInvitation:
     """Open the invitation in this browser: the link is spent, and this session holds the invitation."""
     with transaction.atomic():
-        invitation = _open_by_token(token)
+        invitation = invitation_peek(token)
         claimed = PartnerInvitation.objects.filter(pk=invitation.pk, claimed_at__isnull=True).update(
             claimed_at=timezone.now()
         )

@@ -14,7 +14,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
 
 from partners import federation, idp_validation, invitations, registration, services
-from partners.adapter import IDP_TEST_KEY, IDP_TEST_RESULT_KEY
+from partners.adapter import IDP_TEST_RESULT_KEY
 from partners.forms import ClaimMappingFields, InvitationForm
 from partners.models import IdentityProvider, Partner, PartnerInvitation
 from partners.selectors import shared_idp_warning
@@ -169,11 +169,8 @@ def onboarding_test(request: HttpRequest) -> HttpResponse:
     idp = _idp(invitation)
     if idp is None:
         return bad_request(request, "Register your identity provider first.", back=reverse("onboarding"))
-    request.session[IDP_TEST_KEY] = idp.pk
     request.session.pop(IDP_TEST_RESULT_KEY, None)
-    return render(
-        request, "partners/idp_test_start.html", {"idp": idp, "login_path": federation.login_path(idp)}
-    )
+    return registration.test_sign_in_start(request, idp)
 
 
 @invited

@@ -6,7 +6,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from partners import services
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+
+from partners import federation, services
+from partners.adapter import IDP_TEST_KEY
 from partners.forms import OidcIdpForm, SamlIdpForm
 from partners.models import IdentityProvider, Partner
 from portal.models import User
@@ -42,4 +46,13 @@ def idp_create(partner: Partner, form: IdpForm, actor: User | None) -> IdentityP
         metadata_url=data.get("metadata_url") or "",
         claim_mapping=form.claim_mapping(),
         actor=actor,
+    )
+
+
+def test_sign_in_start(request: HttpRequest, idp: IdentityProvider) -> HttpResponse:
+    """The page that sends this browser to the IdP for a test sign-in: its answer comes back to whoever started it
+    (partners.adapter: staff, or the invited contact), and nobody is signed in to Porte by it."""
+    request.session[IDP_TEST_KEY] = idp.pk
+    return render(
+        request, "partners/idp_test_start.html", {"idp": idp, "login_path": federation.login_path(idp)}
     )

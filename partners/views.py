@@ -9,7 +9,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from partners import aws_account, federation, idp_validation, registration, services
-from partners.adapter import IDP_TEST_KEY, IDP_TEST_RESULT_KEY
+from partners.adapter import IDP_TEST_RESULT_KEY
 from partners.forms import (
     AccountProvisionForm,
     ActivationForm,
@@ -209,10 +209,7 @@ def partner_idp_test(request: HttpRequest, slug: str) -> HttpResponse:
     """Start a test sign-in through the partner's IdP: its answer is shown to the staff member and no partner
     user is created (see PartnerSocialAccountAdapter._finish_test_sign_in)."""
     idp = get_object_or_404(IdentityProvider, partner__slug=slug, is_enabled=True)
-    request.session[IDP_TEST_KEY] = idp.pk
-    return render(
-        request, "partners/idp_test_start.html", {"idp": idp, "login_path": federation.login_path(idp)}
-    )
+    return registration.test_sign_in_start(request, idp)
 
 
 @staff_required
