@@ -9,8 +9,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import re
 from typing import Any, NoReturn
 
 from allauth.account.adapter import DefaultAccountAdapter
@@ -33,7 +31,6 @@ from partners.refusals import protocol_refusal
 from partners.selectors import identity_provider_by_provider_id
 from portal.models import User
 
-_USERNAME = re.compile(r"[\w.@+-]+")
 # Session keys: the staff member's pending "test sign-in" of an IdP, and its result.
 IDP_TEST_KEY = "porte_idp_test"
 IDP_TEST_RESULT_KEY = "porte_idp_test_result"
@@ -207,7 +204,10 @@ class PartnerSocialAccountAdapter(DefaultSocialAccountAdapter):
                 "Your Porte account is disabled. Contact your organisation's Porte administrator.",
             )
         services.membership_record_sign_in(
-            membership=membership, groups=assertion.groups, email=assertion.email, name=assertion.name
+            membership=membership,
+            groups=None if idp.groups_from_directory else assertion.groups,
+            email=assertion.email,
+            name=assertion.name,
         )
 
     def _finish_test_sign_in(
@@ -230,12 +230,9 @@ class PartnerSocialAccountAdapter(DefaultSocialAccountAdapter):
 
     def populate_user(self, request: HttpRequest, sociallogin: SocialLogin, data: dict[str, Any]) -> Any:
         user = super().populate_user(request, sociallogin, data)
-        # Username is internal and derived from the identity, never from the email. Only characters Django's
-        # username validator accepts: allauth replaces an invalid username with one made from the email.
-        identity = f"{sociallogin.account.provider}.{sociallogin.account.uid}"
-        if len(identity) > 150 or not _USERNAME.fullmatch(identity):
-            identity = f"{sociallogin.account.provider[:80]}.{hashlib.sha256(identity.encode()).hexdigest()}"
-        user.username = identity
+        user.username = services.partner_username(
+            provider_id=sociallogin.account.provider, subject=sociallogin.account.uid
+        )
         return user
 
     def save_user(self, request: HttpRequest, sociallogin: SocialLogin, form: Any = None) -> User:
@@ -245,6 +242,6 @@ class PartnerSocialAccountAdapter(DefaultSocialAccountAdapter):
         with transaction.atomic():
             user: User = super().save_user(request, sociallogin, form)
             services.membership_create_on_first_sign_in(
-                user=user, identity_provider=idp, groups=assertion.groups
+                user=user, identity_provider=idp, groups=[] if idp.groups_from_directory else assertion.groups
             )
         return user

@@ -161,6 +161,9 @@ class IdentityProvider(models.Model):
     verified_at = models.DateTimeField(null=True, blank=True, help_text="Last successful test sign-in.")
     # The configuration that test sign-in ran with (see `config_fingerprint`): a change asks for a new test.
     verified_fingerprint = models.CharField(max_length=64, blank=True)
+    # Once the partner's directory (SCIM) manages groups, its people's groups come from there alone: a sign-in no
+    # longer replaces them with what the assertion carried.
+    groups_from_directory = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -234,6 +237,31 @@ class Membership(models.Model):
     is_active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
     last_sign_in_at = models.DateTimeField(null=True, blank=True)
+    # The partner's directory (SCIM, see the directory app) knows this person as a User resource: its id there, and
+    # the userName and externalId (the person's subject at the IdP) it gave. No id: the directory never named them,
+    # or deleted them.
+    scim_id = models.UUIDField(null=True, blank=True, unique=True)
+    scim_user_name = models.CharField(max_length=255, blank=True)
+    scim_external_id = models.CharField(max_length=255, blank=True)
+    # The place was ended because the directory deactivated the person (so the directory may re-open it; a place
+    # ended by a review or by staff stays ended whatever the directory says).
+    ended_by_directory = models.BooleanField(default=False)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["partner", "scim_external_id"],
+                condition=~models.Q(scim_external_id=""),
+                name="one_membership_per_directory_subject",
+            ),
+            # SCIM's userName is unique and compared without case (RFC 7643 §4.1.1).
+            models.UniqueConstraint(
+                Lower("scim_user_name"),
+                "partner",
+                condition=models.Q(scim_id__isnull=False),
+                name="one_directory_user_name_per_partner",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.user} @ {self.partner}"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import re
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -160,6 +162,18 @@ def identity_provider_create_oidc(
     return idp
 
 
+_USERNAME = re.compile(r"[\w.@+-]+")
+
+
+def partner_username(*, provider_id: str, subject: str) -> str:
+    """A partner person's internal username, derived from their identity (IdP, subject), never from an e-mail
+    address. Only characters Django's username validator accepts (allauth would otherwise replace it)."""
+    identity = f"{provider_id}.{subject}"
+    if len(identity) > 150 or not _USERNAME.fullmatch(identity):
+        identity = f"{provider_id[:80]}.{hashlib.sha256(identity.encode()).hexdigest()}"
+    return identity
+
+
 @transaction.atomic
 def membership_create_on_first_sign_in(
     *, user: User, identity_provider: IdentityProvider, groups: list[str]
@@ -183,16 +197,17 @@ def membership_create_on_first_sign_in(
 
 @transaction.atomic
 def membership_record_sign_in(
-    *, membership: Membership, groups: list[str], email: str = "", name: str = ""
+    *, membership: Membership, groups: list[str] | None, email: str = "", name: str = ""
 ) -> Membership:
-    """A known person signed in again: refresh groups and display attributes (a changed email at the IdP keeps
-    the same Porte user, since identity is the subject)."""
+    """A known person signed in again: refresh groups (None: they come from the partner's directory, not from
+    sign-ins) and display attributes (a changed email at the IdP keeps the same Porte user, since identity is the
+    subject)."""
     membership = (
         Membership.objects.select_for_update(of=("self",), no_key=True)
         .select_related("user")
         .get(pk=membership.pk)
     )
-    new_groups = sorted(set(groups))
+    new_groups = membership.groups if groups is None else sorted(set(groups))
     changes: dict[str, Any] = {}
     if new_groups != membership.groups:
         changes["groups"] = new_groups
@@ -623,3 +638,23 @@ def membership_make_partner_admin(
         data={"reason": reason},
     )
     return membership
+
+
+@transaction.atomic
+def membership_groups_set(*, membership: Membership, groups: list[str], reason: str) -> bool:
+    """Replace a person's groups with what their partner's directory says (the grant side, revoking what the
+    groups no longer allow: grants.services.revocation.membership_groups_change). True if they changed."""
+    membership = Membership.objects.select_for_update(of=("self",), no_key=True).get(pk=membership.pk)
+    new_groups = sorted(set(groups))
+    if new_groups == membership.groups:
+        return False
+    previous = membership.groups
+    membership.groups = new_groups
+    membership.save(update_fields=["groups"])
+    audit_record(
+        action="membership.groups_changed",
+        obj=membership,
+        partner_id=membership.partner_id,
+        data={"from": previous, "to": new_groups, "reason": reason},
+    )
+    return True

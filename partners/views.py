@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from django import forms
+from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.http import Http404, HttpRequest, HttpResponse
@@ -114,6 +115,7 @@ def partner_detail(request: HttpRequest, slug: str) -> HttpResponse:
         {
             "partner": partner,
             "idp": idp,
+            "porte_url": settings.PUBLIC_URL,
             "checklist": checklist,
             "registration": federation.registration_details(idp) if idp else {},
             "members": partner.memberships.select_related("user").order_by("-last_sign_in_at")[:200],

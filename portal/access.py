@@ -180,6 +180,8 @@ class Audience:
     # it expires; the views check the invitation itself (withdrawn, used up, the partner's state)
     INVITED = "invited"
     API = "api"  # REST API: its authentication and permission classes decide; the gate checks standing
+    # a partner's directory (SCIM client) with the partner's SCIM token, which the view checks; never a person
+    DIRECTORY = "directory"
     CLOSED = "closed"  # nobody: 404
 
 

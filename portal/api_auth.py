@@ -47,12 +47,13 @@ def _token_for(presented: str) -> ApiToken | None:
     return token
 
 
-def _note_use(token: ApiToken) -> None:
+def note_use(holder: Any) -> None:
+    """Record that a bearer token (a row with `last_used_at`) was used, at most once per resolution."""
     now = timezone.now()
-    if token.last_used_at is not None and now - token.last_used_at < LAST_USED_RESOLUTION:
+    if holder.last_used_at is not None and now - holder.last_used_at < LAST_USED_RESOLUTION:
         return
     # Conditional, so concurrent requests write once; bookkeeping, not a state change worth an audit event.
-    ApiToken.objects.filter(pk=token.pk).filter(
+    type(holder).objects.filter(pk=holder.pk).filter(
         Q(last_used_at__isnull=True) | Q(last_used_at__lte=now - LAST_USED_RESOLUTION)
     ).update(last_used_at=now)
 
@@ -76,7 +77,7 @@ class PersonalTokenAuthentication(BaseAuthentication):
         refusal = actor_of(token.user).refusal
         if refusal is not None:
             raise AuthenticationFailed(REFUSAL_MESSAGES.get(refusal, "This account can no longer use Porte."))
-        _note_use(token)
+        note_use(token)
         return token.user, token
 
     def authenticate_header(self, request: Request) -> str | None:

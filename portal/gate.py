@@ -175,7 +175,7 @@ class Gate:
     def _decide(request: HttpRequest, audience: str, actor: Actor) -> HttpResponse | None:
         if audience == Audience.CLOSED:
             raise Http404
-        if audience in (Audience.PUBLIC, Audience.API):
+        if audience in (Audience.PUBLIC, Audience.API, Audience.DIRECTORY):
             return None
         if audience == Audience.INVITED:
             # Whoever holds the opened invitation, signed in or not; nobody else finds these pages.

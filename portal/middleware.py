@@ -1,3 +1,4 @@
+import json
 import time
 from collections.abc import Callable, Iterator
 
@@ -105,6 +106,14 @@ class InputGuard:
             return None
         if request.path.startswith("/api/"):
             return JsonResponse({"detail": problem}, status=400)
+        if request.path.startswith("/scim/"):
+            # A SCIM client reads errors as RFC 7644 §3.12 documents.
+            error = {
+                "schemas": ["urn:ietf:params:scim:api:messages:2.0:Error"],
+                "status": "400",
+                "detail": problem,
+            }
+            return HttpResponse(json.dumps(error), content_type="application/scim+json", status=400)
         return bad_request(request, problem)
 
     def process_template_response(self, request: HttpRequest, response: TemplateResponse) -> TemplateResponse:

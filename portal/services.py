@@ -30,6 +30,13 @@ def api_token_hash(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
+def token_parts() -> tuple[str, str]:
+    """A new bearer token's (prefix, secret): the prefix names it to people, the secret's digest is stored."""
+    prefix = "".join(secrets.choice(_PREFIX_ALPHABET) for _ in range(_PREFIX_LENGTH))
+    secret = "".join(secrets.choice(_SECRET_ALPHABET) for _ in range(_SECRET_LENGTH))
+    return prefix, secret
+
+
 def api_token_parse(presented: str) -> tuple[str, str] | None:
     """(prefix, secret) of a string shaped like a Porte token, None for anything else."""
     match = TOKEN_PATTERN.fullmatch(presented)
@@ -60,8 +67,7 @@ def api_token_create(
     if errors:
         raise ValidationError(errors)
     now = timezone.now()
-    prefix = "".join(secrets.choice(_PREFIX_ALPHABET) for _ in range(_PREFIX_LENGTH))
-    secret = "".join(secrets.choice(_SECRET_ALPHABET) for _ in range(_SECRET_LENGTH))
+    prefix, secret = token_parts()
     # A prefix collision (one in trillions) fails on the unique constraint rather than sharing a name.
     token = ApiToken.objects.create(
         user=user,

@@ -71,6 +71,7 @@ INSTALLED_APPS = [
     "portal",
     "partners",
     "grants",
+    "directory",
     "approvals",
     "reviews",
     "activity",
@@ -333,6 +334,34 @@ SESSION_IDLE_SECONDS = env.int("PORTE_SESSION_IDLE_SECONDS", default=30 * 60)
 SESSION_COOKIE_AGE = SESSION_ABSOLUTE_SECONDS
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
+
+# --- partners' directories (SCIM 2.0, django-scim2; Porte's adapters in directory/) ---------------------------
+SCIM_SERVICE_PROVIDER = {
+    "NETLOC": PUBLIC_URL.split("://", 1)[-1],
+    "SCHEME": PUBLIC_URL.split("://", 1)[0],
+    "AUTHENTICATION_SCHEMES": [
+        {
+            "type": "oauthbearertoken",
+            "name": "Partner SCIM token",
+            "description": "The partner's SCIM token (porte_scim_…), made by Porte staff on the partner's page.",
+            "primary": True,
+        }
+    ],
+    "AUTH_CHECK_MIDDLEWARE": "directory.scim.DirectoryAuthentication",
+    "USER_MODEL_GETTER": "directory.filters.user_model",
+    "USER_ADAPTER": "directory.scim.ScimUser",
+    "GROUP_MODEL": "directory.models.DirectoryGroup",
+    "GROUP_ADAPTER": "directory.scim.ScimGroup",
+    "USER_FILTER_PARSER": "directory.filters.UserFilter",
+    "GROUP_FILTER_PARSER": "directory.filters.GroupFilter",
+    "SERVICE_PROVIDER_CONFIG_MODEL": "directory.scim.ServiceProviderConfig",
+    "BASE_LOCATION_GETTER": "directory.filters.base_location",
+    "GET_EXTRA_MODEL_FILTER_KWARGS_GETTER": "directory.filters.extra_filter_kwargs",
+    "GET_EXTRA_MODEL_EXCLUDE_KWARGS_GETTER": "directory.filters.extra_exclude_kwargs",
+    "GET_OBJECT_POST_PROCESSOR_GETTER": "directory.filters.object_post_processor",
+    "GET_QUERYSET_POST_PROCESSOR_GETTER": "directory.filters.queryset_post_processor",
+    "SCHEMAS_GETTER": "directory.filters.schemas",
+}
 
 # --- API ----------------------------------------------------------------------------------------------------
 REST_FRAMEWORK = {

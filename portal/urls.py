@@ -4,6 +4,8 @@ from drf_spectacular.views import SpectacularAPIView
 
 from activity.urls import api_urlpatterns as activity_api_urlpatterns
 from approvals.urls import api_urlpatterns as approval_api_urlpatterns
+from directory.urls import scim_urlpatterns
+from directory.urls import staff_urlpatterns as directory_staff_urlpatterns
 from grants.urls import api_urlpatterns as grant_api_urlpatterns
 from partners.oidc import callback as oidc_callback
 from partners.saml import finish_acs as saml_finish_acs
@@ -16,6 +18,9 @@ admin.site.site_header = "Porte administration"
 
 urlpatterns = [
     path("", include("partners.urls")),
+    path("", include(directory_staff_urlpatterns)),
+    # SCIM 2.0 for partners' directories: one base URL, the bearer token says whose directory it is.
+    path("scim/v2/", include((scim_urlpatterns, "scim"))),
     # Before allauth's own: the same URL, served by the hardened OIDC callback (nonce, signature, iss).
     path("accounts/oidc/<str:provider_id>/login/callback/", oidc_callback, name="openid_connect_callback"),
     # Likewise for SAML: a response with a DOCTYPE or malformed XML is a refused sign-in, not a server error.

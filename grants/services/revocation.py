@@ -165,3 +165,21 @@ def membership_revoke(*, membership_id: int, reason: str, actor: User | None = N
             status__in=[Grant.Status.PENDING, Grant.Status.ACTIVE],
         )
     ]
+
+
+@transaction.atomic
+def membership_groups_change(*, membership_id: int, groups: list[str], reason: str) -> list[Grant]:
+    """The person's groups are now `groups` (their partner's directory said so): open grants that only a group
+    they left allowed are revoked, with the deny on the roles (put on commit). Returns the grants revoked."""
+    membership = Membership.objects.get(pk=membership_id)
+    if not partner_services.membership_groups_set(membership=membership, groups=groups, reason=reason):
+        return []
+    return [
+        grant_revoke(grant=grant, reason=f"{reason}: no longer eligible", actor=None)
+        for grant in Grant.objects.filter(
+            user_id=membership.user_id,
+            role__partner_id=membership.partner_id,
+            status__in=[Grant.Status.PENDING, Grant.Status.ACTIVE],
+        ).select_related("role")
+        if not _still_eligible(membership.user_id, grant.role, groups)
+    ]

@@ -62,6 +62,8 @@ FIELDLESS = {
     "api_request_approve": "approves a request (nothing to say: a denial needs a reason, an approval does not)",
     "request_approve": "the same, from the request's page",
     "activity_quarantine_resolve": "marks a quarantined file as looked at",
+    "directory_token": "makes the partner's SCIM token (a new one replaces the old)",
+    "directory_off": "turns the partner's directory off",
     "mfa_generate_recovery_codes": "allauth: makes new recovery codes",
     "openid_connect_login": "allauth: redirects to the partner's IdP",
     "saml_login": "allauth: redirects to the partner's IdP",
