@@ -36,6 +36,11 @@ def _get_json(url: str) -> Any:
         return response.json()
 
 
+def discovery_url(issuer: str) -> str:
+    """Where the issuer's discovery document is (as allauth's provider builds it from its server_url)."""
+    return issuer if "/.well-known/" in issuer else issuer + "/.well-known/openid-configuration"
+
+
 def discovery_document(url: str) -> dict[str, Any]:
     """The IdP's discovery document at `url` (RequestException when it cannot be fetched)."""
     key = _key("discovery", url)

@@ -371,3 +371,24 @@ class PartnerInvitation(models.Model):
         if self.expires_at <= timezone.now():
             return "expired"
         return "opened" if self.claimed_at else "sent"
+
+
+class FederatedSession(models.Model):
+    """A Porte session a partner person opened through their IdP, by what the IdP's logout names it: the subject,
+    and the IdP's session id (OIDC `sid`). An IdP-initiated logout ends the sessions it names (partners.logout).
+    Rows older than the longest a session lives are pruned as new ones are written."""
+
+    identity_provider = models.ForeignKey(IdentityProvider, on_delete=models.CASCADE, related_name="+")
+    subject = models.CharField(max_length=255)
+    sid = models.CharField(max_length=255, blank=True)
+    session_key = models.CharField(max_length=40, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["identity_provider", "subject"], name="federated_session_subject"),
+            models.Index(fields=["identity_provider", "sid"], name="federated_session_sid"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.identity_provider.provider_id}:{self.subject}"

@@ -7,6 +7,7 @@ from approvals.urls import api_urlpatterns as approval_api_urlpatterns
 from directory.urls import scim_urlpatterns
 from directory.urls import staff_urlpatterns as directory_staff_urlpatterns
 from grants.urls import api_urlpatterns as grant_api_urlpatterns
+from partners.logout import backchannel_logout
 from partners.oidc import callback as oidc_callback
 from partners.saml import finish_acs as saml_finish_acs
 from partners.urls import api_urlpatterns as partner_api_urlpatterns
@@ -23,6 +24,12 @@ urlpatterns = [
     path("scim/v2/", include((scim_urlpatterns, "scim"))),
     # Before allauth's own: the same URL, served by the hardened OIDC callback (nonce, signature, iss).
     path("accounts/oidc/<str:provider_id>/login/callback/", oidc_callback, name="openid_connect_callback"),
+    # The partner IdP's OpenID Connect Back-Channel Logout: it ends the sessions its logout token names.
+    path(
+        "accounts/oidc/<str:provider_id>/backchannel-logout/",
+        backchannel_logout,
+        name="openid_connect_backchannel_logout",
+    ),
     # Likewise for SAML: a response with a DOCTYPE or malformed XML is a refused sign-in, not a server error.
     path("accounts/saml/<str:organization_slug>/acs/finish/", saml_finish_acs, name="saml_finish_acs"),
     path("accounts/", include("allauth.urls")),

@@ -10,7 +10,7 @@
 //
 // Config (JSON):
 //   host, port, issuer, title,
-//   clients: [{client_id, client_secret, redirect_uris, post_logout_redirect_uris?}],
+//   clients: [{client_id, client_secret, redirect_uris, post_logout_redirect_uris?, backchannel_logout_uri?}],
 //   users:   [{username, password, sub, email, email_verified, name, groups, amr, acr}]
 
 import * as crypto from 'node:crypto';
@@ -183,6 +183,10 @@ const provider = new Provider(config.issuer, {
     client_secret: c.client_secret,
     redirect_uris: c.redirect_uris,
     post_logout_redirect_uris: c.post_logout_redirect_uris ?? [],
+    // OpenID Connect Back-Channel Logout: a logout token (with the session's sid) POSTed on sign-out.
+    ...(c.backchannel_logout_uri
+      ? { backchannel_logout_uri: c.backchannel_logout_uri, backchannel_logout_session_required: true }
+      : {}),
     // client_secret_post is accepted too: oidc-provider treats the two secret methods alike.
     token_endpoint_auth_method: 'client_secret_basic',
     response_types: ['code'],
@@ -209,8 +213,15 @@ const provider = new Provider(config.issuer, {
   features: {
     devInteractions: { enabled: false },
     rpInitiatedLogout: { enabled: true, logoutSource, postLogoutSuccessSource },
+    backchannelLogout: { enabled: true },
   },
   renderError,
+  // oidc-provider refuses to call loopback addresses (its guard against request forgery). This IdP calls only the
+  // back-channel logout URIs of the clients in its own config, which here are all on loopback.
+  fetch: (url, options) => {
+    const { dispatcher, ...rest } = options;
+    return globalThis.fetch(url, rest);
+  },
   ttl: {
     AccessToken: 3600,
     IdToken: 3600,
@@ -223,6 +234,7 @@ const provider = new Provider(config.issuer, {
 for (const event of [
   'server_error', 'authorization.error', 'grant.error', 'end_session.error',
   'userinfo.error', 'jwks.error', 'discovery.error', 'introspection.error', 'revocation.error',
+  'backchannel.error',
 ]) {
   provider.on(event, (ctx, err) => {
     // Error messages and descriptions never carry credentials; request bodies are not logged.

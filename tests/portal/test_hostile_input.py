@@ -69,8 +69,13 @@ FIELDLESS = {
     "saml_login": "allauth: redirects to the partner's IdP",
     "saml_metadata": "allauth: Porte's SP metadata, whatever the method",
 }
-# Sign-in endpoints record every refused attempt in the audit log: that row is the point, not a leak.
-AUDITED_REFUSALS = {"openid_connect_callback", "saml_acs", "saml_finish_acs"}
+# Sign-in and IdP logout endpoints record every refused attempt in the audit log: that row is the point, not a leak.
+AUDITED_REFUSALS = {
+    "openid_connect_callback",
+    "saml_acs",
+    "saml_finish_acs",
+    "openid_connect_backchannel_logout",
+}
 # A signed-in person asking a sign-in page is sent on, whatever they post.
 SENT_ON_WHEN_SIGNED_IN = {"sign_in", "account_login"}
 # Who asks: the people of tests/fixtures/everyone.py in standing (those without it are refused before any view).

@@ -162,6 +162,7 @@ AUDIENCES: dict[str, str] = {
     # allauth: the partner IdPs' protocol endpoints (the adapters decide who gets in)
     "openid_connect_login": A.PUBLIC,
     "openid_connect_callback": A.PUBLIC,
+    "openid_connect_backchannel_logout": A.PUBLIC,  # the IdP's logout token (tests/partners/test_backchannel_logout.py)
     "saml_login": A.PUBLIC,
     "saml_acs": A.PUBLIC,
     "saml_finish_acs": A.PUBLIC,
