@@ -208,6 +208,7 @@ class CredentialIssue(models.Model):
     class Kind(models.TextChoices):
         CONSOLE = "console", "Console"
         CLI = "cli", "CLI"
+        WORKLOAD = "workload", "Pipeline"
 
     grant = models.ForeignKey(Grant, on_delete=models.PROTECT, related_name="credentials")
     kind = models.CharField(max_length=8, choices=Kind.choices)

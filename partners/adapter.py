@@ -28,7 +28,10 @@ from partners.federation import Assertion, assertion_from, social_app_for
 from partners.invitations import invitation_in_session
 from partners.models import IdentityProvider
 from partners.refusals import protocol_refusal
-from partners.selectors import identity_provider_by_provider_id
+from partners.selectors import (
+    identity_provider_in_request,
+    remember_identity_providers,
+)
 from portal.models import User
 
 # Session keys: the staff member's pending "test sign-in" of an IdP, and its result.
@@ -79,12 +82,14 @@ class PartnerSocialAccountAdapter(DefaultSocialAccountAdapter):
         )
         if memo is not None and (provider, client_id) in memo:
             return memo[(provider, client_id)]
-        apps = self._load_apps(provider, client_id)
+        idps = self._load_idps(provider, client_id)
+        apps = [social_app_for(idp) for idp in idps]
         if memo is not None:
             memo[(provider, client_id)] = apps
+            remember_identity_providers(request, idps)
         return apps
 
-    def _load_apps(self, provider: str | None, client_id: str | None) -> list[SocialApp]:
+    def _load_idps(self, provider: str | None, client_id: str | None) -> list[IdentityProvider]:
         # Whatever the partner's status: a sign-in through a suspended or offboarded partner's IdP must reach
         # pre_social_login, to be refused with a reason and recorded, rather than end in a bare 404.
         idps = IdentityProvider.objects.select_related("partner").filter(is_enabled=True)
@@ -100,7 +105,7 @@ class PartnerSocialAccountAdapter(DefaultSocialAccountAdapter):
                 Q(protocol=IdentityProvider.Protocol.OIDC, client_id=client_id)
                 | Q(protocol=IdentityProvider.Protocol.SAML, provider_id=client_id)
             )
-        return [social_app_for(idp) for idp in idps]
+        return list(idps)
 
     def is_open_for_signup(self, request: HttpRequest, sociallogin: SocialLogin) -> bool:
         return True
@@ -129,7 +134,7 @@ class PartnerSocialAccountAdapter(DefaultSocialAccountAdapter):
     ) -> NoReturn:
         """Refuse (and record) a sign-in that fails before pre_social_login, e.g. an unsolicited SAML response."""
         self._refuse(
-            request, identity_provider_by_provider_id(provider_id), provider_id, reason, subject, message
+            request, identity_provider_in_request(request, provider_id), provider_id, reason, subject, message
         )
 
     def on_authentication_error(
@@ -144,7 +149,7 @@ class PartnerSocialAccountAdapter(DefaultSocialAccountAdapter):
         provider_id = getattr(getattr(provider, "app", None), "provider_id", "") or ""
         reason, detail = protocol_refusal(error, exception, extra_context)
         services.sign_in_refuse(
-            identity_provider=identity_provider_by_provider_id(provider_id) if provider_id else None,
+            identity_provider=identity_provider_in_request(request, provider_id) if provider_id else None,
             provider_id=provider_id,
             reason=reason,
             detail=detail,
@@ -156,7 +161,7 @@ class PartnerSocialAccountAdapter(DefaultSocialAccountAdapter):
         # Email is a display attribute: allauth must not refuse (or route) a new identity because another user,
         # perhaps of another partner, already has the address the IdP asserts.
         sociallogin.email_addresses = []
-        idp = identity_provider_by_provider_id(provider_id)
+        idp = identity_provider_in_request(request, provider_id)
 
         def refuse(reason: str, message: str) -> NoReturn:
             self._refuse(request, idp, provider_id, reason, subject, message)
@@ -236,7 +241,7 @@ class PartnerSocialAccountAdapter(DefaultSocialAccountAdapter):
         return user
 
     def save_user(self, request: HttpRequest, sociallogin: SocialLogin, form: Any = None) -> User:
-        idp = identity_provider_by_provider_id(sociallogin.account.provider)
+        idp = identity_provider_in_request(request, sociallogin.account.provider)
         assert idp is not None  # pre_social_login refused otherwise
         assertion = assertion_from(idp, sociallogin)
         with transaction.atomic():

@@ -76,3 +76,52 @@ def _lookup(keys: Any, kid: str) -> Any:
     if not isinstance(keys, dict) or not isinstance(keys.get("keys"), list):
         raise OAuth2Error("The IdP's JWKS is not a key set.")
     return jwtkit.lookup_kid_jwk(keys, kid)
+
+
+class TokenRefused(Exception):
+    """A token that does not hold; `check` names what failed (for the audit, never for the caller)."""
+
+    def __init__(self, check: str) -> None:
+        super().__init__(check)
+        self.check = check
+
+
+def verified_token(token: str, *, issuer: str, **decode: Any) -> dict[str, Any]:
+    """The claims of a JWT signed by `issuer`: an allowed asymmetric algorithm, a key of the issuer's JWKS (found
+    through its discovery document, both from the cache), then `jwt.decode` with `decode`'s checks. Each failure
+    raises TokenRefused naming the check; an issuer that cannot be reached raises RequestException."""
+    from partners.idp_validation import ALLOWED_ID_TOKEN_ALGORITHMS
+
+    try:
+        header = jwt.get_unverified_header(token)
+    except jwt.InvalidTokenError:
+        raise TokenRefused("malformed") from None
+    if header.get("alg") not in ALLOWED_ID_TOKEN_ALGORITHMS:
+        raise TokenRefused("algorithm")
+    try:
+        discovery = discovery_document(discovery_url(issuer))
+        if discovery.get("issuer") != issuer:
+            raise TokenRefused("iss")
+        key = signing_key(str(discovery["jwks_uri"]), token)
+    except (OAuth2Error, KeyError):
+        raise TokenRefused("signing_key") from None
+    try:
+        return dict(
+            jwt.decode(token, key=key, algorithms=ALLOWED_ID_TOKEN_ALGORITHMS, issuer=issuer, **decode)
+        )
+    except jwt.InvalidSignatureError:
+        raise TokenRefused("signature") from None
+    except jwt.InvalidAudienceError:
+        raise TokenRefused("aud") from None
+    except jwt.InvalidIssuerError:
+        raise TokenRefused("iss") from None
+    except jwt.ExpiredSignatureError:
+        raise TokenRefused("exp") from None
+    except jwt.ImmatureSignatureError:
+        raise TokenRefused("nbf") from None
+    except jwt.MissingRequiredClaimError as missing:
+        raise TokenRefused(f"missing_{missing.claim}") from None
+    except jwt.exceptions.InvalidJTIError:
+        raise TokenRefused("jti") from None
+    except jwt.InvalidTokenError:
+        raise TokenRefused("malformed") from None

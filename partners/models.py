@@ -246,6 +246,9 @@ class Membership(models.Model):
     # The place was ended because the directory deactivated the person (so the directory may re-open it; a place
     # ended by a review or by staff stays ended whatever the directory says).
     ended_by_directory = models.BooleanField(default=False)
+    # Not a person: a partner's pipeline (workloads.Workload), which never signs in and has no IdP. Its place
+    # stands or ends like a person's (reviews, suspension, offboarding).
+    is_workload = models.BooleanField(default=False)
 
     class Meta:
         constraints = [

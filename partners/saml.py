@@ -29,6 +29,8 @@ from portal.access import public
 TRANSIENT = "urn:oasis:names:tc:SAML:2.0:nameid-format:transient"
 REPLAY_MARGIN_SECONDS = 300  # python3-saml's accepted clock drift
 AUTHN_CONTEXT_KEY = "porte:authn_context"
+# What the IdP's Single Logout will name this sign-in by: the NameID and the assertion's SessionIndex.
+SAML_SESSION_KEY = "porte:saml_session"
 
 
 def remember_assertion(provider_id: str, assertion_id: str, not_on_or_after: int | None) -> bool:
@@ -49,6 +51,8 @@ class PorteSamlProvider(SAMLProvider):
         extra: dict[str, Any] = dict(super().extract_extra_data(data))
         # MFA evidence: the AuthnContextClassRef(s) the IdP reports for this sign-in.
         extra[AUTHN_CONTEXT_KEY] = list(data.get_last_authn_contexts() or [])
+        # Not the uid: a subject attribute, if mapped, is the uid, but a LogoutRequest names the NameID.
+        extra[SAML_SESSION_KEY] = {"name_id": data.get_nameid(), "session_index": data.get_session_index()}
         return extra
 
     def sociallogin_from_response(self, request: HttpRequest, response: Any) -> SocialLogin:

@@ -1,10 +1,26 @@
 from __future__ import annotations
 
+from typing import Any
+
 from partners.models import BaselineStep, IdentityProvider, Partner, PartnerDomain
 
 
 def identity_provider_by_provider_id(provider_id: str) -> IdentityProvider | None:
     return IdentityProvider.objects.select_related("partner").filter(provider_id=provider_id).first()
+
+
+def identity_provider_in_request(request: Any, provider_id: str) -> IdentityProvider | None:
+    """The IdP, read once per request: a sign-in asks for it at every step (allauth's apps, the adapter, the
+    session index). Services that change an IdP lock and read it again."""
+    memo: dict[str, IdentityProvider | None] = request.__dict__.setdefault("_porte_idps", {})
+    if provider_id not in memo:
+        memo[provider_id] = identity_provider_by_provider_id(provider_id)
+    return memo[provider_id]
+
+
+def remember_identity_providers(request: Any, idps: list[IdentityProvider]) -> None:
+    """IdPs already read in this request (by allauth's app lookup), for identity_provider_in_request."""
+    request.__dict__.setdefault("_porte_idps", {}).update({idp.provider_id: idp for idp in idps})
 
 
 def identity_provider_for_email(email: str) -> IdentityProvider | None:

@@ -215,9 +215,11 @@ def membership_record_sign_in(
     if email and email != user.email:
         changes["email"] = email
         user.email = email
-    if name and name != user.get_full_name():
+    renamed = bool(name) and name != user.get_full_name()
+    if renamed:
         user.first_name, _, user.last_name = name.partition(" ")
-    user.save(update_fields=["email", "first_name", "last_name"])
+    if renamed or "email" in changes:
+        user.save(update_fields=["email", "first_name", "last_name"])
     membership.groups = new_groups
     membership.last_sign_in_at = timezone.now()
     membership.save(update_fields=["groups", "last_sign_in_at"])

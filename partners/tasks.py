@@ -10,7 +10,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from partners import aws_account, network
-from partners.models import BaselineStep, Partner
+from partners.models import BaselineStep, FederatedSession, Partner
 from portal import aws
 
 log = logging.getLogger(__name__)
@@ -60,3 +60,11 @@ def provisioning_resume() -> int:
     if ids:
         log.info("resumed provisioning of %d partners", len(ids))
     return len(ids)
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def federated_sessions_prune() -> int:
+    """Forget the IdP's names for sessions that cannot be alive any more (older than a session's absolute limit)."""
+    oldest = timezone.now() - timedelta(seconds=settings.SESSION_ABSOLUTE_SECONDS)
+    deleted, _ = FederatedSession.objects.filter(created_at__lt=oldest).delete()
+    return deleted

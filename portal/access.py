@@ -94,6 +94,8 @@ def _standing_refusal(user: User) -> str | None:
         return "membership_ended"
     if membership.partner.status != "active":
         return "partner_inactive"
+    if membership.is_workload:
+        return None  # a pipeline: no IdP, no sessions (workloads.exchange authenticates it)
     idp = membership.identity_provider
     if idp is None or not idp.is_enabled or idp.partner_id != membership.partner_id:
         return "idp_disabled"

@@ -85,6 +85,11 @@ def _schedule(sender: Celery, **_: object) -> None:
             "schedule": settings.AUDIT_SEAL_SECONDS,
             "options": {"expires": settings.AUDIT_SEAL_SECONDS * 5},
         },
+        # Forgets IdP session ids (partners.logout's index) of sessions past their absolute limit.
+        "prune-federated-sessions": {
+            "task": "partners.tasks.federated_sessions_prune",
+            "schedule": 3600.0,
+        },
         # Records whether the /health/ checks pass, for the availability figure of the metrics dashboard.
         "health-sample": {
             "task": "portal.tasks.health_sample",

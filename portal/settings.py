@@ -72,6 +72,7 @@ INSTALLED_APPS = [
     "partners",
     "grants",
     "directory",
+    "workloads",
     "approvals",
     "reviews",
     "activity",

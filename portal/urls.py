@@ -7,13 +7,14 @@ from approvals.urls import api_urlpatterns as approval_api_urlpatterns
 from directory.urls import scim_urlpatterns
 from directory.urls import staff_urlpatterns as directory_staff_urlpatterns
 from grants.urls import api_urlpatterns as grant_api_urlpatterns
-from partners.logout import backchannel_logout
+from partners.logout import backchannel_logout, saml_single_logout
 from partners.oidc import callback as oidc_callback
 from partners.saml import finish_acs as saml_finish_acs
 from partners.urls import api_urlpatterns as partner_api_urlpatterns
 from portal import api as portal_api
 from portal.access import public
 from portal.views import api_token_revoke, api_tokens, favicon, health
+from workloads.urls import api_urlpatterns as workload_api_urlpatterns
 
 admin.site.site_header = "Porte administration"
 
@@ -32,6 +33,8 @@ urlpatterns = [
     ),
     # Likewise for SAML: a response with a DOCTYPE or malformed XML is a refused sign-in, not a server error.
     path("accounts/saml/<str:organization_slug>/acs/finish/", saml_finish_acs, name="saml_finish_acs"),
+    # The partner IdP's SAML Single Logout: it ends the sessions its LogoutRequest names, in whichever browser.
+    path("accounts/saml/<str:organization_slug>/sls/", saml_single_logout, name="saml_sls"),
     path("accounts/", include("allauth.urls")),
     path("admin/", admin.site.urls),
     path("health/", health, name="health"),
@@ -44,6 +47,7 @@ urlpatterns = [
     path("api/v1/", include(approval_api_urlpatterns)),
     path("api/v1/", include(activity_api_urlpatterns)),
     path("api/v1/", include(partner_api_urlpatterns)),
+    path("api/v1/", include(workload_api_urlpatterns)),
     # The API's description is no secret: anyone may read it (the gate would otherwise treat it as an API call).
     path("api/schema/", public(SpectacularAPIView.as_view()), name="api_schema"),
     path("api/docs/", public(portal_api.ApiDocs.as_view()), name="api_docs"),

@@ -114,6 +114,7 @@ def partner_facts(partner: Partner, *, period_start: datetime, period_end: datet
             "id",
             "user_id",
             "is_partner_admin",
+            "is_workload",
             "groups",
             "last_sign_in_at",
             "user__username",

@@ -186,7 +186,11 @@ def _item_rows(campaign: ReviewCampaign, facts: evidence.PartnerFacts, now: date
                 None,
                 "",
                 None,
-                f"{_name(m)} is a member of {campaign.partner.name}"[:300],
+                (
+                    f"Pipeline {m['user__last_name']} may use {campaign.partner.name}'s Porte access"
+                    if m["is_workload"]
+                    else f"{_name(m)} is a member of {campaign.partner.name}"
+                )[:300],
                 *evidence_columns,
                 recommended,
                 why,

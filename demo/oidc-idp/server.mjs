@@ -11,7 +11,7 @@
 // Config (JSON):
 //   host, port, issuer, title,
 //   clients: [{client_id, client_secret, redirect_uris, post_logout_redirect_uris?, backchannel_logout_uri?}],
-//   users:   [{username, password, sub, email, email_verified, name, groups, amr, acr}]
+//   users:   [{username, password, sub, email, email_verified, name, groups, amr, acr, claims?}]
 
 import * as crypto from 'node:crypto';
 import { readFileSync } from 'node:fs';
@@ -80,6 +80,8 @@ async function findAccount(ctx, sub) {
         email_verified: user.email_verified ?? true,
         name: user.name,
         groups: user.groups ?? [],
+        // A CI pipeline's claims (repository, ref, environment...), as a CI's OIDC issuer asserts them.
+        ...(user.claims ?? {}),
       };
     },
   };
@@ -198,7 +200,7 @@ const provider = new Provider(config.issuer, {
   findAccount,
   scopes: ['openid', 'email', 'profile', 'groups'],
   claims: {
-    openid: ['sub', 'amr', 'acr', 'auth_time', 'sid'],
+    openid: ['sub', 'amr', 'acr', 'auth_time', 'sid', ...new Set(config.users.flatMap((u) => Object.keys(u.claims ?? {})))],
     email: ['email', 'email_verified'],
     profile: ['name'],
     groups: ['groups'],

@@ -67,13 +67,15 @@ def credential_mint(
     kind: str,
     source_ip: str | None = None,
     exchange: Callable[[aws.Credentials], str] | None = None,
+    tags: dict[str, str] | None = None,
 ) -> MintedCredentials:
     """Mint an STS session for the grant's holder: attributable, tagged, and dead at the grant's end.
 
     No lock or transaction is held while AWS answers: the grant is checked, the session assumed (and, for the
     console, exchanged by `exchange` for a sign-in URL), then recorded in a short transaction that checks the grant
     again. A grant revoked or ended meanwhile is refused and its credentials are never handed out (its deny
-    cutoff, taken when it was claimed, covers them); a failed exchange records nothing.
+    cutoff, taken when it was claimed, covers them); a failed exchange records nothing. `tags` are added to the
+    session's tags (a pipeline's name).
     """
     standing = actor_of(user).refusal
     if standing is not None:
@@ -106,6 +108,7 @@ def credential_mint(
             {"Key": "porte:partner", "Value": partner.slug},
             {"Key": "porte:grant", "Value": str(grant.pk)},
             {"Key": "porte:user", "Value": str(user.public_id)},
+            *({"Key": key, "Value": value} for key, value in (tags or {}).items()),
         ],
         Policy=_compact(
             policies.session_policy(ends_at=session_ends_at, source_cidrs=partner.source_ip_allowlist)

@@ -19,7 +19,7 @@ import shutil
 import subprocess
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Self
 from urllib.parse import urljoin, urlsplit
@@ -52,6 +52,8 @@ class OidcUser:
     amr: list[str]
     acr: str
     email_verified: bool = True
+    # More claims in its ID tokens (a CI pipeline's: repository, ref, environment...).
+    claims: dict[str, str] = field(default_factory=dict)
 
 
 class OidcIdp(PeerProcess):

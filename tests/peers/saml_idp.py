@@ -27,6 +27,10 @@ What the IdP sends, for every SP:
 SPs are registered statically (no metadata is fetched, in either direction). AuthnRequests are not
 required to be signed. IdP-initiated SSO is allowed (``idp_initiated_response``), as it is in a
 stock SimpleSAMLphp, so that tests can check that the SP refuses it.
+
+Single Logout (``log_out``): the IdP signs its LogoutRequests and LogoutResponses (HTTP-Redirect
+binding, RSA-SHA256), since an SP that requires signed messages refuses unsigned ones; it does not
+require the SP's LogoutResponse to be signed. The SPs' hosts are trusted ``ReturnTo`` domains.
 """
 
 from __future__ import annotations
@@ -43,7 +47,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Self, overload
-from urllib.parse import urlencode, urljoin
+from urllib.parse import urlencode, urljoin, urlsplit
 
 import requests
 
@@ -198,6 +202,48 @@ class SamlIdp(PeerProcess):
                 parts.append(f"==> {path.name} <==\n{path.read_text(errors='replace')}")
         return "\n".join(parts)
 
+    @overload
+    def log_out(
+        self, session: requests.Session, return_to: str, *, follow_sp: Literal[True] = ...
+    ) -> requests.Response: ...
+
+    @overload
+    def log_out(self, session: requests.Session, return_to: str, *, follow_sp: Literal[False]) -> str: ...
+
+    def log_out(
+        self, session: requests.Session, return_to: str, *, follow_sp: bool = True
+    ) -> requests.Response | str:
+        """Logs out at the IdP in ``session`` (which must be signed in there): IdP-initiated Single
+        Logout (``SingleLogoutService.php?ReturnTo=...``, SimpleSAMLphp's "traditional" logout).
+
+        The IdP sends a LogoutRequest, by a redirect through the browser, to every SP this session
+        signed in to that has a ``slo_url``, one after the other, and waits for each LogoutResponse.
+        If ``follow_sp`` is true, every hop is followed: the result is the page at ``return_to``
+        (which must be on the host of an SP's ACS URL; SamlIdpError if the logout ends on the IdP,
+        e.g. on its error page). If it is false,
+        the result is the URL of the first LogoutRequest (the SP's SingleLogoutService with a signed
+        SAMLRequest), not requested, so a test can deliver it from another browser, or alter it."""
+        hop = session.get(f"{self.slo_url}?{urlencode({'ReturnTo': return_to})}", allow_redirects=False)
+        if follow_sp:
+            done = _follow(session, hop)
+            if done.url.startswith(self.base_url):
+                raise SamlIdpError(
+                    f"the IdP did not finish the logout (HTTP {done.status_code} at {done.url}; a ReturnTo "
+                    f"not on an SP's host is refused):\n{done.text[:2000]}\n{self.log()[-4000:]}"
+                )
+            return done
+        # The IdP's own hops first (it resumes its logout state before sending the LogoutRequest).
+        for _ in range(MAX_REDIRECTS):
+            location = urljoin(hop.url, hop.headers.get("Location", "")) if hop.is_redirect else ""
+            if not location.startswith(self.base_url):
+                break
+            hop = session.get(location, allow_redirects=False)
+        if "SAMLRequest=" not in location:
+            raise SamlIdpError(
+                f"the IdP sent no LogoutRequest (HTTP {hop.status_code} at {hop.url}):\n{hop.text[:2000]}"
+            )
+        return location
+
     def idp_initiated_response(
         self,
         session: requests.Session,
@@ -312,6 +358,8 @@ class SamlIdp(PeerProcess):
             "session.cookie.samesite": "Lax",
             "language.cookie.secure": False,
             "language.cookie.samesite": "Lax",
+            # Where a logout may return to (SingleLogoutService.php?ReturnTo=...): the SPs.
+            "trusted.url.domains": sorted({urlsplit(str(sp["acs_url"])).netloc for sp in self.sps}),
         }
         base = _BASE_FROM_DEBIAN if os.access(DEBIAN_SECRETS, os.R_OK) else _BASE_WITHOUT_SECRETS
         (config_dir / "porte-config.json").write_text(json.dumps(config))
@@ -337,6 +385,7 @@ class SamlIdp(PeerProcess):
                 "saml20.sign.response": True,
                 "saml20.sign.assertion": True,
                 "signature.algorithm": RSA_SHA256,
+                "sign.logout": True,
                 "NameIDFormat": NAMEID_PERSISTENT,
                 "attributes.NameFormat": ATTRNAME_FORMAT_BASIC,
                 "authproc": {

@@ -64,6 +64,8 @@ FIELDLESS = {
     "activity_quarantine_resolve": "marks a quarantined file as looked at",
     "directory_token": "makes the partner's SCIM token (a new one replaces the old)",
     "directory_off": "turns the partner's directory off",
+    "api_workload_approve": "approves a pipeline (staff)",
+    "api_workload_disable": "disables a pipeline",
     "mfa_generate_recovery_codes": "allauth: makes new recovery codes",
     "openid_connect_login": "allauth: redirects to the partner's IdP",
     "saml_login": "allauth: redirects to the partner's IdP",
@@ -75,6 +77,8 @@ AUDITED_REFUSALS = {
     "saml_acs",
     "saml_finish_acs",
     "openid_connect_backchannel_logout",
+    "api_workload_exchange",
+    "saml_sls",
 }
 # A signed-in person asking a sign-in page is sent on, whatever they post.
 SENT_ON_WHEN_SIGNED_IN = {"sign_in", "account_login"}

@@ -131,6 +131,11 @@ AUDIENCES: dict[str, str] = {
     "api_docs": A.PUBLIC,  # Swagger UI over the schema
     "api_index": A.PUBLIC,  # where the schema, the docs and the collections are
     "api_partners": A.STAFF,
+    # partners' pipelines: the list is scoped (partner admins, staff), the exchange takes a CI token, no session
+    "api_workloads": A.SIGNED_IN,
+    "api_workload_exchange": A.PUBLIC,
+    "api_workload_approve": A.SIGNED_IN,
+    "api_workload_disable": A.SIGNED_IN,
     "api_partner_create": A.STAFF,
     "api_partner_idp": A.STAFF,
     # allauth: staff's local accounts; partner people have none
@@ -166,7 +171,7 @@ AUDIENCES: dict[str, str] = {
     "saml_login": A.PUBLIC,
     "saml_acs": A.PUBLIC,
     "saml_finish_acs": A.PUBLIC,
-    "saml_sls": A.PUBLIC,
+    "saml_sls": A.PUBLIC,  # the IdP's LogoutRequest (tests/partners/test_saml_logout.py)
     "saml_metadata": A.PUBLIC,
     "socialaccount_login_cancelled": A.PUBLIC,
     "socialaccount_login_error": A.PUBLIC,

@@ -1,0 +1,10 @@
+from django.urls import path
+
+from workloads import api
+
+api_urlpatterns = [
+    path("workloads/", api.WorkloadList.as_view(), name="api_workloads"),
+    path("workloads/exchange/", api.workload_exchange, name="api_workload_exchange"),
+    path("workloads/<int:workload_id>/approve/", api.workload_approve, name="api_workload_approve"),
+    path("workloads/<int:workload_id>/disable/", api.workload_disable, name="api_workload_disable"),
+]
