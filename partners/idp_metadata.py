@@ -20,6 +20,8 @@ from allauth.socialaccount.internal import jwtkit
 from allauth.socialaccount.providers.oauth2.client import OAuth2Error
 from django.core.cache import cache
 
+from partners.idp_validation import ALLOWED_ID_TOKEN_ALGORITHMS
+
 DISCOVERY_SECONDS = 3600
 KEYS_SECONDS = 3600
 REFETCH_SECONDS = 60
@@ -90,8 +92,6 @@ def verified_token(token: str, *, issuer: str, **decode: Any) -> dict[str, Any]:
     """The claims of a JWT signed by `issuer`: an allowed asymmetric algorithm, a key of the issuer's JWKS (found
     through its discovery document, both from the cache), then `jwt.decode` with `decode`'s checks. Each failure
     raises TokenRefused naming the check; an issuer that cannot be reached raises RequestException."""
-    from partners.idp_validation import ALLOWED_ID_TOKEN_ALGORITHMS
-
     try:
         header = jwt.get_unverified_header(token)
     except jwt.InvalidTokenError:

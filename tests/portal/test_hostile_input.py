@@ -66,6 +66,8 @@ FIELDLESS = {
     "directory_off": "turns the partner's directory off",
     "api_workload_approve": "approves a pipeline (staff)",
     "api_workload_disable": "disables a pipeline",
+    "workload_approve": "approves a pipeline, from the partner page",
+    "workload_disable": "disables a pipeline, from the partner page",
     "mfa_generate_recovery_codes": "allauth: makes new recovery codes",
     "openid_connect_login": "allauth: redirects to the partner's IdP",
     "saml_login": "allauth: redirects to the partner's IdP",

@@ -117,6 +117,8 @@ AUDIENCES: dict[str, str] = {
     "scim:unknown": A.DIRECTORY,
     "directory_token": A.STAFF,
     "directory_off": A.STAFF,
+    "workload_approve": A.STAFF,
+    "workload_disable": A.STAFF,
     # the REST API
     "api_me": A.SIGNED_IN,
     "api_roles": A.SIGNED_IN,

@@ -361,3 +361,27 @@ def test_an_access_review_covers_a_pipeline_like_a_person(acme: World, key: Any,
     assert Grant.objects.get(user=workload.user).status == Grant.Status.REVOKING
     assert _exchange("acme/deploy", _forged(key)).status_code == 401
     assert _last_refusal() == "standing"
+
+
+def test_the_partner_page_lists_pipelines_and_staff_approve_and_disable_there(acme: World) -> None:
+    admin = make_member(acme.partner, "acme-admin", partner_admin=True)
+    body = {
+        "name": "deploy",
+        "role": "readonly",
+        "issuer": FAKE_ISSUER,
+        "audience": "porte-ci",
+        "claims": {"repository": "acme/infra"},
+    }
+    created = _api(admin).post("/api/v1/workloads/", body, content_type="application/json").json()
+    browser = _api(make_staff("sam"))
+    page = browser.get("/staff/partners/acme/").content.decode()
+    assert (
+        "acme/deploy" in page
+        and "Waiting for staff approval" in page
+        and "repository = <code>acme/infra" in page
+    )
+    browser.post(f"/staff/workloads/{created['id']}/approve/")
+    assert Workload.objects.get(pk=created["id"]).status == Workload.Status.ACTIVE
+    browser.post(f"/staff/workloads/{created['id']}/disable/")
+    assert Workload.objects.get(pk=created["id"]).status == Workload.Status.DISABLED
+    assert AuditEvent.objects.filter(action="workload.disabled", actor__username="sam").exists()
