@@ -271,6 +271,8 @@ def main() -> None:
             CAROL_TOTP_SECRET,
             "--invitation-link-file",
             str(VAR / "globex-invitation.txt"),
+            "--scim-token-file",
+            str(VAR / "acme-scim-token.txt"),
         ],
     ):
         result = subprocess.run([PY, "manage.py", *cmd], cwd=ROOT, env=env, check=False)
@@ -317,6 +319,10 @@ What to try (paths under {public_url}):
   then as staff  /staff/partners/globex/   provision its AWS account (the steps show live), activate, add a role;
                  Carol approves the role's eligible groups (/staff/changes/);
                  glen@globex.example → glen / glen-demo-pw signs in and requests it
+  Acme's directory (SCIM 2.0): base URL {public_url}/scim/v2/, its token in {VAR}/acme-scim-token.txt
+            curl -s -H "Authorization: Bearer $(cat {VAR}/acme-scim-token.txt)" {public_url}/scim/v2/Users
+            POST a User with externalId acme-0002 (Bob's subject) to adopt Bob; PATCH it active=false and
+            his sessions, tokens and grants end at once
   API:              {public_url}/api/v1/   docs {public_url}/api/docs/   schema {public_url}/api/schema/
   Local AWS (moto): {env["AWS_ENDPOINT_URL"]}   Acme IdP: {issuer}   Globex IdP: {globex_issuer}
   Broker: {env["CELERY_BROKER_URL"]}   Logs: {VAR}/*.log   Mail: {VAR}/mail/

@@ -10,6 +10,7 @@ from allauth.mfa.totp.internal.auth import TOTP
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
+from directory import services as directory_services
 from home import demo_seed
 from partners import services as partner_services
 from partners.models import IdentityProvider, Partner
@@ -33,6 +34,9 @@ class Command(BaseCommand):
         parser.add_argument("--carol-totp-secret", help="Base32 TOTP secret for Carol's MFA")
         parser.add_argument(
             "--invitation-link-file", help="Where to write the link of Globex's onboarding invitation"
+        )
+        parser.add_argument(
+            "--scim-token-file", help="Where to write Acme's SCIM token (made anew at every seed)"
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -86,6 +90,11 @@ class Command(BaseCommand):
         if link and options.get("invitation_link_file"):
             with open(options["invitation_link_file"], "w") as out:
                 out.write(link + "\n")
+        if options.get("scim_token_file"):
+            # Acme's directory: its token exists only now, so the demo writes it where `make run` prints it.
+            _connection, token = directory_services.directory_token_rotate(partner=partner, actor=admin)
+            with open(options["scim_token_file"], "w") as out:
+                out.write(token + "\n")
         self.stdout.write(
             self.style.SUCCESS(
                 f"Demo ready: partner {partner.slug} (AWS account {partner.aws_account_id}), "
