@@ -506,8 +506,6 @@ class Profiler:
             response = call()
             total = time.perf_counter() - t0
         sql = sum(float(q["time"]) for q in queries.captured_queries)
-        with open(f"/tmp/q_{name}_{label.replace(' ', '_').replace('/', '')}.txt", "w") as f:
-            f.write("\n".join(q["sql"][:400] for q in queries.captured_queries))
         self.hops[name].append(PorteHop(label, total, calls, len(queries.captured_queries), sql))
         return response
 

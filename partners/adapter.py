@@ -26,7 +26,7 @@ from django.urls import reverse
 from partners import services
 from partners.federation import Assertion, assertion_from, social_app_for
 from partners.invitations import invitation_in_session
-from partners.models import IdentityProvider
+from partners.models import IdentityProvider, Membership
 from partners.refusals import protocol_refusal
 from partners.selectors import (
     identity_provider_in_request,
@@ -197,10 +197,15 @@ class PartnerSocialAccountAdapter(DefaultSocialAccountAdapter):
             "authn_methods": assertion.authn_methods,
             "claims": assertion.attributes,
         }
-        if not sociallogin.is_existing:
-            return
+        if sociallogin.account.pk is None:
+            return  # a first sign-in: allauth's lookup found no account for this (IdP, subject)
         user = sociallogin.user
-        membership = getattr(user, "membership", None)
+        # With its partner and IdP, which the person's standing reads right after the sign-in.
+        membership = (
+            Membership.objects.select_related("partner", "identity_provider").filter(user_id=user.pk).first()
+        )
+        if membership is not None:
+            user.membership = membership
         if user.is_staff or membership is None or membership.partner_id != idp.partner_id:
             refuse("identity_partner_mismatch", "This identity provider cannot sign in this account.")
         if not user.is_active or not membership.is_active:

@@ -63,7 +63,7 @@ def _staff_urls(role: Role) -> list[str]:
         "alert_id": 1,
     }
     # Access reviews' pages (the ids need not exist: the checks here answer before any lookup).
-    values.update({"campaign_id": 1, "item_id": 1, "fmt": "csv"})
+    values.update({"campaign_id": 1, "item_id": 1, "fmt": "csv", "workload_id": 1})
 
     def walk(patterns: list, prefix: str = "") -> Iterator[tuple[str, URLPattern]]:  # type: ignore[type-arg]
         for pattern in patterns:
