@@ -117,9 +117,13 @@ def _check_user_name(partner_id: int, user_name: str, membership_id: int | None)
         raise DirectoryConflict(f"userName “{user_name}” is already taken by another user.")
 
 
-def _apply_names(user: User, record: PersonRecord) -> None:
-    user.first_name, user.last_name = record.given_name[:150], record.family_name[:150]
-    user.email = record.email
+def _apply_names(user: User, record: PersonRecord, *, keep_unsaid: bool = False) -> None:
+    """The directory's name and e-mail for the person; with `keep_unsaid`, what it does not say is kept (a person
+    adopted from their sign-ins keeps the name and address their IdP gave)."""
+    if record.given_name or record.family_name or not keep_unsaid:
+        user.first_name, user.last_name = record.given_name[:150], record.family_name[:150]
+    if record.email or not keep_unsaid:
+        user.email = record.email
 
 
 @transaction.atomic
@@ -145,7 +149,7 @@ def directory_user_provision(*, connection: DirectoryConnection, record: PersonR
     if membership is not None:
         if membership.scim_id is not None:
             raise DirectoryConflict("A user with this externalId already exists.")
-        _apply_names(membership.user, record)
+        _apply_names(membership.user, record, keep_unsaid=True)
         membership.user.save(update_fields=["first_name", "last_name", "email"])
     else:
         user = User(username=partner_username(provider_id=idp.provider_id, subject=record.external_id))

@@ -9,7 +9,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from grants import policies
-from grants.models import Eligibility, Grant, Role
+from grants.models import AccessRequest, Eligibility, Grant, Role
 from grants.services.expiry import queue_role_endings
 from partners import services as partner_services
 from partners.models import Membership, Partner
@@ -157,6 +157,7 @@ def membership_revoke(*, membership_id: int, reason: str, actor: User | None = N
     and tokens ended) and revoke their open grants with the deny on the roles. Idempotent."""
     membership = Membership.objects.get(pk=membership_id)
     partner_services.membership_end(membership=membership, reason=reason, actor=actor)
+    _close_pending_requests(membership, reason=reason, actor=actor)
     return [
         grant_revoke(grant=grant, reason=reason, actor=actor)
         for grant in Grant.objects.filter(
@@ -165,6 +166,30 @@ def membership_revoke(*, membership_id: int, reason: str, actor: User | None = N
             status__in=[Grant.Status.PENDING, Grant.Status.ACTIVE],
         )
     ]
+
+
+def _close_pending_requests(membership: Membership, *, reason: str, actor: User | None) -> None:
+    """Requests still waiting for approvers end with the person's place: nobody is asked to decide them."""
+    now = timezone.now()
+    for request in AccessRequest.objects.select_for_update(of=("self",), no_key=True).filter(
+        requester_id=membership.user_id,
+        role__partner_id=membership.partner_id,
+        status=AccessRequest.Status.PENDING,
+    ):
+        request.status, request.decided_at = AccessRequest.Status.REFUSED, now
+        request.decision_reason = f"The requester's place ended: {reason}"[:2000]
+        request.save(update_fields=["status", "decided_at", "decision_reason"])
+        audit_record(
+            action="request.refused",
+            obj=request,
+            actor=actor,
+            partner_id=membership.partner_id,
+            data={
+                "role_id": request.role_id,
+                "condition": "membership_ended",
+                "message": request.decision_reason,
+            },
+        )
 
 
 @transaction.atomic

@@ -111,9 +111,13 @@ def test_a_provisioned_person_is_the_identity_their_idp_will_sign_in(directory: 
 
 def test_someone_who_signed_in_before_is_adopted_not_duplicated(directory: Directory, acme: World) -> None:
     alice = make_member(acme.partner, "acme.acme-0001")
+    User.objects.filter(pk=alice.pk).update(first_name="Alice", last_name="Martin")
     SocialAccount.objects.create(user=alice, provider="acme", uid="acme-0001")
     resource = directory.create_user("acme-0001", "alice@acme.example")
     assert _membership(resource).user == alice
+    # What the directory did not say is kept from her sign-ins.
+    assert resource["name"] == {"givenName": "Alice", "familyName": "Martin"}
+    assert resource["emails"] == [{"value": "acme.acme-0001@acme.example"}]
     assert User.objects.filter(membership__partner=acme.partner).count() == 1
     assert AuditEvent.objects.get(action="membership.provisioned").data["adopted"] is True
 
@@ -267,3 +271,28 @@ def test_a_partner_token_never_reaches_another_partners_people(
     )
     assert refused["detail"].replace(bob["id"], "?") == alike["detail"].replace(missing, "?")
     assert _membership(bob).is_active and _membership(bob).groups == ["engineers"]
+
+
+def test_a_request_waiting_for_approvers_ends_with_the_persons_place(
+    directory: Directory, acme: World
+) -> None:
+    from approvals.models import ApprovalPolicy
+    from grants.models import AccessRequest
+
+    ApprovalPolicy.objects.create(role=acme.role, approvals_required=1, approvers="staff")
+    bob = directory.create_user("acme-0042", "bob@acme.example")
+    directory.create_group("engineers", [bob["id"]])
+    waiting = request_create(
+        requester=_membership(bob).user,
+        role=acme.role,
+        justification="Inventory 42",
+        duration=timedelta(minutes=30),
+    )
+    assert waiting.status == AccessRequest.Status.PENDING
+    directory.patch(f"Users/{bob['id']}", {"op": "replace", "path": "active", "value": False})
+    waiting.refresh_from_db()
+    assert waiting.status == AccessRequest.Status.REFUSED
+    assert waiting.decision_reason == f"The requester's place ended: {services.DEACTIVATED}"
+    assert AuditEvent.objects.get(action="request.refused", object_id=str(waiting.pk)).data["condition"] == (
+        "membership_ended"
+    )
