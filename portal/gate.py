@@ -108,6 +108,8 @@ def _session_refusal(request: HttpRequest, actor: Actor) -> str | None:
     records = get_authentication_records(request, request.user)
     if actor.is_staff:
         return None if any(r.get("method") == "mfa" for r in records) else "mfa_not_satisfied"
+    if actor.identity_provider is None:
+        return "not_signed_in_by_idp"  # a partner's pipeline: it never holds a session
     provider_id = actor.identity_provider.provider_id
     signed_in_by_idp = any(
         r.get("method") == "socialaccount" and r.get("provider") == provider_id for r in records

@@ -385,3 +385,12 @@ def test_the_partner_page_lists_pipelines_and_staff_approve_and_disable_there(ac
     browser.post(f"/staff/workloads/{created['id']}/disable/")
     assert Workload.objects.get(pk=created["id"]).status == Workload.Status.DISABLED
     assert AuditEvent.objects.filter(action="workload.disabled", actor__username="sam").exists()
+
+
+def test_a_pipeline_identity_never_holds_a_session(acme: World) -> None:
+    workload = _registered(acme, FAKE_ISSUER)
+    browser = Client()
+    browser.force_login(workload.user)  # however it came by one: the gate ends it at the first request
+    assert browser.get("/").status_code == 302
+    assert "_auth_user_id" not in browser.session
+    assert AuditEvent.objects.get(action="session.ended").data["reason"] == "not_signed_in_by_idp"
