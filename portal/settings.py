@@ -327,6 +327,7 @@ ACCOUNT_RATE_LIMITS = {
     "login": "30/m/ip",
 }
 MFA_SUPPORTED_TYPES = ["totp", "recovery_codes"]
+MFA_ADAPTER = "portal.mfa_adapter.PorteMFAAdapter"
 MFA_TOTP_ISSUER = "Porte"
 
 # Absolute and idle limits of a signed-in session (enforced by portal.middleware.session_limits).
