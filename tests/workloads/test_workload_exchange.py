@@ -394,3 +394,33 @@ def test_a_pipeline_identity_never_holds_a_session(acme: World) -> None:
     assert browser.get("/").status_code == 302
     assert "_auth_user_id" not in browser.session
     assert AuditEvent.objects.get(action="session.ended").data["reason"] == "not_signed_in_by_idp"
+
+
+def test_what_a_pipeline_does_shows_in_activity_as_the_pipeline(
+    acme: World, key: Any, local_aws: str
+) -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from activity import services as activity
+    from activity import trail
+    from activity.models import ActivityEvent
+    from activity.simulator import CloudTrailSimulator
+
+    workload = _registered(acme, FAKE_ISSUER)
+    assert _exchange("acme/deploy", _forged(key)).status_code == 200
+    issue = CredentialIssue.objects.get(grant__user=workload.user)
+    org_id = trail.organization_id()
+    assert org_id is not None
+    simulator = CloudTrailSimulator(org_id=org_id)
+    simulator.ensure_bucket()
+    records = simulator.session_records(issue, reads=2, writes=1, denied=0)
+    simulator.write_log(acme.partner.aws_account_id, records, at=timezone.now() + timedelta(minutes=1))
+    assert activity.activity_ingest().events_inserted == len(records)
+    events = ActivityEvent.objects.filter(event_id__in=[r["eventID"] for r in records])
+    assert {(e.user_id, e.grant_id) for e in events} == {(workload.user_id, issue.grant_id)}
+    # The partner's admin sees it, named as the pipeline.
+    admin = make_member(acme.partner, "acme-admin", partner_admin=True)
+    page = _api(admin).get("/activity/").content.decode()
+    assert "Pipeline deploy" in page
