@@ -57,7 +57,10 @@ def object_post_processor(model: Any) -> Callable[..., Any]:
 
 def queryset_post_processor(model: Any) -> Callable[..., Any]:
     def process(request: HttpRequest, queryset: Any) -> Any:
-        return queryset.select_related("user") if queryset.model is Membership else queryset
+        # A page of resources in a few queries, not a few per resource.
+        if queryset.model is Membership:
+            return queryset.select_related("user").prefetch_related("directory_groups")
+        return queryset.prefetch_related("members")
 
     return process
 

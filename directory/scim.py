@@ -352,7 +352,8 @@ class ScimGroup(SCIMGroup):
             "displayName": self.obj.display_name,
             "members": [
                 {"value": str(m.scim_id), "$ref": ScimUser(m, self.request).location}
-                for m in self.obj.members.exclude(scim_id=None).select_related("user")
+                for m in self.obj.members.all()
+                if m.scim_id is not None
             ]
             if self.obj.pk
             else [],

@@ -296,3 +296,20 @@ def test_a_request_waiting_for_approvers_ends_with_the_persons_place(
     assert AuditEvent.objects.get(action="request.refused", object_id=str(waiting.pk)).data["condition"] == (
         "membership_ended"
     )
+
+
+def test_a_page_of_users_or_groups_costs_the_same_queries_however_many(directory: Directory) -> None:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    def cost(path: str) -> int:
+        with CaptureQueriesContext(connection) as queries:
+            assert directory.get(path).status_code == 200
+        return len(queries.captured_queries)
+
+    people = [directory.create_user(f"acme-{n:04d}", f"p{n}@acme.example")["id"] for n in range(2)]
+    directory.create_group("engineers", people)
+    few = (cost("Users"), cost("Groups"))
+    people += [directory.create_user(f"acme-{n:04d}", f"p{n}@acme.example")["id"] for n in range(2, 12)]
+    directory.create_group("auditors", people)
+    assert (cost("Users"), cost("Groups")) == few
