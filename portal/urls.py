@@ -15,14 +15,14 @@ from portal import api as portal_api
 from portal.access import public
 from portal.views import api_token_revoke, api_tokens, favicon, health
 from workloads.urls import api_urlpatterns as workload_api_urlpatterns
-from workloads.urls import staff_urlpatterns as workload_staff_urlpatterns
+from workloads.urls import console_urlpatterns as workload_console_urlpatterns
 
 admin.site.site_header = "Porte administration"
 
 urlpatterns = [
     path("", include("partners.urls")),
     path("", include(directory_staff_urlpatterns)),
-    path("", include(workload_staff_urlpatterns)),
+    path("", include(workload_console_urlpatterns)),
     # SCIM 2.0 for partners' directories: one base URL, the bearer token says whose directory it is.
     path("scim/v2/", include((scim_urlpatterns, "scim"))),
     # Before allauth's own: the same URL, served by the hardened OIDC callback (nonce, signature, iss).

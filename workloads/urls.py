@@ -9,7 +9,13 @@ api_urlpatterns = [
     path("workloads/<int:workload_id>/disable/", api.workload_disable, name="api_workload_disable"),
 ]
 
-staff_urlpatterns = [
+console_urlpatterns = [
+    path("partner/pipelines/", views.partner_pipelines, name="partner_pipelines"),
+    path(
+        "partner/pipelines/<int:workload_id>/disable/",
+        views.partner_pipeline_disable,
+        name="partner_pipeline_disable",
+    ),
     path("staff/workloads/<int:workload_id>/approve/", views.workload_approve, name="workload_approve"),
     path("staff/workloads/<int:workload_id>/disable/", views.workload_disable, name="workload_disable"),
 ]

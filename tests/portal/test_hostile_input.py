@@ -68,6 +68,7 @@ FIELDLESS = {
     "api_workload_disable": "disables a pipeline",
     "workload_approve": "approves a pipeline, from the partner page",
     "workload_disable": "disables a pipeline, from the partner page",
+    "partner_pipeline_disable": "disables one of the partner's own pipelines",
     "mfa_generate_recovery_codes": "allauth: makes new recovery codes",
     "openid_connect_login": "allauth: redirects to the partner's IdP",
     "saml_login": "allauth: redirects to the partner's IdP",

@@ -64,6 +64,8 @@ AUDIENCES: dict[str, str] = {
     "partner_approvals": A.PARTNER,
     "partner_members": A.PARTNER_ADMIN,
     "partner_reviews": A.PARTNER_ADMIN,
+    "partner_pipelines": A.PARTNER_ADMIN,
+    "partner_pipeline_disable": A.PARTNER_ADMIN,
     # staff
     "staff_home": A.STAFF,
     "partner_list": A.STAFF,

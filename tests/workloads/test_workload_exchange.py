@@ -424,3 +424,29 @@ def test_what_a_pipeline_does_shows_in_activity_as_the_pipeline(
     admin = make_member(acme.partner, "acme-admin", partner_admin=True)
     page = _api(admin).get("/activity/").content.decode()
     assert "Pipeline deploy" in page
+
+
+def test_a_partner_admin_registers_and_disables_pipelines_on_their_page(acme: World, globex: World) -> None:
+    admin = _api(make_member(acme.partner, "acme-admin", partner_admin=True))
+    form = {
+        "name": "deploy",
+        "role": acme.role.pk,
+        "issuer": FAKE_ISSUER,
+        "audience": "porte-ci",
+        "claims": "repository=acme/infra\nenvironment=prod",
+        "span_minutes": 15,
+    }
+    wildcard = admin.post("/partner/pipelines/", {**form, "claims": "repository=acme/*"})
+    assert wildcard.status_code == 400 and "no wildcards" in wildcard.content.decode()
+    # Another partner's role is not offered, and not taken.
+    assert admin.post("/partner/pipelines/", {**form, "role": globex.role.pk}).status_code == 400
+    assert admin.post("/partner/pipelines/", form).status_code == 302
+    workload = Workload.objects.get(partner=acme.partner, name="deploy")
+    assert workload.claims == {"repository": "acme/infra", "environment": "prod"}
+    assert workload.status == Workload.Status.PENDING
+    page = admin.get("/partner/pipelines/").content.decode()
+    assert "acme/deploy" in page and "Waiting for staff approval" in page
+    other = _api(make_member(globex.partner, "globex-admin", partner_admin=True))
+    assert other.post(f"/partner/pipelines/{workload.pk}/disable/").status_code == 404
+    assert admin.post(f"/partner/pipelines/{workload.pk}/disable/").status_code == 302
+    assert Workload.objects.get(pk=workload.pk).status == Workload.Status.DISABLED
