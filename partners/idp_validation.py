@@ -151,6 +151,8 @@ class SamlIdpInfo:
     sso_url: str
     certificates: list[str]
     certificate_not_after: datetime
+    # Where the IdP takes LogoutResponses ("" if it offers no single logout on the SSO URL's origin).
+    slo_url: str = ""
 
     @property
     def certificate_expires_soon(self) -> bool:
@@ -207,7 +209,22 @@ def saml_metadata_parse(xml: bytes | str) -> SamlIdpInfo:
         sso_url=sso_url,
         certificates=[c for _, c in valid],
         certificate_not_after=valid[0][0],
+        slo_url=_logout_url(idp.get("singleLogoutService") or {}, sso_url),
     )
+
+
+def _logout_url(service: dict[str, Any], sso_url: str) -> str:
+    """The IdP's SingleLogoutService for responses, kept only on the origin of its SSO URL: metadata cannot send
+    people off to another site after they sign out."""
+    url = str(service.get("responseUrl") or service.get("url") or "")
+    if not url:
+        return ""
+    try:
+        check_url(url, "single logout URL")
+    except IdpConfigError:
+        return ""
+    logout, sso = urlparse(url), urlparse(sso_url)
+    return url if (logout.scheme, logout.netloc) == (sso.scheme, sso.netloc) else ""
 
 
 def _b64decode(value: str) -> bytes:

@@ -271,9 +271,11 @@ _SAML_REFUSED = (
 
 
 def _idp_logout_url(identity_provider: IdentityProvider) -> str:
-    """Where the IdP takes its LogoutResponse: its SingleLogoutService, read from its metadata (onboarding keeps
-    only its SSO URL and certificates) and cached. Only an address on the origin of its SSO URL is used, so that
-    metadata served elsewhere cannot send people off to another site. "" when unknown."""
+    """Where the IdP takes its LogoutResponse: its SingleLogoutService, kept from its metadata at onboarding; for
+    an IdP onboarded before Porte kept it, read from its metadata URL and cached. Only an address on the origin
+    of its SSO URL is used, so that metadata cannot send people off to another site. "" when unknown."""
+    if identity_provider.saml_slo_url:
+        return identity_provider.saml_slo_url
     metadata_url = identity_provider.saml_metadata_url
     if not metadata_url:
         return ""

@@ -152,6 +152,8 @@ class IdentityProvider(models.Model):
     saml_entity_id = models.CharField(max_length=1024, blank=True)
     saml_sso_url = models.URLField(max_length=1024, blank=True)
     saml_metadata_url = models.URLField(max_length=1024, blank=True)
+    # Its SingleLogoutService, for Porte's LogoutResponses (partners.logout); from its metadata.
+    saml_slo_url = models.URLField(max_length=1024, blank=True)
     # Signing certificates (base64 DER), newest first: more than one during a rollover.
     saml_certificates = models.JSONField(default=list, blank=True)
     certificate_not_after = models.DateTimeField(null=True, blank=True)

@@ -338,6 +338,7 @@ def identity_provider_create_saml(
         display_name=display_name,
         saml_entity_id=metadata.entity_id,
         saml_sso_url=metadata.sso_url,
+        saml_slo_url=metadata.slo_url,
         saml_metadata_url=metadata_url,
         saml_certificates=metadata.certificates,
         certificate_not_after=metadata.certificate_not_after,
@@ -381,10 +382,10 @@ def identity_provider_update_saml_metadata(
         raise idp_validation.IdpConfigError(
             f"The metadata is for {metadata.entity_id!r}, not this IdP ({idp.saml_entity_id!r})."
         )
-    idp.saml_sso_url = metadata.sso_url
+    idp.saml_sso_url, idp.saml_slo_url = metadata.sso_url, metadata.slo_url
     idp.saml_certificates = metadata.certificates
     idp.certificate_not_after = metadata.certificate_not_after
-    idp.save(update_fields=["saml_sso_url", "saml_certificates", "certificate_not_after"])
+    idp.save(update_fields=["saml_sso_url", "saml_slo_url", "saml_certificates", "certificate_not_after"])
     audit_record(
         action="idp.metadata_updated",
         obj=idp,

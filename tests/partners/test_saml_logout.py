@@ -179,11 +179,13 @@ def test_a_logout_request_not_signed_by_the_idp_ends_nothing(live_server: Any, a
 def test_with_no_known_logout_endpoint_the_session_ends_and_the_browser_comes_to_porte(
     live_server: Any, acme_saml: SamlIdp
 ) -> None:
-    """Porte finds where the IdP takes its LogoutResponse in the IdP's metadata: without a metadata URL, the
-    logout still ends the session, and the browser is sent to Porte's sign-in page instead (the IdP is not
-    answered)."""
+    """Porte keeps where the IdP takes its LogoutResponse from the metadata it was onboarded with (pasted XML
+    included); an IdP whose metadata named none, and that has no metadata URL to read it from, still has the
+    session ended, and the browser is sent to Porte's sign-in page instead (the IdP is not answered)."""
+    assert idp_validation.saml_metadata_parse(acme_saml.metadata_xml()).slo_url == acme_saml.slo_url
     world = build_saml_partner("acme", acme_saml)
-    world.partner.identity_providers.update(saml_metadata_url="")
+    assert world.partner.identity_providers.get().saml_slo_url == acme_saml.slo_url
+    world.partner.identity_providers.update(saml_metadata_url="", saml_slo_url="")
     laptop = requests.Session()
     _signed_in(live_server, laptop)
     logout_request = acme_saml.log_out(laptop, f"{live_server.url}/", follow_sp=False)
