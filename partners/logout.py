@@ -27,11 +27,11 @@ import binascii
 import hashlib
 import logging
 import time
+from collections import Counter
 from typing import Any
 from urllib.parse import urlsplit
 
 import jwt
-from allauth.socialaccount.models import SocialAccount
 from allauth.socialaccount.providers.saml.utils import (
     build_saml_config,
     get_app_or_404,
@@ -62,6 +62,7 @@ from partners.saml import SAML_SESSION_KEY
 from partners.selectors import identity_provider_by_provider_id, identity_provider_in_request
 from portal.access import public
 from portal.audit import audit_record
+from portal.models import User
 from portal.responses import bad_request
 
 log = logging.getLogger(__name__)
@@ -81,7 +82,7 @@ class LogoutRefused(idp_metadata.TokenRefused):
 
 
 def federated_session_record(
-    *, request: HttpRequest, identity_provider: IdentityProvider, subject: str, sid: str
+    *, request: HttpRequest, identity_provider: IdentityProvider, subject: str, sid: str, user: Any
 ) -> None:
     """Note this browser's new session under the IdP's names for it, in one statement (a sign-in's cost counts;
     partners.tasks.federated_sessions_prune forgets rows past a session's life)."""
@@ -95,12 +96,13 @@ def federated_session_record(
                 subject=subject[:255],
                 sid=sid[:255],
                 session_key=key,
+                user_id=user.pk,
                 created_at=timezone.now(),
             )
         ],
         update_conflicts=True,
         unique_fields=["session_key"],
-        update_fields=["identity_provider", "subject", "sid", "created_at"],
+        update_fields=["identity_provider", "subject", "sid", "user", "created_at"],
     )
 
 
@@ -124,7 +126,11 @@ def signed_in(sender: Any, request: HttpRequest, user: Any, **kwargs: Any) -> No
     if not isinstance(subject, str) or not subject:
         return
     federated_session_record(
-        request=request, identity_provider=idp, subject=subject, sid=sid if isinstance(sid, str) else ""
+        request=request,
+        identity_provider=idp,
+        subject=subject,
+        sid=sid if isinstance(sid, str) else "",
+        user=user,
     )
 
 
@@ -138,21 +144,19 @@ def federated_sessions_end(
     rows = rows.filter(sid=sid) if sid else rows.filter(subject=subject)
     if sid and subject:
         rows = rows.filter(subject=subject)
-    found = list(rows.select_for_update().values_list("pk", "session_key", "subject"))
-    keys = [key for _pk, key, _subject in found]
+    found = list(rows.select_for_update().values_list("pk", "session_key", "user_id"))
+    keys = [key for _pk, key, _user in found]
     Session.objects.filter(session_key__in=keys).delete()
-    FederatedSession.objects.filter(pk__in=[pk for pk, _key, _subject in found]).delete()
-    for person in sorted({s for _pk, _key, s in found} or ({subject} if subject else set())):
-        account = (
-            SocialAccount.objects.select_related("user")
-            .filter(provider=identity_provider.provider_id, uid=person)
-            .first()
-        )
+    FederatedSession.objects.filter(pk__in=[pk for pk, _key, _user in found]).delete()
+    # One event per person whose sessions ended (the IdP's, when it named no session Porte knows).
+    ended: dict[int | None, int] = dict(Counter(user_id for _pk, _key, user_id in found)) or {None: 0}
+    people = User.objects.in_bulk([user_id for user_id in ended if user_id is not None])
+    for user_id, count in sorted(ended.items(), key=lambda item: item[0] or 0):
         audit_record(
             action="session.idp_logout",
-            obj=account.user if account is not None else identity_provider,
+            obj=people.get(user_id) if user_id is not None else identity_provider,
             partner_id=identity_provider.partner_id,
-            data={"how": how, "sessions_ended": sum(1 for f in found if f[2] == person), "by_sid": bool(sid)},
+            data={"how": how, "sessions_ended": count, "by_sid": bool(sid)},
         )
     return len(keys)
 

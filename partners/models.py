@@ -387,6 +387,10 @@ class FederatedSession(models.Model):
     subject = models.CharField(max_length=255)
     sid = models.CharField(max_length=255, blank=True)
     session_key = models.CharField(max_length=40, unique=True)
+    # Whose session it is (the logout's audit names them, whatever the IdP calls them).
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     class Meta:

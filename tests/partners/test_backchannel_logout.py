@@ -138,6 +138,7 @@ def _alice_signed_in(acme: World) -> tuple[User, Client]:
         subject="acme-0001",
         sid="sid-1",
         session_key=browser.session.session_key,
+        user=alice,
     )
     return alice, browser
 
@@ -199,6 +200,7 @@ def test_a_good_token_ends_the_sessions_it_names(acme: World, keys: Any) -> None
     assert response.status_code == 200 and response["Cache-Control"] == "no-store"
     assert browser.get("/").status_code == 302
     assert not FederatedSession.objects.exists()
+    assert AuditEvent.objects.get(action="session.idp_logout").object_id == str(_alice.pk)
 
 
 @pytest.mark.django_db
