@@ -9,7 +9,8 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from django.db import connection
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, connection
 
 from approvals.services import request_create
 from directory import services
@@ -78,8 +79,12 @@ def test_directory_and_staff_on_the_same_people_never_deadlock(acme: World, staf
         calls, leaving_id, grant_id = _round(directory, acme, staff, round_)
         outcomes = run_together(*calls)
         errors = [o for o in outcomes if isinstance(o, BaseException)]
-        assert len(errors) <= 1, errors
-        assert all("unique" in str(e).lower() or "exists" in str(e).lower() for e in errors), errors
+        # Refusals the timing may give, each said to a directory as a SCIM 4xx: the second provisioning of the
+        # same subject (the name check or the constraint), or the group naming the person deleted meanwhile.
+        assert all(
+            isinstance(e, services.DirectoryConflict | IntegrityError | ValidationError) for e in errors
+        ), errors
+        assert Membership.objects.filter(scim_external_id=f"acme-{10 * round_ + 2:04d}").count() == 1
         assert not Membership.objects.get(pk=leaving_id).is_active
         assert Grant.objects.get(pk=grant_id).status in (Grant.Status.REVOKING, Grant.Status.REVOKED)
         connection.close()
