@@ -9,6 +9,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import DatabaseError, transaction
+from django.db.models import prefetch_related_objects
 from django.http import HttpRequest
 from django_scim.filters import FilterQuery
 from scim2_filter_parser.queries.sql import SQLQuery
@@ -55,12 +56,13 @@ def object_post_processor(model: Any) -> Callable[..., Any]:
     return process
 
 
+# What a resource's document reads besides its row: loaded for a whole page at once, not per resource.
+_RELATED = {Membership: ("user", "directory_groups"), DirectoryGroup: ("members",)}
+
+
 def queryset_post_processor(model: Any) -> Callable[..., Any]:
     def process(request: HttpRequest, queryset: Any) -> Any:
-        # A page of resources in a few queries, not a few per resource.
-        if queryset.model is Membership:
-            return queryset.select_related("user").prefetch_related("directory_groups")
-        return queryset.prefetch_related("members")
+        return queryset.prefetch_related(*_RELATED[queryset.model])
 
     return process
 
@@ -82,9 +84,11 @@ class _PartnerFilter(FilterQuery):
             # Read here, in a savepoint: a value the column cannot hold (`id eq "x"`, `active eq "maybe"`) is the
             # filter's error, and must not break the request's transaction.
             with transaction.atomic():
-                return list(rows)
+                found = list(rows)
         except DatabaseError:
             raise ValueError("A value in the filter does not fit its attribute.") from None
+        prefetch_related_objects(found, *_RELATED[cls.model_getter()])
+        return found
 
 
 class UserFilter(_PartnerFilter):

@@ -246,3 +246,21 @@ def porte_apps() -> list[str]:
 
 # What the pages' CSP refuses in served HTML: a script element without a src, a style attribute.
 INLINE_SCRIPT_OR_STYLE = re.compile(r"<script(?![^>]*\bsrc=)[^>]*>|\sstyle=")
+
+
+def cached_issuer_key(issuer: str, kid: str) -> Any:
+    """A new EC signing key for `issuer`, put where Porte keeps an OIDC issuer's discovery document and JWKS (its
+    cache, partners/idp_metadata.py): for tokens no real IdP would sign. Returns the private key."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from django.core.cache import cache
+    from jwt.algorithms import ECAlgorithm
+
+    from partners import idp_metadata
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    jwk = {**ECAlgorithm.to_jwk(key.public_key(), as_dict=True), "kid": kid, "use": "sig", "alg": "ES256"}
+    jwks_uri = f"{issuer}/jwks"
+    discovery = {"issuer": issuer, "jwks_uri": jwks_uri}
+    cache.set(idp_metadata._key("discovery", idp_metadata.discovery_url(issuer)), discovery)
+    cache.set(idp_metadata._key("jwks", jwks_uri), {"keys": [jwk]})
+    return key

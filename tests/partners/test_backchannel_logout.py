@@ -17,17 +17,14 @@ import jwt
 import pytest
 import requests
 from cryptography.hazmat.primitives.asymmetric import ec
-from django.core.cache import cache
 from django.test import Client
-from jwt.algorithms import ECAlgorithm
 
-from partners import idp_metadata
 from partners.logout import LOGOUT_EVENT
 from partners.models import FederatedSession
 from portal.models import AuditEvent, User
 from tests.fixtures.domain import World, build_partner, make_member, sign_in_as
 from tests.fixtures.peers import ALICE, running_idp
-from tests.helpers import begin_oidc_sign_in, session_user_id
+from tests.helpers import begin_oidc_sign_in, cached_issuer_key, session_user_id
 from tests.peers.common import FormParser
 from tests.peers.oidc_idp import sign_in
 
@@ -99,15 +96,7 @@ def test_signing_out_at_the_idp_ends_that_porte_session_only(live_server: Any, l
 @pytest.fixture
 def keys() -> ec.EllipticCurvePrivateKey:
     """The partner IdP's signing key as Porte will find it: its discovery document and JWKS in Porte's cache."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    jwk = {**ECAlgorithm.to_jwk(key.public_key(), as_dict=True), "kid": KID, "use": "sig", "alg": "ES256"}
-    jwks_uri = f"{ISSUER}/jwks"
-    cache.set(
-        idp_metadata._key("discovery", idp_metadata.discovery_url(ISSUER)),
-        {"issuer": ISSUER, "jwks_uri": jwks_uri},
-    )
-    cache.set(idp_metadata._key("jwks", jwks_uri), {"keys": [jwk]})
-    return key
+    return cached_issuer_key(ISSUER, KID)
 
 
 def _token(

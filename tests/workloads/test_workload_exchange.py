@@ -22,15 +22,13 @@ import jwt
 import pytest
 import requests
 from cryptography.hazmat.primitives.asymmetric import ec
-from django.core.cache import cache
 from django.test import Client
-from jwt.algorithms import ECAlgorithm
 
 from grants.models import CredentialIssue, Grant
-from partners import idp_metadata
 from portal.models import AuditEvent, User
 from tests.fixtures.domain import World, make_member, make_staff, sign_in_as
 from tests.fixtures.peers import running_idp
+from tests.helpers import cached_issuer_key
 from tests.peers.oidc_idp import OidcIdp, OidcUser, sign_in
 from workloads.models import Workload
 
@@ -230,13 +228,7 @@ KID = "ci-key-1"
 
 @pytest.fixture
 def key() -> Any:
-    signing = ec.generate_private_key(ec.SECP256R1())
-    jwk = {**ECAlgorithm.to_jwk(signing.public_key(), as_dict=True), "kid": KID, "alg": "ES256", "use": "sig"}
-    jwks_uri = f"{FAKE_ISSUER}/jwks"
-    discovery = {"issuer": FAKE_ISSUER, "jwks_uri": jwks_uri}
-    cache.set(idp_metadata._key("discovery", idp_metadata.discovery_url(FAKE_ISSUER)), discovery)
-    cache.set(idp_metadata._key("jwks", jwks_uri), {"keys": [jwk]})
-    return signing
+    return cached_issuer_key(FAKE_ISSUER, KID)
 
 
 def _forged(key: Any, *, drop: tuple[str, ...] = (), algorithm: str = "ES256", **claims: Any) -> str:
