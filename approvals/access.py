@@ -35,15 +35,19 @@ def requests_visible_to(user: User) -> QuerySet[AccessRequest]:
 
 
 def pending_for_approver(user: User) -> list[AccessRequest]:
-    """Pending requests this person may approve (never their own)."""
-    pending = (
-        requests_visible_to(user)
-        .filter(status=AccessRequest.Status.PENDING)
-        .exclude(requester=user)
-        .select_related("role")
-        .order_by("created_at")
+    """Pending requests this person may approve (never their own): of their organisation's (every one for
+    staff), those of the roles they approve. `approvers_for` decides, judged once per role; it is the very
+    judgement that makes a member see another's request (`requests_visible_to`), so it is not made twice."""
+    pending = scoped(
+        AccessRequest.objects.select_related("role__partner", "requester", "decided_by"),
+        user,
+        partner="role__partner_id",
+        owner="requester_id",
+        member_sees=Q(status=AccessRequest.Status.PENDING),
     )
-    # Who approves depends on the role alone: judged once per role, not once per request.
+    pending = (
+        pending.filter(status=AccessRequest.Status.PENDING).exclude(requester=user).order_by("created_at")
+    )
     approves: dict[int, bool] = {}
     found = []
     for request in pending:

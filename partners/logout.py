@@ -39,7 +39,7 @@ from allauth.socialaccount.providers.saml.utils import (
 )
 from django.contrib.sessions.models import Session
 from django.core.cache import cache
-from django.db import transaction
+from django.db import connection, transaction
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.urls import reverse
 from django.utils import timezone
@@ -89,21 +89,16 @@ def federated_session_record(
     key = request.session.session_key
     if not key:
         return
-    FederatedSession.objects.bulk_create(
-        [
-            FederatedSession(
-                identity_provider=identity_provider,
-                subject=subject[:255],
-                sid=sid[:255],
-                session_key=key,
-                user_id=user.pk,
-                created_at=timezone.now(),
-            )
-        ],
-        update_conflicts=True,
-        unique_fields=["session_key"],
-        update_fields=["identity_provider", "subject", "sid", "user", "created_at"],
-    )
+    # bulk_create(update_conflicts=True) would wrap its one statement in a transaction: two more round trips.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO partners_federatedsession"
+            " (identity_provider_id, subject, sid, session_key, user_id, created_at)"
+            " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (session_key) DO UPDATE SET"
+            " identity_provider_id = EXCLUDED.identity_provider_id, subject = EXCLUDED.subject,"
+            " sid = EXCLUDED.sid, user_id = EXCLUDED.user_id, created_at = EXCLUDED.created_at",
+            [identity_provider.pk, subject[:255], sid[:255], key, user.pk, timezone.now()],
+        )
 
 
 def signed_in(sender: Any, request: HttpRequest, user: Any, **kwargs: Any) -> None:

@@ -53,6 +53,14 @@ def saml_on_public_origin(get_response: Callable[[HttpRequest], HttpResponse]):
     return middleware
 
 
+def session_started(sender: object, request: HttpRequest, user: object, **kwargs: object) -> None:
+    """django.contrib.auth's user_logged_in: the session's clocks start at the sign-in itself, written with the
+    sign-in's own session write (the first page after it then has nothing to write)."""
+    now = int(time.time())
+    request.session[_SIGNED_IN_AT] = now
+    request.session[_SEEN_AT] = now
+
+
 def session_limits(get_response: Callable[[HttpRequest], HttpResponse]):
     """End signed-in sessions after SESSION_IDLE_SECONDS without a request, or SESSION_ABSOLUTE_SECONDS after
     sign-in, whichever comes first."""

@@ -13,12 +13,12 @@ from collections.abc import Callable, Iterator
 
 import pytest
 import requests
-from django.contrib.sessions.backends.db import SessionStore
 from django.contrib.sessions.models import Session
 from django.test import Client
 
 from grants.models import Grant, Role
 from portal.models import User
+from portal.sessions import SessionStore
 from tests.fixtures.domain import build_partner, make_member, sign_in_as
 from tests.fixtures.peers import ALICE
 from tests.helpers import begin_oidc_sign_in, purge_broker, session_user_id
