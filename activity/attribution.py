@@ -25,7 +25,17 @@ from typing import Any, NamedTuple
 
 from activity.interning import ACTION_FIELDS, CONTEXT_FIELDS, Interner, Key
 from activity.models import ActivityAction, ActivityContext, hour_of
-from activity.records import MalformedLog, Refusal, event_time, event_uuid, record_fault
+from activity.records import (
+    MalformedLog,
+    Refusal,
+    TrailDocument,
+    TrailRecord,
+    UserIdentity,
+    event_time,
+    event_uuid,
+    from_objects,
+    json_value,
+)
 from grants.models import CredentialIssue, Grant
 from partners.models import Partner
 from portal.models import User
@@ -105,16 +115,15 @@ _MINTED_KEY, _SESSION_GRANT, _SESSION_PREFIX, _SOURCE_IDENTITY = (
     _RECORD + 2,
     _RECORD + 3,
 )
-_EMPTY: dict[str, Any] = {}
+_NO_IDENTITY = UserIdentity()
 
 
 def _text(value: Any, limit: int) -> str:
-    if value.__class__ is str:
-        # The common case, kept cheap: this runs a dozen times per event.
-        return value[:limit] if "\x00" not in value else value.replace("\x00", "")[:limit]
+    """A JSON value of a minting's request or response as text of at most `limit` characters, without NUL."""
     if value is None:
         return ""
-    return _text(str(value), limit)
+    text = value if isinstance(value, str) else str(value)
+    return text.replace("\x00", "")[:limit]
 
 
 def _read_only(value: Any) -> bool | None:
@@ -133,7 +142,7 @@ def _session_name(arn: str) -> tuple[int | None, str]:
     return (int(match.group(1)), match.group(2)) if match else (None, "")
 
 
-def _principal(identity: dict[str, Any]) -> str:
+def _principal(identity: UserIdentity) -> str:
     """Who acted, for an identity with no ARN, by its userIdentity type (CloudTrail's documented fields): stable
     for the same principal, and readable.
 
@@ -142,69 +151,61 @@ def _principal(identity: dict[str, Any]) -> str:
     - SAMLUser, WebIdentityUser: `<identityProvider>/<userName>`;
     - AWSAccount (another account acting), Unknown and anything else: `<accountId>:<principalId>`, or its user name
       where it has no principal id (a failed console sign-in is Unknown with a user name)."""
-    get = identity.get
-    kind = get("type")
+    kind = identity.type
     if kind == "IdentityCenterUser":
-        on_behalf = get("onBehalfOf")
-        if isinstance(on_behalf, dict):
-            store, user = _str(on_behalf.get("identityStoreArn")), _str(on_behalf.get("userId"))
+        on_behalf = identity.onBehalfOf
+        if on_behalf is not None:
+            store, user = on_behalf.identityStoreArn or "", on_behalf.userId or ""
             if user:
                 return f"{store}/user/{user}" if store else user
     elif kind in ("SAMLUser", "WebIdentityUser"):
-        provider, name = _str(get("identityProvider")), _str(get("userName"))
+        provider, name = identity.identityProvider or "", identity.userName or ""
         if name:
             return f"{provider}/{name}" if provider else name
-    account, name = _str(get("accountId")), _str(get("principalId")) or _str(get("userName"))
+    account, name = identity.accountId or "", identity.principalId or identity.userName or ""
     return f"{account}:{name}" if account and name else account or name
 
 
-def _str(value: Any) -> str:
-    return value if isinstance(value, str) else ""
-
-
-def _facts(record: dict[str, Any], path_account: str, time: datetime, hour: int) -> Facts:
-    get = record.get
-    identity = get("userIdentity")
-    if not isinstance(identity, dict):
-        identity = _EMPTY
-    context = identity.get("sessionContext")
-    if not isinstance(context, dict):
-        context = _EMPTY
-    source_identity = _text(context.get("sourceIdentity"), 64)
+def _facts(record: TrailRecord, path_account: str, time: datetime, hour: int) -> Facts:
+    # Texts are str or None, free of NUL (records.TrailRecord): each is cut to its column's length inline (a
+    # function call per field was a good part of a record's reading).
+    identity = record.userIdentity or _NO_IDENTITY
+    context = identity.sessionContext
+    source_identity = (context.sourceIdentity or "")[:64] if context is not None else ""
     minted_key = ""
-    event_name, event_source = get("eventName"), get("eventSource")
+    event_name, event_source = record.eventName or "", record.eventSource or ""
     if event_name == "AssumeRole" and event_source == "sts.amazonaws.com":
         # The minting itself: the new session's key and SourceIdentity are in the request and the response.
-        response = get("responseElements")
+        response = json_value(record.responseElements)
         credentials = response.get("credentials") if isinstance(response, dict) else None
         if isinstance(credentials, dict):
             minted_key = _text(credentials.get("accessKeyId"), 128)
-        request = get("requestParameters")
+        request = json_value(record.requestParameters)
         if isinstance(request, dict) and not source_identity:
             source_identity = _text(request.get("sourceIdentity"), 64)
     # Nearly every identity has an ARN (an AWS service: the service it acted as); the others are named from
     # what their type carries, and only then.
-    arn = _text(identity.get("arn") or identity.get("invokedBy") or _principal(identity), 1024)
-    identity_type = identity.get("type")
+    arn = (identity.arn or identity.invokedBy or _principal(identity))[:1024]
+    identity_type = identity.type or ""
     session_grant, session_prefix = None, ""
     if "/porte-g" in arn and identity_type == "AssumedRole":
         session_grant, session_prefix = _session_name(arn)
     return (
-        event_uuid(record["eventID"]),
+        event_uuid(record.eventID),
         time,
         hour,
-        _text(event_source, 128),
-        _text(event_name, 128),
-        _text(get("awsRegion"), 32),
-        _text(get("recipientAccountId") or path_account, 12),
-        _text(identity_type, 32),
+        event_source[:128],
+        event_name[:128],
+        (record.awsRegion or "")[:32],
+        (record.recipientAccountId or path_account)[:12],
+        identity_type[:32],
         arn,
-        _text(identity.get("accessKeyId"), 128),
-        _text(get("sourceIPAddress"), 64),
-        _text(get("userAgent"), 512),
-        _text(get("errorCode"), 128),
-        _text(get("errorMessage"), 1024),
-        _read_only(get("readOnly")),
+        (identity.accessKeyId or "")[:128],
+        (record.sourceIPAddress or "")[:64],
+        (record.userAgent or "")[:512],
+        (record.errorCode or "")[:128],
+        (record.errorMessage or "")[:1024],
+        _read_only(record.readOnly),
         minted_key,
         session_grant,
         session_prefix,
@@ -212,44 +213,40 @@ def _facts(record: dict[str, Any], path_account: str, time: datetime, hour: int)
     )
 
 
-def read_facts(
-    records: list[Any], *, path_account: str = "", refused: list[Refusal] | None = None
-) -> tuple[list[Facts], list[Refusal]]:
+def read_facts(document: TrailDocument, *, path_account: str = "") -> tuple[list[Facts], list[Refusal]]:
     """What each record says, in the records' order, and the records refused: no database needed, so the ingestion
     loop does this for the next file while the database inserts the previous one's events. A record is refused
-    when it is not an object with a textual eventID and eventTime, when its eventTime is not a time, or when
-    `refused` (found on parsing, see records.parse_document) says so; the facts are those of the others, in order."""
-    if refused:
-        return _read_carefully(records, path_account, refused)
+    when the document refused it (see records.read_document) or when its eventTime is not a time; the facts are
+    those of the others, in order."""
+    if document.refused:
+        return _read_carefully(document, path_account)
     # A file's events share their seconds: each distinct time parsed once.
     times: dict[str, tuple[datetime, int]] = {}
     facts = []
     try:
-        for record in records:
-            text = record["eventTime"]
+        for record in document.records:
+            text = record.eventTime  # type: ignore[union-attr]  # no record is refused here
             known = times.get(text)
             if known is None:
                 time = event_time(text)
                 known = times[text] = (time, hour_of(time))
-            facts.append(_facts(record, path_account, *known))
-    except (MalformedLog, AttributeError, KeyError, TypeError):
-        # Records are checked only when one fails (a pass of its own over every record costs a tenth of the
-        # reading): then each is, and only the faulty ones are refused.
-        return _read_carefully(records, path_account, [])
+            facts.append(_facts(record, path_account, *known))  # type: ignore[arg-type]
+    except MalformedLog:
+        # Times are checked only when one fails: then each record is read on its own, and only the records with a
+        # time that is not one are refused.
+        return _read_carefully(document, path_account)
     return facts, []
 
 
-def _read_carefully(
-    records: list[Any], path_account: str, refused: list[Refusal]
-) -> tuple[list[Facts], list[Refusal]]:
-    """`read_facts` checking each record first: those at fault are refused, and the others read."""
-    reasons = {refusal.position: refusal.reason for refusal in refused}
+def _read_carefully(document: TrailDocument, path_account: str) -> tuple[list[Facts], list[Refusal]]:
+    """`read_facts` reading each record on its own: those refused, or whose time is not one, are refused."""
+    reasons = {refusal.position: refusal.reason for refusal in document.refused}
     facts, refusals = [], []
-    for index, record in enumerate(records):
-        reason = reasons.get(index) or record_fault(record)
-        if not reason:
+    for index, record in enumerate(document.records):
+        reason = reasons.get(index, "")
+        if record is not None and not reason:
             try:
-                time = event_time(record["eventTime"])
+                time = event_time(record.eventTime)
                 facts.append(_facts(record, path_account, time, hour_of(time)))
             except MalformedLog as exc:
                 reason = str(exc)
@@ -277,8 +274,9 @@ class Attributor:
         self._contexts = Interner(ActivityContext, CONTEXT_FIELDS)
 
     def rows(self, records: list[Any], *, path_account: str = "") -> list[tuple[Any, ...]]:
-        """Rows in COLUMNS order, one per record that is not refused (see `read_facts`), in the records' order."""
-        return self.attribute(read_facts(records, path_account=path_account)[0])
+        """Rows in COLUMNS order for records as JSON objects, one per record that is not refused (see
+        `read_facts`), in the records' order."""
+        return self.attribute(read_facts(from_objects(records), path_account=path_account)[0])
 
     def attribute(self, facts: list[Facts]) -> list[tuple[Any, ...]]:
         """Rows in COLUMNS order for records read by `read_facts` (looking up, and storing, what this run has not

@@ -21,13 +21,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 from activity import store, trail
 from activity.alerts.rules import Batch
 from activity.alerts.services import alerts_for_batch
 from activity.attribution import COLUMNS, Attributor, Facts, read_facts
-from activity.records import MalformedLog, Refusal, parse_document
+from activity.records import MalformedLog, Refusal, TrailRecord, read_document
 from activity.store import Row
 
 _TIME = COLUMNS.index("event_time")
@@ -56,7 +56,7 @@ class _File:
         self.file_id = file_id  # reserved before loading, except on SQLite
         self.error: MalformedLog | None = None
         self.refused: list[Refusal] = []
-        self.records: list[Any] | None = None
+        self.records: list[TrailRecord | None] | None = None
         self.facts: list[Facts] | None = None
         # By the position of their record in the file (see `_in_place`).
         self.rows: list[Row] | None = None
@@ -71,14 +71,12 @@ class _File:
             return
         if self.facts is None:
             try:
-                document = parse_document(self.log.data)
+                document = read_document(self.log.data)
             except MalformedLog as exc:
                 self.error = exc
                 return
             self.records = document.records
-            self.facts, self.refused = read_facts(
-                document.records, path_account=trail.path_account(self.log.key), refused=document.refused
-            )
+            self.facts, self.refused = read_facts(document, path_account=trail.path_account(self.log.key))
         rows = attributor.attribute(self.facts) if lookups else attributor.attribute_known(self.facts)
         if rows is None:
             return  # a key to look up: finished once the database is free
@@ -90,10 +88,10 @@ class _File:
             # The rules read a row's record (Batch.select): given the records of the rows, in the same order.
             refused = {refusal.position for refusal in self.refused}
             kept = [record for position, record in enumerate(records) if position not in refused]
-            self.candidates = Batch.select(rows, kept)
+            self.candidates = Batch.select(rows, kept)  # type: ignore[arg-type]  # no refused record is kept
             rows = _in_place(rows, refused, len(records))
         else:
-            self.candidates = Batch.select(rows, records)
+            self.candidates = Batch.select(rows, records)  # type: ignore[arg-type]  # none refused
         if rows and self.file_id is not None and store.copies():
             self.copy = store.copy_data(rows, self.file_id)
         self.rows, self.records, self.facts = rows, None, None  # the records are let go here

@@ -3,6 +3,12 @@
 A log file is gzipped JSON `{"Records": [...]}`; each record has at least `eventID` and `eventTime`. A file that is
 not that is a `MalformedLog`, whose message is what staff see on the quarantined object. A record that is not one
 (or that cannot be stored) costs only itself: it is a `Refusal`, and the file's other records are read.
+
+Ingestion reads only the fields it stores or attributes by (`TrailRecord`, `read_document`): msgspec decodes a
+file straight into them, skipping the rest of each record in C (the record itself stays in its kept file). A
+file that decoding refuses (a lone surrogate, a field of an unexpected type, a record that is not one) is read
+as before, by orjson or the standard library into JSON objects (`parse_records`), which `from_objects` turns into
+the same TrailRecords, refusing the faulty ones alone: the two ways give the same facts.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
 
+import msgspec
 import orjson
 
 # A CloudTrail log file is a few MB at most once decompressed; far more is a broken or hostile object.
@@ -69,6 +76,156 @@ class Document(NamedTuple):
     records: list[Any]  # the file's Records, as the file has them (a refused record included, in its place)
     # Records that cannot be stored whatever their fields say (see `parse_document`); the others are not checked.
     refused: list[Refusal]
+
+
+# --- what ingestion reads of a record ---------------------------------------------------------------------------
+
+
+class SessionContext(msgspec.Struct):
+    sourceIdentity: str | None = None
+
+
+class OnBehalfOf(msgspec.Struct):
+    identityStoreArn: str | None = None
+    userId: str | None = None
+
+
+class UserIdentity(msgspec.Struct):
+    type: str | None = None
+    arn: str | None = None
+    invokedBy: str | None = None
+    accessKeyId: str | None = None
+    accountId: str | None = None
+    principalId: str | None = None
+    userName: str | None = None
+    identityProvider: str | None = None
+    onBehalfOf: OnBehalfOf | None = None
+    sessionContext: SessionContext | None = None
+
+
+_NULL = msgspec.Raw(b"null")
+
+
+class TrailRecord(msgspec.Struct):
+    """The fields of a CloudTrail record that ingestion stores or attributes by (CloudTrail's names). Texts are
+    str or None and hold no NUL character (PostgreSQL's text cannot): decoding reads a file only when that holds
+    for every one of them (JSON writes a NUL only as `\\u0000`), and `from_objects` makes it so for the others.
+    The request and response stay undecoded until a rule or the attribution of a minting reads them
+    (`json_value`)."""
+
+    eventID: str
+    eventTime: str
+    eventSource: str | None = None
+    eventName: str | None = None
+    awsRegion: str | None = None
+    recipientAccountId: str | None = None
+    sourceIPAddress: str | None = None
+    userAgent: str | None = None
+    errorCode: str | None = None
+    errorMessage: str | None = None
+    readOnly: Any = None
+    userIdentity: UserIdentity | None = None
+    requestParameters: msgspec.Raw = _NULL
+    responseElements: msgspec.Raw = _NULL
+
+
+class _LogFile(msgspec.Struct):
+    Records: list[TrailRecord]
+
+
+_LOG_FILE = msgspec.json.Decoder(_LogFile)
+# The fields `from_objects` reads as text.
+_NOT_TEXT = ("eventID", "eventTime", "readOnly", "userIdentity", "requestParameters", "responseElements")
+_TEXTS = tuple(f for f in TrailRecord.__struct_fields__ if f not in _NOT_TEXT)
+_IDENTITY_TEXTS = tuple(
+    f for f in UserIdentity.__struct_fields__ if f not in ("onBehalfOf", "sessionContext")
+)
+
+
+class TrailDocument(NamedTuple):
+    records: list[TrailRecord | None]  # in the file's order; None in the place of a refused record
+    refused: list[Refusal]  # by position
+
+
+def read_document(data: bytes) -> TrailDocument:
+    """The records of a decompressed log file as ingestion reads them. Raises MalformedLog for a file that is
+    not a CloudTrail log file."""
+    try:
+        if not data.isascii():
+            data.decode()  # what msgspec skips, it does not check is UTF-8; the file must be text throughout
+        if b"\\u0000" not in data:
+            return TrailDocument(list(_LOG_FILE.decode(data).Records), [])
+    except (msgspec.DecodeError, UnicodeDecodeError):  # msgspec.ValidationError is a DecodeError
+        pass
+    document = parse_document(data)
+    return from_objects(document.records, document.refused)
+
+
+def from_objects(objects: list[Any], refused: Sequence[Refusal] = ()) -> TrailDocument:
+    """Records parsed as JSON objects, as TrailRecords: a record at fault (`record_fault`) or already `refused`
+    is None in its place and refused; an object where another type is expected reads as absent, any other
+    value where text is expected as its text (NUL characters left out)."""
+    reasons = {refusal.position: refusal.reason for refusal in refused}
+    records: list[TrailRecord | None] = []
+    refusals = []
+    for position, obj in enumerate(objects):
+        reason = reasons.get(position) or record_fault(obj)
+        if reason:
+            refusals.append(Refusal(position, reason))
+            records.append(None)
+            continue
+        identity = obj.get("userIdentity")
+        records.append(
+            TrailRecord(
+                eventID=obj["eventID"],
+                eventTime=obj["eventTime"],
+                readOnly=obj.get("readOnly"),
+                userIdentity=_identity(identity) if isinstance(identity, dict) else None,
+                requestParameters=_raw(obj.get("requestParameters")),
+                responseElements=_raw(obj.get("responseElements")),
+                **{name: _text_of(obj.get(name)) for name in _TEXTS},
+            )
+        )
+    return TrailDocument(records, refusals)
+
+
+def _identity(obj: dict[str, Any]) -> UserIdentity:
+    context, on_behalf = obj.get("sessionContext"), obj.get("onBehalfOf")
+    return UserIdentity(
+        sessionContext=(
+            SessionContext(_text_of(context.get("sourceIdentity"))) if isinstance(context, dict) else None
+        ),
+        onBehalfOf=(
+            OnBehalfOf(_text_of(on_behalf.get("identityStoreArn")), _text_of(on_behalf.get("userId")))
+            if isinstance(on_behalf, dict)
+            else None
+        ),
+        **{name: _text_of(obj.get(name)) for name in _IDENTITY_TEXTS},
+    )
+
+
+def _text_of(value: Any) -> str | None:
+    if value is None or isinstance(value, (dict, list)):
+        return None
+    text = value if isinstance(value, str) else str(value)
+    return text.replace("\x00", "") if "\x00" in text else text
+
+
+def _raw(value: Any) -> msgspec.Raw:
+    return msgspec.Raw(msgspec.json.encode(value))
+
+
+def json_value(raw: msgspec.Raw | Any) -> Any:
+    """A TrailRecord's request or response as JSON values (a value already decoded as itself)."""
+    if not isinstance(raw, msgspec.Raw):
+        return raw
+    try:
+        return msgspec.json.decode(raw)
+    except msgspec.DecodeError:
+        return None
+
+
+# --- the records as the file has them ---------------------------------------------------------------------------
 
 
 def parse_records(data: bytes) -> list[Any]:

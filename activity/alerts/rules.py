@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import lru_cache
@@ -24,6 +24,7 @@ from django.utils import timezone
 
 from activity.attribution import COLUMNS
 from activity.models import ActivityEvent, Alert, SeenSourceIp, hour_of
+from activity.records import TrailRecord, json_value
 from grants.models import Grant
 from partners.models import Partner
 from partners.windows import window_for
@@ -78,8 +79,9 @@ def _iam_change(name: str) -> bool:
     return name.startswith(_IAM_VERBS) and any(part in name for part in _IAM_OBJECTS)
 
 
-def sensitive_kind(source: str, name: str, record: dict[str, Any]) -> str | None:
-    """What kind of sensitive change a successful call is ("iam", "kms", "cloudtrail", "s3", "network"), or None."""
+def sensitive_kind(source: str, name: str, request_parameters: Any) -> str | None:
+    """What kind of sensitive change a successful call is ("iam", "kms", "cloudtrail", "s3", "network"), or None.
+    `request_parameters` as the record has them (decoded only when an ingress rule reads them)."""
     if source == "iam.amazonaws.com":
         return "iam" if _iam_change(name) else None
     if name in _KMS and source == "kms.amazonaws.com":
@@ -89,7 +91,7 @@ def sensitive_kind(source: str, name: str, record: dict[str, Any]) -> str | None
     if name in _S3 and source in ("s3.amazonaws.com", "s3-control.amazonaws.com"):
         return "s3"
     if name in _INGRESS and source == "ec2.amazonaws.com":
-        return "network" if _opens_to_the_world(record.get("requestParameters")) else None
+        return "network" if _opens_to_the_world(json_value(request_parameters)) else None
     return None
 
 
@@ -144,7 +146,7 @@ class Batch:
     files: set[int] = field(default_factory=set)
 
     @classmethod
-    def select(cls, rows: list[Row], records: list[dict[str, Any]]) -> Batch:
+    def select(cls, rows: list[Row], records: Sequence[TrailRecord]) -> Batch:
         """The candidates among a file's rows (`records` in the same order: a security-group ingress is judged by
         its request parameters)."""
         batch = cls()
@@ -156,7 +158,7 @@ class Batch:
             else:
                 name = row[_NAME]
                 if name in _SENSITIVE_NAMES or (row[_SOURCE] == "iam.amazonaws.com" and _iam_change(name)):
-                    kind = sensitive_kind(row[_SOURCE], name, records[index])
+                    kind = sensitive_kind(row[_SOURCE], name, records[index].requestParameters)
                     if kind is not None:
                         batch.sensitive.append((row, kind))
                 grant = row[_GRANT]

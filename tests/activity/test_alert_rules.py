@@ -243,7 +243,7 @@ def test_sensitive_kinds() -> None:
     assert sensitive_kind("s3.amazonaws.com", "DeleteBucketPublicAccessBlock", {}) == "s3"
     assert sensitive_kind("cloudtrail.amazonaws.com", "PutEventSelectors", {}) == "cloudtrail"
     assert sensitive_kind("iam.amazonaws.com", "UpdateAssumeRolePolicy", {}) == "iam"
-    world = {"requestParameters": _ingress("::/0", ipv6=True)}
+    world = _ingress("::/0", ipv6=True)
     assert sensitive_kind("ec2.amazonaws.com", "AuthorizeSecurityGroupIngress", world) == "network"
     assert sensitive_kind("s3.amazonaws.com", "GetBucketPolicy", {}) is None
     assert sensitive_kind("iam.amazonaws.com", "ListAttachedRolePolicies", {}) is None

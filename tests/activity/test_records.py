@@ -1,25 +1,31 @@
-"""Reading a log file's records, without the database: orjson reads the file, and only when it refuses the whole
-document does the standard library's parser read it, as strictly but for lone surrogates, whose records alone are
-refused. Each record that is not one (not an object, no eventID or eventTime, a time that is not a time) is
-refused by its position; the others are read, in order, at the same positions as the detail page reads them.
+"""Reading a log file's records, without the database. Ingestion decodes the fields it reads with msgspec
+(`read_document`); a file that decoding refuses is read as JSON objects: orjson reads the file, and only when it
+refuses the whole document does the standard library's parser read it, as strictly but for lone surrogates, whose
+records alone are refused. Each record that is not one (not an object, no eventID or eventTime, a time that is
+not a time) is refused by its position; the others are read, in order, at the same positions as the detail page
+reads them. Both ways give the same facts for the same records.
 """
 
 from __future__ import annotations
 
+import json
 import uuid
 from typing import Any
 
 import orjson
 import pytest
 
+from activity import records as records_module
 from activity.attribution import COLUMNS, read_facts
 from activity.records import (
     REFUSALS_SHOWN,
     MalformedLog,
     Refusal,
     event_time,
+    from_objects,
     parse_document,
     parse_records,
+    read_document,
     refusals_text,
 )
 
@@ -86,7 +92,7 @@ def test_a_lone_surrogate_refuses_its_record_only() -> None:
     assert [r["eventID"] for r in document.records] == [r["eventID"] for r in records]
     assert document.records[1]["userAgent"] == "Mozilla \ud800 broken"
     assert parse_records(data) == document.records
-    facts, refused = read_facts(document.records, refused=document.refused)
+    facts, refused = read_facts(read_document(data))
     assert refused == document.refused
     assert [f[EVENT_ID] for f in facts] == [records[p]["eventID"] for p in (0, 2, 4)]
 
@@ -104,6 +110,9 @@ def test_a_lone_surrogate_refuses_its_record_only() -> None:
 def test_the_lenient_parse_is_as_strict_as_orjson_but_for_lone_surrogates(data: bytes) -> None:
     with pytest.raises(MalformedLog) as raised:
         parse_document(data)
+    with pytest.raises(MalformedLog) as read:
+        read_document(data)
+    assert str(read.value) == str(raised.value)
     with pytest.raises(orjson.JSONDecodeError) as original:
         orjson.loads(data)
     assert str(raised.value) == f"not valid JSON: {original.value}"  # orjson's own error, as before
@@ -113,6 +122,8 @@ def test_a_file_that_is_no_log_file_is_refused_whole() -> None:
     for data in (b'{"Records": {"not": "a list"}}', b'["\\ud800"]', b'{"records": []}'):
         with pytest.raises(MalformedLog, match='no "Records" list at the top level'):
             parse_document(data)
+        with pytest.raises(MalformedLog, match='no "Records" list at the top level'):
+            read_document(data)
 
 
 def test_each_record_that_is_not_one_is_refused_and_the_others_read_in_order() -> None:
@@ -128,7 +139,12 @@ def test_each_record_that_is_not_one_is_refused_and_the_others_read_in_order() -
         _record(eventTime="2024-05-01T12:00:01+02:00"),
     ]
 
-    facts, refused = read_facts(records, path_account="123456789012")
+    facts, refused = read_facts(from_objects(records), path_account="123456789012")
+    # The same file read as ingestion reads it (decoding refuses it: then the JSON objects are read).
+    assert read_facts(read_document(orjson.dumps({"Records": records})), path_account="123456789012") == (
+        facts,
+        refused,
+    )
 
     assert refused == [
         Refusal(1, "not a JSON object"),
@@ -142,7 +158,7 @@ def test_each_record_that_is_not_one_is_refused_and_the_others_read_in_order() -
     assert [f[EVENT_ID] for f in facts] == [records[0]["eventID"], records[8]["eventID"]]
     # The same records, all good: the fast path, nothing refused.
     good = [records[0], records[8]]
-    assert read_facts(good, path_account="123456789012") == (facts, [])
+    assert read_facts(from_objects(good), path_account="123456789012") == (facts, [])
 
 
 def test_the_refusals_name_the_first_few_and_count_the_rest() -> None:
@@ -153,3 +169,116 @@ def test_the_refusals_name_the_first_few_and_count_the_rest() -> None:
     assert refusals_text(refused[:1]) == "record 3: no eventID or eventTime"
     with pytest.raises(MalformedLog, match="is not an ISO 8601 time"):
         event_time("yesterday")
+
+
+# --- the two ways of reading agree --------------------------------------------------------------------------------
+
+_IDENTITIES: list[Any] = [
+    {
+        "type": "AssumedRole",
+        "principalId": "AROAEXAMPLE:porte-g12-1a2b3c4d",
+        "arn": "arn:aws:sts::123456789012:assumed-role/porte-dev/porte-g12-1a2b3c4d",
+        "accountId": "123456789012",
+        "accessKeyId": "ASIAEXAMPLE1",
+        "sessionContext": {
+            "sourceIdentity": "porte-" + "ab" * 16,
+            "attributes": {"mfaAuthenticated": "false"},
+        },
+    },
+    {"type": "AWSService", "invokedBy": "cloudtrail.amazonaws.com"},
+    {
+        "type": "IdentityCenterUser",
+        "accountId": "123456789012",
+        "onBehalfOf": {
+            "userId": "u-1",
+            "identityStoreArn": "arn:aws:identitystore::123456789012:identitystore/d-1",
+        },
+        "credentialId": "cred",
+    },
+    {"type": "SAMLUser", "principalId": "p", "userName": "bob", "identityProvider": "idp-1"},
+    {"type": "WebIdentityUser", "userName": "carol", "identityProvider": "accounts.example"},
+    {"type": "AWSAccount", "accountId": "111122223333", "principalId": "AIDAEXAMPLE"},
+    {"type": "Unknown", "userName": "dave"},
+    {"type": "Root", "sessionContext": None, "onBehalfOf": None},
+    None,
+]
+
+
+def _varied() -> list[dict[str, Any]]:
+    records = [_record(userIdentity=identity) for identity in _IDENTITIES]
+    records.append({k: v for k, v in _record().items() if k != "userIdentity"})
+    records.append(
+        _record(
+            eventSource="sts.amazonaws.com",
+            eventName="AssumeRole",
+            requestParameters={
+                "roleArn": "arn:aws:iam::123456789012:role/porte-dev",
+                "sourceIdentity": "porte-x",
+            },
+            responseElements={"credentials": {"accessKeyId": "ASIAMINTED", "expiration": "soon"}},
+            userIdentity={"type": "AssumedRole", "arn": "arn:aws:sts::999999999999:assumed-role/broker/b"},
+        )
+    )
+    records.append(_record(readOnly="false", errorCode="AccessDenied", errorMessage="no " * 600))
+    records.append(_record(userAgent="ünïcode 🙂", sourceIPAddress=None, requestParameters={"n": 10**30}))
+    return records
+
+
+def _reads_as_objects(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
+    """Files `read_document` had to read as JSON objects (decoding refused them), as they come."""
+    seen: list[bytes] = []
+
+    def parse(data: bytes) -> Any:
+        seen.append(data)
+        return parse_document(data)
+
+    monkeypatch.setattr(records_module, "parse_document", parse)
+    return seen
+
+
+def test_decoding_and_json_objects_give_the_same_facts(monkeypatch: pytest.MonkeyPatch) -> None:
+    as_objects_read = _reads_as_objects(monkeypatch)
+    records = _varied()
+    # The standard library writes what orjson cannot (an integer past 64 bits), and UTF-8 as such.
+    data = json.dumps({"Records": records}, ensure_ascii=False).encode()
+    decoded = read_facts(read_document(data), path_account="123456789012")
+    assert as_objects_read == []  # decoded: every field of the expected type
+    as_objects = read_facts(from_objects(parse_records(data)), path_account="123456789012")
+    assert decoded == as_objects
+    facts, refused = decoded
+    assert refused == [] and len(facts) == len(records)
+
+
+def test_a_field_of_an_unexpected_type_costs_the_file_its_fast_reading_only(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    as_objects_read = _reads_as_objects(monkeypatch)
+    records = _varied()
+    odd = [
+        *records,
+        _record(userIdentity={"type": "IAMUser", "sessionContext": "not an object"}),
+        _record(userIdentity=["not", "an", "object"]),
+        _record(
+            userIdentity={
+                "type": "IAMUser",
+                "arn": "arn:aws:iam::123456789012:user/x\x00y",
+                "accessKeyId": 42,
+            }
+        ),
+        _record(awsRegion=7, userAgent={"an": "object"}),
+    ]
+    data = json.dumps({"Records": odd}, ensure_ascii=False).encode()
+    facts, refused = read_facts(read_document(data), path_account="123456789012")
+    assert as_objects_read == [data] and refused == []
+    expected, _ = read_facts(from_objects(records), path_account="123456789012")
+    assert facts[: len(records)] == expected  # the other records read exactly as by decoding
+    column = {
+        name: COLUMNS.index(name) for name in ("principal_arn", "access_key_id", "aws_region", "user_agent")
+    }
+    no_context, not_an_identity, texts, region = facts[len(records) :]
+    assert no_context[column["principal_arn"]] == "" and not_an_identity[column["principal_arn"]] == ""
+    assert (
+        texts[column["principal_arn"]] == "arn:aws:iam::123456789012:user/xy"
+    )  # no NUL reaches the database
+    assert texts[column["access_key_id"]] == "42"
+    assert (region[column["aws_region"]], region[column["user_agent"]]) == ("7", "")
