@@ -29,7 +29,8 @@ def _dashboard(
 ) -> HttpResponse:
     user = acting_user(request)
     form = form or AccessRequestForm(roles=roles_requestable_by(user))
-    grants = grants_visible_to(user)
+    # The tables show each grant's role (and its partner, to staff) and holder; not its request.
+    grants = grants_visible_to(user).select_related(None).select_related("role__partner", "user")
     context = {
         # The form's own queryset: the page and the form's choices read the roles once.
         "roles": form.fields["role"].queryset,  # type: ignore[attr-defined]
