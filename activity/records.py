@@ -6,9 +6,10 @@ not that is a `MalformedLog`, whose message is what staff see on the quarantined
 
 Ingestion reads only the fields it stores or attributes by (`TrailRecord`, `read_document`): msgspec decodes a
 file straight into them, skipping the rest of each record in C (the record itself stays in its kept file). A
-file that decoding refuses (a lone surrogate, a field of an unexpected type, a record that is not one) is read
-as before, by orjson or the standard library into JSON objects (`parse_records`), which `from_objects` turns into
-the same TrailRecords, refusing the faulty ones alone: the two ways give the same facts.
+file that decoding refuses (a lone surrogate, a NUL, text that is not UTF-8, a field of an unexpected type, a
+record that is not one) is read as before, by orjson or the standard library into JSON objects
+(`parse_records`), which `from_objects` turns into the same TrailRecords, refusing the faulty ones alone: the two
+ways give the same facts.
 """
 
 from __future__ import annotations
