@@ -35,6 +35,7 @@ from activity.records import (
     event_uuid,
     from_objects,
     json_value,
+    text_of,
 )
 from grants.models import CredentialIssue, Grant
 from partners.models import Partner
@@ -119,11 +120,8 @@ _NO_IDENTITY = UserIdentity()
 
 
 def _text(value: Any, limit: int) -> str:
-    """A JSON value of a minting's request or response as text of at most `limit` characters, without NUL."""
-    if value is None:
-        return ""
-    text = value if isinstance(value, str) else str(value)
-    return text.replace("\x00", "")[:limit]
+    """A JSON value of a minting's request or response as text of at most `limit` characters."""
+    return (text_of(value) or "")[:limit]
 
 
 def _read_only(value: Any) -> bool | None:

@@ -184,7 +184,7 @@ def from_objects(objects: list[Any], refused: Sequence[Refusal] = ()) -> TrailDo
                 userIdentity=_identity(identity) if isinstance(identity, dict) else None,
                 requestParameters=_raw(obj.get("requestParameters")),
                 responseElements=_raw(obj.get("responseElements")),
-                **{name: _text_of(obj.get(name)) for name in _TEXTS},
+                **{name: text_of(obj.get(name)) for name in _TEXTS},
             )
         )
     return TrailDocument(records, refusals)
@@ -194,18 +194,19 @@ def _identity(obj: dict[str, Any]) -> UserIdentity:
     context, on_behalf = obj.get("sessionContext"), obj.get("onBehalfOf")
     return UserIdentity(
         sessionContext=(
-            SessionContext(_text_of(context.get("sourceIdentity"))) if isinstance(context, dict) else None
+            SessionContext(text_of(context.get("sourceIdentity"))) if isinstance(context, dict) else None
         ),
         onBehalfOf=(
-            OnBehalfOf(_text_of(on_behalf.get("identityStoreArn")), _text_of(on_behalf.get("userId")))
+            OnBehalfOf(text_of(on_behalf.get("identityStoreArn")), text_of(on_behalf.get("userId")))
             if isinstance(on_behalf, dict)
             else None
         ),
-        **{name: _text_of(obj.get(name)) for name in _IDENTITY_TEXTS},
+        **{name: text_of(obj.get(name)) for name in _IDENTITY_TEXTS},
     )
 
 
-def _text_of(value: Any) -> str | None:
+def text_of(value: Any) -> str | None:
+    """A JSON value where text is expected, as text without NUL (None for null, an object or a list)."""
     if value is None or isinstance(value, (dict, list)):
         return None
     text = value if isinstance(value, str) else str(value)

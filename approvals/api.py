@@ -22,7 +22,7 @@ from grants.models import AccessRequest
 from grants.selectors import roles_requestable_by
 from portal.access import acting_user
 from portal.http import client_ip
-from portal.responses import service_errors
+from portal.responses import error_detail, service_errors
 
 
 class AccessRequestInput(serializers.Serializer):
@@ -111,7 +111,7 @@ def _decision(request: Request, request_id: int, decide: Callable[[int], AccessR
     except approvals.SelfApprovalRefused as exc:
         return Response({"detail": str(exc)}, status=status.HTTP_403_FORBIDDEN)
     except DjangoValidationError as exc:
-        detail = exc.message_dict if hasattr(exc, "error_dict") else {"detail": exc.messages}
+        detail = error_detail(exc)
         return Response(detail, status=status.HTTP_409_CONFLICT if "detail" in detail else 400)
     return Response(AccessRequestSerializer(decided).data)
 

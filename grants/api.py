@@ -81,24 +81,26 @@ class GrantDetail(RetrieveAPIView):
         return grant_for_user(acting_user(self.request), self.kwargs["grant_id"])
 
 
+# What a mint answers: the AWS CLI's credential_process format (the workload exchange answers the same).
+CREDENTIAL_PROCESS = inline_serializer(
+    "CredentialProcess",
+    {
+        "Version": serializers.IntegerField(),
+        "AccessKeyId": serializers.CharField(),
+        "SecretAccessKey": serializers.CharField(),
+        "SessionToken": serializers.CharField(),
+        "Expiration": serializers.DateTimeField(),
+    },
+)
+
+
 class MintThrottle(UserRateThrottle):
     scope = "mint"
 
 
 @extend_schema(
     request=None,
-    responses={
-        200: inline_serializer(
-            "CredentialProcess",
-            {
-                "Version": serializers.IntegerField(),
-                "AccessKeyId": serializers.CharField(),
-                "SecretAccessKey": serializers.CharField(),
-                "SessionToken": serializers.CharField(),
-                "Expiration": serializers.DateTimeField(),
-            },
-        )
-    },
+    responses={200: CREDENTIAL_PROCESS},
 )
 @api_view(["POST"])
 @throttle_classes([MintThrottle])

@@ -35,6 +35,12 @@ def service_errors(
     return {renames.get(field, field): list(errors) for field, errors in exc.message_dict.items()}
 
 
+def error_detail(exc: ValidationError) -> dict[str, Any]:
+    """A service's ValidationError as an API answer's body: its messages by field, or under `detail` when it is
+    about no field."""
+    return exc.message_dict if hasattr(exc, "error_dict") else {"detail": exc.messages}
+
+
 def add_service_errors(
     form: forms.BaseForm, exc: ValidationError, renames: dict[str, str] | None = None
 ) -> None:

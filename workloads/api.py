@@ -10,7 +10,7 @@ from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import QuerySet
 from django.http import Http404
-from drf_spectacular.utils import extend_schema, inline_serializer
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.decorators import api_view, authentication_classes, permission_classes, throttle_classes
 from rest_framework.exceptions import PermissionDenied, ValidationError
@@ -20,10 +20,12 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.throttling import AnonRateThrottle
 
+from grants.api import CREDENTIAL_PROCESS
 from grants.models import Role
 from portal import aws
 from portal.access import acting_user, actor_of, public, scoped
 from portal.http import client_ip
+from portal.responses import error_detail
 from workloads import exchange, services
 from workloads.models import Workload
 
@@ -79,7 +81,7 @@ def _visible(request: Request) -> QuerySet[Workload]:
 
 
 def _refused(exc: DjangoValidationError) -> ValidationError:
-    return ValidationError(exc.message_dict if hasattr(exc, "error_dict") else {"detail": exc.messages})
+    return ValidationError(error_detail(exc))
 
 
 class WorkloadList(ListCreateAPIView):
@@ -170,18 +172,7 @@ class ExchangeInput(serializers.Serializer):
 
 @extend_schema(
     request=ExchangeInput,
-    responses={
-        200: inline_serializer(
-            "WorkloadCredentials",
-            {
-                "Version": serializers.IntegerField(),
-                "AccessKeyId": serializers.CharField(),
-                "SecretAccessKey": serializers.CharField(),
-                "SessionToken": serializers.CharField(),
-                "Expiration": serializers.DateTimeField(),
-            },
-        )
-    },
+    responses={200: CREDENTIAL_PROCESS},
     auth=[],
 )
 @public  # the CI's token is the credential: no session, no personal token, whoever holds one
