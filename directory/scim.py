@@ -22,6 +22,7 @@ from django_scim import constants, exceptions
 from django_scim.adapters import SCIMGroup, SCIMUser
 
 from directory import patch, services
+from directory.errors import error_document
 from directory.filters import GroupFilter, UserFilter, base_location, directory_of
 from directory.models import DirectoryConnection, DirectoryGroup
 from partners.models import Membership
@@ -40,11 +41,10 @@ _EMAIL = EmailValidator()
 # --- who is asking ----------------------------------------------------------------------------------------------
 
 
-def _error(status: int, detail: str, scim_type: str | None = None) -> HttpResponse:
-    body: dict[str, Any] = {"schemas": [constants.SchemaURI.ERROR], "detail": detail, "status": str(status)}
-    if scim_type:
-        body["scimType"] = scim_type
-    return HttpResponse(json.dumps(body), content_type=constants.SCIM_CONTENT_TYPE, status=status)
+def _error(status: int, detail: str) -> HttpResponse:
+    return HttpResponse(
+        json.dumps(error_document(status, detail)), content_type=constants.SCIM_CONTENT_TYPE, status=status
+    )
 
 
 def connection_for_token(presented: str) -> DirectoryConnection | None:

@@ -19,6 +19,7 @@ from django_scim import constants, exceptions
 from django_scim import views as scim_views
 
 from directory import services
+from directory.errors import error_document
 from partners.models import Partner
 from portal.access import Audience, acting_user, audience, staff_required
 
@@ -101,7 +102,7 @@ def _scim_answer(response: HttpResponse) -> HttpResponse:
     status = response.status_code
     if status >= 400:
         if not isinstance(document, dict) or constants.SchemaURI.ERROR not in document.get("schemas", []):
-            document = {"schemas": [constants.SchemaURI.ERROR], "detail": _DETAILS.get(status, "Refused.")}
+            document = error_document(status, _DETAILS.get(status, "Refused."))
         document["status"] = str(status)
     elif isinstance(document, dict) and document.get("schemas") == [constants.SchemaURI.LIST_RESPONSE]:
         resources = document.get("Resources", [])
