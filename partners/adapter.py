@@ -26,7 +26,7 @@ from django.urls import reverse
 from partners import services
 from partners.federation import Assertion, assertion_from, social_app_for
 from partners.invitations import invitation_in_session
-from partners.models import IdentityProvider, Membership
+from partners.models import IdentityProvider
 from partners.refusals import protocol_refusal
 from partners.selectors import (
     identity_provider_in_request,
@@ -39,6 +39,15 @@ IDP_TEST_KEY = "porte_idp_test"
 IDP_TEST_RESULT_KEY = "porte_idp_test_result"
 # What the IdP asserted about how the person authenticated (used by context checks on requests).
 SIGN_IN_EVIDENCE_KEY = "porte_sign_in"
+
+
+# What a refused known person is told, by the reason the refusal records (services.SignInRefused).
+_REFUSALS = {
+    "email_outside_partner_domains": "The email address your identity provider gave is not in your organisation's "
+    "domains registered with Porte. Ask your organisation's IT team to check your account.",
+    "identity_partner_mismatch": "This identity provider cannot sign in this account.",
+    "user_inactive": "Your Porte account is disabled. Contact your organisation's Porte administrator.",
+}
 
 
 class PorteAccountAdapter(DefaultAccountAdapter):
@@ -183,14 +192,12 @@ class PartnerSocialAccountAdapter(DefaultSocialAccountAdapter):
                 "partner_inactive",
                 "Your organisation's access to Porte is not active. Contact your Porte sponsor.",
             )
-        if idp.partner.enforce_email_domains and not services.email_in_partner_domains(
-            idp.partner, assertion.email
+        if sociallogin.account.pk is None and (
+            idp.partner.enforce_email_domains
+            and not services.email_in_partner_domains(idp.partner, assertion.email)
         ):
-            refuse(
-                "email_outside_partner_domains",
-                "The email address your identity provider gave is not in your organisation's domains "
-                "registered with Porte. Ask your organisation's IT team to check your account.",
-            )
+            # A first sign-in; a known person's is judged with their membership, below.
+            refuse("email_outside_partner_domains", _REFUSALS["email_outside_partner_domains"])
         request.session[SIGN_IN_EVIDENCE_KEY] = {
             "provider_id": provider_id,
             "mfa": assertion.mfa,
@@ -199,26 +206,17 @@ class PartnerSocialAccountAdapter(DefaultSocialAccountAdapter):
         }
         if sociallogin.account.pk is None:
             return  # a first sign-in: allauth's lookup found no account for this (IdP, subject)
-        user = sociallogin.user
-        # With its partner and IdP, which the person's standing reads right after the sign-in.
-        membership = (
-            Membership.objects.select_related("partner", "identity_provider").filter(user_id=user.pk).first()
-        )
-        if membership is not None:
-            user.membership = membership
-        if user.is_staff or membership is None or membership.partner_id != idp.partner_id:
-            refuse("identity_partner_mismatch", "This identity provider cannot sign in this account.")
-        if not user.is_active or not membership.is_active:
-            refuse(
-                "user_inactive",
-                "Your Porte account is disabled. Contact your organisation's Porte administrator.",
+        try:
+            # With its partner and IdP, which the person's standing reads right after the sign-in.
+            sociallogin.user.membership = services.membership_record_sign_in(
+                user=sociallogin.user,
+                identity_provider=idp,
+                groups=None if idp.groups_from_directory else assertion.groups,
+                email=assertion.email,
+                name=assertion.name,
             )
-        services.membership_record_sign_in(
-            membership=membership,
-            groups=None if idp.groups_from_directory else assertion.groups,
-            email=assertion.email,
-            name=assertion.name,
-        )
+        except services.SignInRefused as refused:
+            refuse(refused.reason, _REFUSALS[refused.reason])
 
     def _finish_test_sign_in(
         self, request: HttpRequest, idp: IdentityProvider, assertion: Assertion, contact: str

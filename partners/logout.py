@@ -85,7 +85,10 @@ def federated_session_record(
     *, request: HttpRequest, identity_provider: IdentityProvider, subject: str, sid: str, user: Any
 ) -> None:
     """Note this browser's new session under the IdP's names for it, in one statement (a sign-in's cost counts;
-    partners.tasks.federated_sessions_prune forgets rows past a session's life)."""
+    partners.tasks.federated_sessions_prune forgets rows past a session's life). The session is saved first: a
+    sign-in's new key names a row only once saved (portal.sessions), and the index must not name a key before
+    its row exists."""
+    request.session.save()
     key = request.session.session_key
     if not key:
         return

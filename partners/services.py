@@ -8,6 +8,7 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import Exists, QuerySet
 from django.utils import timezone
 
 from partners import aws_account, idp_validation
@@ -195,23 +196,50 @@ def membership_create_on_first_sign_in(
     return membership
 
 
+class SignInRefused(Exception):
+    """A known person's sign-in that their membership does not allow; `reason` is what the refusal records."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
 @transaction.atomic
 def membership_record_sign_in(
-    *, membership: Membership, groups: list[str] | None, email: str = "", name: str = ""
+    *,
+    user: User,
+    identity_provider: IdentityProvider,
+    groups: list[str] | None,
+    email: str = "",
+    name: str = "",
 ) -> Membership:
-    """A known person signed in again: refresh groups (None: they come from the partner's directory, not from
-    sign-ins) and display attributes (a changed email at the IdP keeps the same Porte user, since identity is the
-    subject)."""
-    membership = (
-        Membership.objects.select_for_update(of=("self",), no_key=True)
-        .select_related("user")
-        .get(pk=membership.pk)
+    """A known person signed in again through `identity_provider`. Their membership is read once, locked, with
+    its partner and IdP, and must allow the sign-in, or SignInRefused is raised with nothing written: the
+    asserted email in the partner's domains (when the partner enforces them), the membership the IdP's partner's,
+    the person not staff, and both user and membership active. Then groups are refreshed (None: they come from
+    the partner's directory, not from sign-ins) and display attributes (a changed email at the IdP keeps the same
+    Porte user, since identity is the subject)."""
+    partner = identity_provider.partner
+    memberships = Membership.objects.select_for_update(of=("self",), no_key=True).select_related(
+        "partner", "identity_provider"
     )
+    if partner.enforce_email_domains:
+        memberships = memberships.annotate(in_domains=Exists(_domains_matching(partner, email)))
+    membership = memberships.filter(user_id=user.pk).first()
+    if partner.enforce_email_domains and not (
+        membership.in_domains  # type: ignore[attr-defined]  # the annotation above
+        if membership is not None
+        else email_in_partner_domains(partner, email)
+    ):
+        raise SignInRefused("email_outside_partner_domains")
+    if user.is_staff or membership is None or membership.partner_id != partner.pk:
+        raise SignInRefused("identity_partner_mismatch")
+    if not user.is_active or not membership.is_active:
+        raise SignInRefused("user_inactive")
     new_groups = membership.groups if groups is None else sorted(set(groups))
     changes: dict[str, Any] = {}
     if new_groups != membership.groups:
         changes["groups"] = new_groups
-    user = membership.user
     if email and email != user.email:
         changes["email"] = email
         user.email = email
@@ -220,6 +248,7 @@ def membership_record_sign_in(
         user.first_name, _, user.last_name = name.partition(" ")
     if renamed or "email" in changes:
         user.save(update_fields=["email", "first_name", "last_name"])
+    membership.user = user
     membership.groups = new_groups
     membership.last_sign_in_at = timezone.now()
     membership.save(update_fields=["groups", "last_sign_in_at"])
@@ -233,9 +262,17 @@ def membership_record_sign_in(
     return membership
 
 
-def email_in_partner_domains(partner: Partner, email: str) -> bool:
+def _domains_matching(partner: Partner, email: str) -> QuerySet[PartnerDomain]:
     domain = email.rpartition("@")[2].lower()
-    return bool(domain) and partner.domains.filter(domain__iexact=domain).exists()
+    return (
+        PartnerDomain.objects.filter(partner_id=partner.pk, domain__iexact=domain)
+        if domain
+        else PartnerDomain.objects.none()
+    )
+
+
+def email_in_partner_domains(partner: Partner, email: str) -> bool:
+    return _domains_matching(partner, email).exists()
 
 
 @transaction.atomic

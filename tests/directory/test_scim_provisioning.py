@@ -202,7 +202,9 @@ def test_groups_come_from_the_directory_and_leaving_one_revokes_what_it_allowed(
     assert idp.groups_from_directory
 
     # A sign-in no longer replaces them with what the assertion said.
-    partner_services.membership_record_sign_in(membership=membership, groups=None, email="bob@acme.example")
+    partner_services.membership_record_sign_in(
+        user=membership.user, identity_provider=idp, groups=None, email="bob@acme.example"
+    )
     assert _membership(bob).groups == ["engineers"]
 
     grant = request_create(

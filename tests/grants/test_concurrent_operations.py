@@ -73,7 +73,10 @@ def _round(acme: World, people: dict[str, User], round_: int) -> list[Callable[[
         lambda: expiry.grants_expire_due(),
         other_member,
         lambda: partner_services.membership_record_sign_in(
-            membership=changing.membership, groups=["engineers", f"round-{round_}"]
+            user=changing,
+            identity_provider=changing.membership.identity_provider,
+            groups=["engineers", f"round-{round_}"],
+            email=changing.email,
         ),
     ]
 
