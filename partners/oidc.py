@@ -43,6 +43,14 @@ class PorteOidcAdapter(OpenIDConnectOAuth2Adapter):
     # The state unstashed by the callback view: it carries the nonce sent with the authorisation request.
     state: dict[str, Any] | None = None
 
+    def get_provider(self) -> Any:
+        # allauth builds the provider (and its app) afresh each time it is asked, a dozen times per sign-in; an
+        # adapter lives for one request.
+        provider = self.__dict__.get("_provider")
+        if provider is None:
+            provider = self._provider = super().get_provider()
+        return provider
+
     @property
     def pinned_issuer(self) -> str:
         return str(self.get_provider().app.settings["issuer"])
