@@ -213,16 +213,14 @@ def membership_record_sign_in(
     email: str = "",
     name: str = "",
 ) -> Membership:
-    """A known person signed in again through `identity_provider`. Their membership is read once, locked, with
-    its partner and IdP, and must allow the sign-in, or SignInRefused is raised with nothing written: the
+    """A known person signed in again through `identity_provider`. Their membership is read once, locked, and
+    must allow the sign-in, or SignInRefused is raised with nothing written: the
     asserted email in the partner's domains (when the partner enforces them), the membership the IdP's partner's,
     the person not staff, and both user and membership active. Then groups are refreshed (None: they come from
     the partner's directory, not from sign-ins) and display attributes (a changed email at the IdP keeps the same
     Porte user, since identity is the subject)."""
     partner = identity_provider.partner
-    memberships = Membership.objects.select_for_update(of=("self",), no_key=True).select_related(
-        "partner", "identity_provider"
-    )
+    memberships = Membership.objects.select_for_update(no_key=True)
     if partner.enforce_email_domains:
         memberships = memberships.annotate(in_domains=Exists(_domains_matching(partner, email)))
     membership = memberships.filter(user_id=user.pk).first()
@@ -236,6 +234,10 @@ def membership_record_sign_in(
         raise SignInRefused("identity_partner_mismatch")
     if not user.is_active or not membership.is_active:
         raise SignInRefused("user_inactive")
+    # The partner and IdP this request already holds, for what reads them next (the person's standing).
+    membership.partner = partner
+    if membership.identity_provider_id == identity_provider.pk:
+        membership.identity_provider = identity_provider
     new_groups = membership.groups if groups is None else sorted(set(groups))
     changes: dict[str, Any] = {}
     if new_groups != membership.groups:

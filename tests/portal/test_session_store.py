@@ -131,13 +131,18 @@ def test_a_new_key_that_is_taken_ends_the_session_instead_of_renaming_it(monkeyp
     assert SessionStore(taken.session_key)["owner"] == "first"  # the other session is untouched
 
 
-def test_a_new_key_inside_a_transaction_is_djangos():
-    store = _alices_session()
-    old_key = store.session_key
+def test_a_taken_new_key_inside_a_transaction_leaves_it_usable(monkeypatch):
+    taken = _alices_session()
+    store = SessionStore()
+    store["owner"] = "second"
+    store.save()
+    monkeypatch.setattr(SessionStore, "_get_new_session_key", lambda self: taken.session_key)
     with transaction.atomic():
         store.cycle_key()
-        assert Session.objects.filter(session_key=store.session_key).exists()
-    assert not Session.objects.filter(session_key=old_key).exists()
+        with pytest.raises(UpdateError):
+            store.save()
+        assert Session.objects.count() == 2  # the transaction still answers
+    assert SessionStore(taken.session_key)["who"] == "alice"
 
 
 def test_a_write_that_changes_nothing_is_not_sent():
