@@ -409,9 +409,12 @@ class BenchEnv:
     def worker_output(self) -> str:
         return self.worker.output() if self.worker else "(no worker)"
 
-    def start_web(self, *, workers: int = 2, threads: int = 4) -> ChildProcess:
+    def start_web(
+        self, *, workers: int = 2, threads: int = 4, access_log: Path | None = None
+    ) -> ChildProcess:
         """Start gunicorn (gthread worker) serving portal.wsgi at `web_url` and wait until /health/ answers 200.
-        Needs `BenchEnv(..., web=True)`."""
+        Needs `BenchEnv(..., web=True)`. With `access_log`, gunicorn writes one line per request there: method,
+        path, status and the time it spent on the request in microseconds (its %(D)s)."""
         if not self.web_url:
             raise BenchError("start_web() needs BenchEnv(..., web=True)")
         cmd = [
@@ -431,6 +434,8 @@ class BenchEnv:
             "--worker-tmp-dir",
             str(self.tmp),
         ]
+        if access_log is not None:
+            cmd += ["--access-logfile", str(access_log), "--access-logformat", "%(m)s %(U)s %(s)s %(D)s"]
         self.web_desc = f"gunicorn -w {workers} --threads {threads} at {self.web_url}"
         web = self.web = ChildProcess("web", cmd, dict(os.environ), self.tmp / "web.log")
 
