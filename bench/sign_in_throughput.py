@@ -143,6 +143,15 @@ class SignIn:
         return sum(h.seconds for h in self.hops if h.side == side)
 
 
+def settled_size(access_log: Any) -> int:
+    """The access log's size once gunicorn has stopped adding to it (earlier requests are logged just after they
+    are answered)."""
+    size = -1
+    while size != (size := access_log.stat().st_size):
+        time.sleep(0.05)
+    return size
+
+
 def served_requests(access_log: Any, start: int, count: int) -> list[tuple[str, float]]:
     """gunicorn's access log from `start` on, once it holds `count` lines (gunicorn logs a request just after
     answering it): (method and path, its time on the request in seconds) per line."""
@@ -275,7 +284,7 @@ class Bench:
         for start in range(0, len(persons), chunk):
             part = persons[start : start + chunk]
             for kind in kinds:
-                start = self.access_log.stat().st_size
+                start = settled_size(self.access_log)
                 done, seconds = self.sequential(part) if threads == 1 else self.concurrent(part, threads)
                 results[kind] += done
                 wall[kind] += seconds
