@@ -1,9 +1,9 @@
 """Porte's session store: Django's database sessions, without the round trips a one-row write does not need.
 
 A sign-in writes its session three times here (allauth's state, its consumption, the signed-in session under its
-new key), five with Django's store; a page at most once. Django's store wraps each one-statement write in a transaction (BEGIN and COMMIT around
-it), looks a new key up before inserting it, reads a row before deleting it, and gives a signed-in session its
-new key by inserting a copy and deleting the original. Here:
+new key), five with Django's store; a page at most once. Django's store wraps each one-statement write in a
+transaction (BEGIN and COMMIT around it), looks a new key up before inserting it, reads a row before deleting it,
+and gives a signed-in session its new key by inserting a copy and deleting the original. Here:
 - a write outside a transaction is its one statement (a statement is atomic on its own); inside one (a view
   under `transaction.atomic`), under a savepoint, as Django's, so a clash cannot break the caller's transaction;
 - a new key is inserted at once: the primary key refuses the practically impossible duplicate, and `create()`
