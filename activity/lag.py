@@ -13,6 +13,7 @@ from django.utils import timezone
 from activity import progress
 from activity.access import activity_visible_to
 from activity.models import ActivityEvent
+from activity.selectors import newest_first
 from portal.access import actor_of
 from portal.models import User
 
@@ -56,7 +57,7 @@ def ingestion_lag(*, viewer: User | AnonymousUser | None = None, now: datetime |
     # An anonymous viewer is ANONYMOUS, who sees nothing.
     actor = actor_of(viewer) if viewer is not None else None
     events = activity_visible_to(viewer) if viewer is not None else ActivityEvent.objects.all()
-    newest = events.order_by("-hour", "-event_time").values_list("event_time", flat=True).first()
+    newest = events.order_by(*newest_first(events)).values_list("event_time", flat=True).first()
     stalled = sum(
         1
         for status in progress.prefix_statuses(now=now, stalled_only=True)

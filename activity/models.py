@@ -188,8 +188,7 @@ class ActivityEvent(models.Model):
         db_table = "activity_event"
         ordering = ["-hour", "-event_time", "-event_id"]
         indexes = [
-            # All activity, for staff.
-            models.Index(fields=["hour"], name="activity_event_hour_idx"),
+            # All activity, for staff, is read through the key (activity/selectors.py: newest_first).
             models.Index(fields=["partner", "hour"], name="activity_event_partner_idx"),
             # Partial: events of other principals carry no person and stay out of it. A grant's events are read
             # through their holder's, over the grant's time (selectors.grant_events): an index per grant would cost
