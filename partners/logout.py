@@ -8,6 +8,9 @@ and stay), in whichever browser they are:
   like an ID token.
 - SAML: the IdP sends a LogoutRequest through the browser to `/accounts/saml/<slug>/sls/` (see `saml_single_logout`
   below); the browser need not carry Porte's cookie, which a SameSite=Lax cookie often is not.
+A logout that comes while a sign-in of the same IdP session (its `sid` or SessionIndex) is still completing ends
+that sign-in as well: the logout marks the session id before it looks for Porte's sessions, and a sign-in looks for
+the mark after noting its session, so one of the two sees the other.
 
 The token is refused unless all of these hold (OIDC Back-Channel Logout 1.0 §2.6): signed by a key of the IdP's
 JWKS with an allowed algorithm, `typ` (if any) `logout+jwt`, `iss` the onboarded issuer, `aud` Porte's client id,
@@ -72,6 +75,8 @@ LOGOUT_TOKEN_MAX_AGE = 300
 CLOCK_SKEW = 30
 MAX_TOKEN_BYTES = 16 * 1024
 IDP_LOGOUT_URL_SECONDS = 3600
+# How long an IdP session id the IdP logged out is remembered: far longer than a sign-in takes to complete.
+LOGGED_OUT_SID_SECONDS = 3600
 
 
 class LogoutRefused(idp_metadata.TokenRefused):
@@ -102,6 +107,18 @@ def federated_session_record(
             " sid = EXCLUDED.sid, user_id = EXCLUDED.user_id, created_at = EXCLUDED.created_at",
             [identity_provider.pk, subject[:255], sid[:255], key, user.pk, timezone.now()],
         )
+    # A logout of this IdP session that came while this sign-in was completing: it marks the sid before it looks
+    # for sessions, and this looks for the mark after noting the session, so one of the two always sees the other.
+    if sid and cache.get(_logged_out(identity_provider, sid)) is not None:
+        with transaction.atomic():
+            FederatedSession.objects.filter(session_key=key).delete()
+            audit_record(
+                action="session.idp_logout",
+                obj=user,
+                partner_id=identity_provider.partner_id,
+                data={"how": "during_sign_in", "sessions_ended": 1, "by_sid": True},
+            )
+        request.session.flush()
 
 
 def signed_in(sender: Any, request: HttpRequest, user: Any, **kwargs: Any) -> None:
@@ -137,7 +154,10 @@ def federated_sessions_end(
     *, identity_provider: IdentityProvider, subject: str | None, sid: str | None, how: str
 ) -> int:
     """End the Porte sessions the IdP's logout names: by `sid` when it gives one (and the subject, if also
-    given, must match), else every session of the subject. Returns how many ended."""
+    given, must match), else every session of the subject. Returns how many ended. A sid is remembered for a
+    while (`federated_session_record`: a sign-in of it still completing ends too)."""
+    if sid:
+        cache.set(_logged_out(identity_provider, sid), 1, timeout=LOGGED_OUT_SID_SECONDS)
     rows = FederatedSession.objects.filter(identity_provider=identity_provider)
     rows = rows.filter(sid=sid) if sid else rows.filter(subject=subject)
     if sid and subject:
@@ -157,6 +177,10 @@ def federated_sessions_end(
             data={"how": how, "sessions_ended": count, "by_sid": bool(sid)},
         )
     return len(keys)
+
+
+def _logged_out(identity_provider: IdentityProvider, sid: str) -> str:
+    return f"porte:idp-logout:{identity_provider.pk}:{hashlib.sha256(sid.encode()).hexdigest()[:32]}"
 
 
 @transaction.atomic

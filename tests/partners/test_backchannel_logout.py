@@ -200,3 +200,36 @@ def test_an_unknown_or_saml_provider_has_no_back_channel(acme: World, keys: Any)
         "check": "identity_provider",
     }
     assert Client().get("/accounts/oidc/acme/backchannel-logout/").status_code == 405
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_logout_that_comes_while_its_sign_in_completes_ends_that_sign_in(acme: World) -> None:
+    from django.test import RequestFactory
+
+    from partners.logout import federated_session_record, federated_sessions_end
+    from portal.sessions import SessionStore
+
+    idp = acme.partner.identity_providers.get()
+    alice = make_member(acme.partner, "acme.acme-0001")
+    # The IdP's logout is handled first and finds no session of that sid yet: the sign-in is still completing.
+    assert (
+        federated_sessions_end(identity_provider=idp, subject=None, sid="sid-9", how="oidc_backchannel") == 0
+    )
+    request = RequestFactory().get("/accounts/oidc/acme/login/callback/")
+    request.session = SessionStore()
+    request.session["_auth_user_id"] = str(alice.pk)
+    federated_session_record(
+        request=request, identity_provider=idp, subject="acme-0001", sid="sid-9", user=alice
+    )
+    assert request.session.session_key is None and not request.session.items()
+    assert not FederatedSession.objects.exists()
+    ended = AuditEvent.objects.filter(action="session.idp_logout").order_by("pk").last()
+    assert ended is not None and ended.object_id == str(alice.pk) and ended.data["how"] == "during_sign_in"
+    # Another IdP session of the same person signs in as usual.
+    request.session = SessionStore()
+    request.session["_auth_user_id"] = str(alice.pk)
+    federated_session_record(
+        request=request, identity_provider=idp, subject="acme-0001", sid="sid-10", user=alice
+    )
+    assert FederatedSession.objects.get().session_key == request.session.session_key
+    assert SessionStore(request.session.session_key).get("_auth_user_id") == str(alice.pk)
