@@ -213,12 +213,11 @@ def membership_record_sign_in(
     email: str = "",
     name: str = "",
 ) -> Membership:
-    """A known person signed in again through `identity_provider`. Their membership is read once, locked, and
-    must allow the sign-in, or SignInRefused is raised with nothing written: the
-    asserted email in the partner's domains (when the partner enforces them), the membership the IdP's partner's,
-    the person not staff, and both user and membership active. Then groups are refreshed (None: they come from
-    the partner's directory, not from sign-ins) and display attributes (a changed email at the IdP keeps the same
-    Porte user, since identity is the subject)."""
+    """A known person signed in again through `identity_provider`. Their membership is read once, locked, and must
+    allow the sign-in, or SignInRefused is raised with nothing written: the asserted email in the partner's domains
+    (when the partner enforces them), the membership the IdP's partner's, the person not staff, and both user and
+    membership active. Then groups are refreshed (None: they come from the partner's directory, not from sign-ins)
+    and display attributes (a changed email at the IdP keeps the same Porte user, since identity is the subject)."""
     partner = identity_provider.partner
     memberships = Membership.objects.select_for_update(no_key=True)
     if partner.enforce_email_domains:
