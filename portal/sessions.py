@@ -26,6 +26,7 @@ from contextlib import nullcontext
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from asgiref.sync import sync_to_async
 from django.contrib.sessions.backends.base import VALID_KEY_CHARS, CreateError, UpdateError
 from django.contrib.sessions.backends.db import SessionStore as DatabaseSessionStore
 from django.db import IntegrityError, connections, router, transaction
@@ -151,6 +152,20 @@ class SessionStore(DatabaseSessionStore):
         with savepoint, connection.cursor() as cursor:
             cursor.execute(sql.format(table=self._table(connection)), values)
             return int(cursor.rowcount)
+
+    # Django's async variants of the same operations (no Porte view is async): this store's, in a thread, so that a
+    # session reads and writes one way whichever is called.
+    async def aload(self) -> dict[str, Any]:
+        return await sync_to_async(self.load)()
+
+    async def asave(self, must_create: bool = False) -> None:
+        await sync_to_async(self.save)(must_create)
+
+    async def acycle_key(self) -> None:
+        await sync_to_async(self.cycle_key)()
+
+    async def adelete(self, session_key: str | None = None) -> None:
+        await sync_to_async(self.delete)(session_key)
 
     def _table(self, connection: Any) -> str:
         return str(connection.ops.quote_name(self.model._meta.db_table))

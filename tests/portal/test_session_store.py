@@ -172,3 +172,22 @@ def test_an_unchanged_session_is_still_written_when_its_expiry_moves(monkeypatch
         store.save()
     assert _statements(refreshed) == ["UPDATE"]
     assert Session.objects.get().expire_date == later > before
+
+
+def test_the_async_variants_read_and_write_the_same_way():
+    import asyncio
+
+    store = _alices_session()
+    old_key = store.session_key
+
+    async def sign_in() -> None:
+        await store.acycle_key()
+        await store.aset("signed_in", True)
+        await store.asave()
+
+    asyncio.run(sign_in())
+    assert store.session_key != old_key
+    assert Session.objects.count() == 1  # re-keyed in place, not copied
+    assert asyncio.run(SessionStore(store.session_key).aload()) == {"who": "alice", "signed_in": True}
+    asyncio.run(store.adelete())
+    assert not Session.objects.exists()
