@@ -177,6 +177,9 @@ def test_an_unchanged_session_is_still_written_when_its_expiry_moves(monkeypatch
 def test_the_async_variants_read_and_write_the_same_way():
     import asyncio
 
+    from asgiref.sync import sync_to_async
+    from django.db import connections
+
     store = _alices_session()
     old_key = store.session_key
 
@@ -191,3 +194,5 @@ def test_the_async_variants_read_and_write_the_same_way():
     assert asyncio.run(SessionStore(store.session_key).aload()) == {"who": "alice", "signed_in": True}
     asyncio.run(store.adelete())
     assert not Session.objects.exists()
+    # The async variants ran in asgiref's thread: its database connection closes there, as a request's would.
+    asyncio.run(sync_to_async(connections.close_all)())
