@@ -36,8 +36,11 @@ class MalformedLog(ValueError):
 
 
 def gunzip(chunks: Iterable[bytes], *, limit: int = MAX_DECOMPRESSED_BYTES) -> bytes:
-    """Decompress a gzip stream chunk by chunk (several members allowed); refuse a truncated or oversized one."""
-    out = bytearray()
+    """Decompress a gzip stream chunk by chunk (several members allowed); refuse a truncated or oversized one. The
+    pieces are joined once at the end (none to join for a file read in one chunk): a log file is megabytes, and
+    every copy of it counts per event."""
+    pieces: list[bytes] = []
+    size = 0
     decompressor = zlib.decompressobj(wbits=31)
     received = 0
     in_member = False
@@ -47,9 +50,12 @@ def gunzip(chunks: Iterable[bytes], *, limit: int = MAX_DECOMPRESSED_BYTES) -> b
             while chunk:
                 in_member = True
                 # Bounded output per call, so a small "gzip bomb" chunk cannot balloon before the check.
-                out += decompressor.decompress(chunk, limit + 1 - len(out))
-                if len(out) > limit:
+                piece = decompressor.decompress(chunk, limit + 1 - size)
+                size += len(piece)
+                if size > limit:
                     raise MalformedLog(f"decompresses to more than {limit // (1024 * 1024)} MB")
+                if piece:
+                    pieces.append(piece)
                 if not decompressor.eof:
                     chunk = decompressor.unconsumed_tail
                     continue
@@ -63,7 +69,7 @@ def gunzip(chunks: Iterable[bytes], *, limit: int = MAX_DECOMPRESSED_BYTES) -> b
         raise MalformedLog("empty object")
     if in_member:
         raise MalformedLog(f"truncated gzip file: the stream ends early (after {received} bytes)")
-    return bytes(out)
+    return pieces[0] if len(pieces) == 1 else b"".join(pieces)
 
 
 class Refusal(NamedTuple):

@@ -282,3 +282,25 @@ def test_a_field_of_an_unexpected_type_costs_the_file_its_fast_reading_only(
     )  # no NUL reaches the database
     assert texts[column["access_key_id"]] == "42"
     assert (region[column["aws_region"]], region[column["user_agent"]]) == ("7", "")
+
+
+def test_gunzip_reads_chunks_and_members_and_refuses_what_is_not_a_whole_gzip_stream() -> None:
+    import gzip
+
+    from activity.records import gunzip
+
+    body = json.dumps({"Records": [{"eventID": str(i)} for i in range(2000)]}).encode()
+    packed = gzip.compress(body)
+    assert gunzip([packed]) == body
+    assert gunzip(packed[i : i + 7] for i in range(0, len(packed), 7)) == body  # tiny chunks
+    assert gunzip([packed + gzip.compress(b"more")]) == body + b"more"  # two members, as gzip allows
+    refusals = {
+        "more than 0 MB": lambda: gunzip([packed], limit=len(body) - 1),
+        "truncated": lambda: gunzip([packed[:-10]]),
+        "empty object": lambda: gunzip([]),
+        "not a valid gzip file": lambda: gunzip([b"plain text, not gzip"]),
+    }
+    for reason, read in refusals.items():
+        with pytest.raises(MalformedLog, match=reason):
+            read()
+    assert gunzip([packed], limit=len(body)) == body  # exactly the limit is allowed
