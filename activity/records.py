@@ -19,7 +19,7 @@ import re
 import uuid
 import zlib
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 import msgspec
@@ -27,6 +27,8 @@ import orjson
 
 # A CloudTrail log file is a few MB at most once decompressed; far more is a broken or hostile object.
 MAX_DECOMPRESSED_BYTES = 512 * 1024 * 1024
+# The event times stored: CloudTrail's are recent, and anything far outside cannot be read back (see event_time).
+EVENT_TIMES = (datetime(1970, 1, 1, tzinfo=UTC), datetime(9000, 1, 1, tzinfo=UTC))
 # Namespace for the rare eventID that is not a GUID (the stored id is then uuid5 of it; the record keeps it).
 _EVENT_ID_NAMESPACE = uuid.UUID("6f1d3c52-5d0c-4a8e-9a43-0c6b3e7a1f20")
 
@@ -324,11 +326,21 @@ def event_uuid(event_id: str) -> str:
 
 
 def event_time(value: str) -> datetime:
-    """The eventTime of a record. Raises MalformedLog (the reason its record is refused)."""
+    """The eventTime of a record. Raises MalformedLog (the reason its record is refused), also for a time outside
+    EVENT_TIMES: PostgreSQL would store it, but Python could not read it back (a year 0 or 10000 in UTC, from a
+    far offset), and each page showing it, the lag banner's newest event first, would fail."""
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError:
         raise MalformedLog(f"eventTime {value[:40]!r} is not an ISO 8601 time") from None
     if parsed.tzinfo is None:
         raise MalformedLog(f"eventTime {value[:40]!r} has no time zone")
+    try:
+        in_range = EVENT_TIMES[0] <= parsed.astimezone(UTC) < EVENT_TIMES[1]
+    except OverflowError:
+        in_range = False
+    if not in_range:
+        raise MalformedLog(
+            f"eventTime {value[:40]!r} is not between {EVENT_TIMES[0].year} and {EVENT_TIMES[1].year - 1}"
+        )
     return parsed

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from datetime import timedelta
 from typing import Any
 
 import orjson
@@ -18,6 +19,7 @@ import pytest
 from activity import records as records_module
 from activity.attribution import COLUMNS, read_facts
 from activity.records import (
+    EVENT_TIMES,
     REFUSALS_SHOWN,
     MalformedLog,
     Refusal,
@@ -137,6 +139,10 @@ def test_each_record_that_is_not_one_is_refused_and_the_others_read_in_order() -
         _record(eventTime="2024-05-01T12:00:00"),
         _record(eventID=42),
         _record(eventTime="2024-05-01T12:00:01+02:00"),
+        # PostgreSQL stores these; Python cannot read them back (year 0 and 10000 in UTC), nor is 1969 CloudTrail's.
+        _record(eventTime="0001-01-01T00:00:00+01:00"),
+        _record(eventTime="9999-12-31T23:59:59-14:00"),
+        _record(eventTime="1969-12-31T23:59:59Z"),
     ]
 
     facts, refused = read_facts(from_objects(records), path_account="123456789012")
@@ -154,6 +160,9 @@ def test_each_record_that_is_not_one_is_refused_and_the_others_read_in_order() -
         Refusal(5, "eventTime 'nope' is not an ISO 8601 time"),
         Refusal(6, "eventTime '2024-05-01T12:00:00' has no time zone"),
         Refusal(7, "no eventID or eventTime"),
+        Refusal(9, "eventTime '0001-01-01T00:00:00+01:00' is not between 1970 and 8999"),
+        Refusal(10, "eventTime '9999-12-31T23:59:59-14:00' is not between 1970 and 8999"),
+        Refusal(11, "eventTime '1969-12-31T23:59:59Z' is not between 1970 and 8999"),
     ]
     assert [f[EVENT_ID] for f in facts] == [records[0]["eventID"], records[8]["eventID"]]
     # The same records, all good: the fast path, nothing refused.
@@ -169,6 +178,17 @@ def test_the_refusals_name_the_first_few_and_count_the_rest() -> None:
     assert refusals_text(refused[:1]) == "record 3: no eventID or eventTime"
     with pytest.raises(MalformedLog, match="is not an ISO 8601 time"):
         event_time("yesterday")
+
+
+def test_event_times_are_stored_only_where_they_can_be_read_back() -> None:
+    earliest, end = EVENT_TIMES
+    assert event_time("1970-01-01T00:00:00Z") == earliest
+    assert event_time("8999-12-31T23:59:59.999999Z") == end - timedelta(microseconds=1)
+    # Read as UTC: an offset moves a time across either end.
+    assert event_time("1970-01-01T00:30:00+00:30") == earliest
+    for value in ("9000-01-01T00:00:00Z", "1970-01-01T00:29:59+00:30", "0001-01-01T00:00:00+00:01"):
+        with pytest.raises(MalformedLog, match="is not between 1970 and 8999"):
+            event_time(value)
 
 
 # --- the two ways of reading agree --------------------------------------------------------------------------------
