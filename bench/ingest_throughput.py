@@ -341,10 +341,9 @@ def _reset_activity() -> None:
 
     from activity.models import ActivityEvent, TrailCursor, TrailFile
 
-    with connection.cursor() as cursor:
-        cursor.execute(f"TRUNCATE {ActivityEvent._meta.db_table}, {TrailFile._meta.db_table}")
     TrailCursor.objects.all().delete()
     with connection.cursor() as cursor:
+        cursor.execute(f"TRUNCATE {ActivityEvent._meta.db_table}, {TrailFile._meta.db_table}")
         # The previous run's pages written out now, not by the checkpointer during the next timed run.
         cursor.execute("CHECKPOINT")
 
@@ -402,7 +401,11 @@ def measure(env: BenchEnv, args: Any) -> int:
     cpu = _Cpu()
     started = time.perf_counter()
     accounts = scope.accounts_in_scope()
-    report = ingest(local, accounts=accounts, max_objects=args.files + 10, lookback=timedelta(minutes=30))
+
+    def ingest_local(max_objects: int = args.files + 10) -> Any:
+        return ingest(local, accounts=accounts, max_objects=max_objects, lookback=timedelta(minutes=30))
+
+    report = ingest_local()
     local_s = time.perf_counter() - started
     local_cpu, local_cpu_us = cpu.per_event(total)
     rows = ActivityEvent.objects.count()
@@ -487,9 +490,7 @@ def measure(env: BenchEnv, args: Any) -> int:
         show_outside(shown)
         _reset_activity()
         cpu = _Cpu()
-        report = ingest(
-            local, accounts=scope.accounts_in_scope(), max_objects=org_files, lookback=timedelta(minutes=30)
-        )
+        report = ingest_local(org_files)
         own, backend = cpu.seconds()
         return own + (backend or 0.0), report
 
@@ -513,7 +514,7 @@ def measure(env: BenchEnv, args: Any) -> int:
     if args.no_s3:
         # The table as step 2 left it (every file kept), for the replay.
         _reset_activity()
-        ingest(local, accounts=accounts, max_objects=args.files + 10, lookback=timedelta(minutes=30))
+        ingest_local()
     else:
         _reset_activity()
         with _S3Calls() as calls:
@@ -532,7 +533,7 @@ def measure(env: BenchEnv, args: Any) -> int:
 
     TrailCursor.objects.all().delete()
     started = time.perf_counter()
-    replay = ingest(local, accounts=accounts, max_objects=args.files + 10, lookback=timedelta(minutes=30))
+    replay = ingest_local()
     replay_s = time.perf_counter() - started
     final = ActivityEvent.objects.count()
     print(
